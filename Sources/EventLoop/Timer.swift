@@ -1,0 +1,56 @@
+internal import CLibevent
+import Glibc
+
+/// A one-shot timer on a loop. While armed it keeps itself alive, so a caller may drop it after
+/// `schedule`; `cancel()` disarms it and releases that hold. Loop thread only.
+public final class Timer {
+    private let event: OpaquePointer
+    private var action: (() -> Void)?
+    private var armedHold: Unmanaged<Timer>?
+
+    /// Schedules `action` to run once after `milliseconds`.
+    @discardableResult
+    public static func schedule(on loop: Loop, after milliseconds: Int, _ action: @escaping () -> Void) throws -> Timer {
+        let timer = try Timer(loop: loop)
+        timer.arm(milliseconds: milliseconds, action)
+        return timer
+    }
+
+    public init(loop: Loop) throws {
+        guard let event = event_new(loop.base, -1, 0, { _, _, arg in
+            guard let arg else { return }
+            Unmanaged<Timer>.fromOpaque(arg).takeUnretainedValue().fire()
+        }, nil) else { throw EventLoopError("event_new(timer)") }
+        self.event = event
+        // The callback argument can only name `self` once it exists; the event is not armed yet.
+        event_assign(event, loop.base, -1, 0, event_get_callback(event), Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit { event_free(event) }
+
+    public var isArmed: Bool { armedHold != nil }
+
+    /// (Re)arms the timer; a pending run is replaced.
+    public func arm(milliseconds: Int, _ action: @escaping () -> Void) {
+        self.action = action
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        event_add(event, &tv)
+        if armedHold == nil { armedHold = Unmanaged.passRetained(self) }
+    }
+
+    public func cancel() {
+        event_del(event)
+        action = nil
+        armedHold?.release()
+        armedHold = nil
+    }
+
+    private func fire() {
+        let action = self.action
+        self.action = nil
+        let hold = armedHold
+        armedHold = nil
+        action?()
+        hold?.release()
+    }
+}

@@ -1,0 +1,107 @@
+internal import CLibevent
+import EventLoop
+import Glibc
+import Logging
+
+public struct HTTP2ServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ call: String, code: Int? = nil) {
+        description = code.map { "\(call) failed (\($0))" } ?? "\(call) failed"
+    }
+}
+
+/// The HTTP/2 (h2c, prior knowledge) server of one loop: its own SO_REUSEPORT listener and its
+/// connections. Create, use and drop it on the loop's thread.
+public final class HTTP2Server {
+    let loop: Loop
+    let configuration: HTTP2ServerConfiguration
+    let handler: HTTPHandler
+    let logger: Logger
+    let callbacks: Nghttp2Callbacks
+    private var listener: OpaquePointer?
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var onDrained: (() -> Void)?
+    /// The port actually bound (useful when the configuration asked for port 0).
+    public let port: Int
+
+    public init(loop: Loop, configuration: HTTP2ServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
+        self.loop = loop
+        self.configuration = configuration
+        self.handler = handler
+        self.logger = logger
+        callbacks = try Nghttp2Callbacks(configuration: configuration)
+
+        var address = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let parsed = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { evutil_parse_sockaddr_port(configuration.listen, $0, &length) }
+        }
+        guard parsed == 0 else { throw HTTP2ServerError("parsing listen address \"\(configuration.listen)\"") }
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
+        let listener = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                evconnlistener_new_bind(loop.base, { _, fd, _, _, arg in
+                    guard let arg else { close(fd); return }
+                    Unmanaged<HTTP2Server>.fromOpaque(arg).takeUnretainedValue().accept(fd)
+                }, nil, flags, 1024, $0, length)
+            }
+        }
+        guard let listener else {
+            throw HTTP2ServerError("listening on \(configuration.listen): \(String(cString: strerror(errno)))")
+        }
+        self.listener = listener
+        var bound = sockaddr_storage()
+        var boundLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(evconnlistener_get_fd(listener), $0, &boundLength) }
+        }
+        port = Int(bound.ss_family == sa_family_t(AF_INET6)
+            ? withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+            : withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } })
+        // The accept callback's argument can only name `self` now that it exists.
+        evconnlistener_set_cb(listener, { _, fd, _, _, arg in
+            guard let arg else { close(fd); return }
+            Unmanaged<HTTP2Server>.fromOpaque(arg).takeUnretainedValue().accept(fd)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        if let listener { evconnlistener_free(listener) }
+        for connection in connections.values { connection.close() }
+    }
+
+    public var connectionCount: Int { connections.count }
+
+    private func accept(_ fd: Int32) {
+        do {
+            let connection = try ServerConnection(server: self, fd: fd)
+            connections[ObjectIdentifier(connection)] = connection
+            connection.flush()
+        } catch {
+            logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func connectionClosed(_ connection: ServerConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+        if connections.isEmpty, listener == nil, let onDrained {
+            self.onDrained = nil
+            onDrained()
+        }
+    }
+
+    /// Graceful stop: no new connections, GOAWAY to every open one; `onDrained` runs once every
+    /// connection has finished its in-flight streams and closed.
+    public func drain(onDrained: @escaping () -> Void) {
+        if let listener { evconnlistener_free(listener) }
+        listener = nil
+        guard !connections.isEmpty else { return onDrained() }
+        self.onDrained = onDrained
+        for connection in Array(connections.values) { connection.goAway() }
+    }
+
+    /// Hard stop after the drain deadline: closes whatever is still open.
+    public func closeAll() {
+        for connection in Array(connections.values) { connection.close() }
+    }
+}

@@ -1,0 +1,93 @@
+internal import CNghttp2
+
+/// The callback table and session options shared by every connection of one server. Each C
+/// callback only recovers the connection from `user_data`, calls one method, and maps the result.
+final class Nghttp2Callbacks {
+    let pointer: OpaquePointer
+    let options: OpaquePointer
+    let readBody: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
+        guard let userData, let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        return connection(userData).readBody(streamID: streamID, into: buffer, capacity: length, flags: flags)
+    }
+
+    init(configuration: HTTP2ServerConfiguration) throws {
+        var callbacks: OpaquePointer?
+        var rv = nghttp2_session_callbacks_new(&callbacks)
+        guard rv == 0, let callbacks else { throw HTTP2ServerError("nghttp2_session_callbacks_new", code: Int(rv)) }
+        var options: OpaquePointer?
+        rv = nghttp2_option_new(&options)
+        guard rv == 0, let options else {
+            nghttp2_session_callbacks_del(callbacks)
+            throw HTTP2ServerError("nghttp2_option_new", code: Int(rv))
+        }
+        pointer = callbacks
+        self.options = options
+
+        nghttp2_option_set_stream_reset_rate_limit(options, configuration.streamResetBurst, configuration.streamResetRatePerSecond)
+        nghttp2_option_set_max_continuations(options, configuration.maxContinuations)
+        nghttp2_option_set_max_settings(options, 32)
+        nghttp2_option_set_max_outbound_ack(options, 1000)
+        // Closed streams are kept only for priority bookkeeping we do not use.
+        nghttp2_option_set_no_closed_streams(options, 1)
+
+        nghttp2_session_callbacks_set_send_callback(callbacks) { _, data, length, _, userData in
+            guard let userData, let data else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+            return connection(userData).send(data, length)
+        }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            guard let userData, let frame else { return 0 }
+            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                connection(userData).beginHeaders(streamID: frame.pointee.hd.stream_id)
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
+            guard let userData, let frame, let name, let value else { return 0 }
+            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                connection(userData).header(streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength,
+                                            value: value, valueLength: valueLength)
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            guard let userData, let frame else { return 0 }
+            let connection = connection(userData)
+            let header = frame.pointee.hd
+            let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            switch Int(header.type) {
+            case Int(NGHTTP2_HEADERS.rawValue) where frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST:
+                connection.headersComplete(streamID: header.stream_id, endStream: endStream)
+            case Int(NGHTTP2_DATA.rawValue) where endStream:
+                connection.dataComplete(streamID: header.stream_id)
+            case Int(NGHTTP2_RST_STREAM.rawValue):
+                return connection.glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+            default:
+                break
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, _, _, userData in
+            guard let userData else { return 0 }
+            return connection(userData).glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
+            guard let userData, let data else { return 0 }
+            connection(userData).dataChunk(streamID: streamID, data: data, length: length)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
+            guard let userData else { return 0 }
+            connection(userData).streamClosed(streamID: streamID)
+            return 0
+        }
+    }
+
+    deinit {
+        nghttp2_option_del(options)
+        nghttp2_session_callbacks_del(pointer)
+    }
+}
+
+private func connection(_ userData: UnsafeMutableRawPointer) -> ServerConnection {
+    Unmanaged<ServerConnection>.fromOpaque(userData).takeUnretainedValue()
+}

@@ -1,0 +1,32 @@
+/// Answers one request. Held by the application while its work is in flight; when the peer
+/// resets the stream or the connection goes away first, `isCancelled` turns true, `onCancel`
+/// runs once, and a late `respond` is dropped. Loop thread only.
+public final class Responder {
+    private weak var connection: ServerConnection?
+    let streamID: Int32
+    public private(set) var isCancelled = false
+    public private(set) var hasResponded = false
+    /// Runs once if the stream ends before a response was given (client reset, connection lost).
+    public var onCancel: (() -> Void)?
+
+    init(connection: ServerConnection, streamID: Int32) {
+        self.connection = connection
+        self.streamID = streamID
+    }
+
+    /// Sends the response; ignored after a first response or after cancellation.
+    public func respond(_ response: HTTPResponse) {
+        guard !hasResponded, !isCancelled else { return }
+        hasResponded = true
+        onCancel = nil
+        connection?.submit(response, streamID: streamID)
+    }
+
+    func cancel() {
+        guard !hasResponded, !isCancelled else { return }
+        isCancelled = true
+        let action = onCancel
+        onCancel = nil
+        action?()
+    }
+}

@@ -1,0 +1,310 @@
+internal import CLibevent
+internal import CNghttp2
+import EventLoop
+import Glibc
+import Logging
+
+/// One accepted HTTP/2 connection: owns its bufferevent and its `nghttp2_session` and frees both
+/// on one path (`close`). Structure follows nghttp2's examples/libevent-server.c (v1.52.0).
+final class ServerConnection {
+    private let server: HTTP2Server
+    private var bufferEvent: OpaquePointer?
+    private var session: OpaquePointer?
+    private var streams: [Int32: ServerStream] = [:]
+    private var glitches = 0
+    /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
+    private var inSession = false
+    private var sendWanted = false
+    private(set) var isClosed = false
+
+    var logger: Logger { server.logger }
+    var handler: HTTPHandler { server.handler }
+    var limits: HTTP2ServerConfiguration { server.configuration }
+
+    init(server: HTTP2Server, fd: Int32) throws {
+        self.server = server
+        guard let bev = bufferevent_socket_new(server.loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
+            Glibc.close(fd)
+            throw HTTP2ServerError("bufferevent_socket_new")
+        }
+        bufferEvent = bev
+        var nodelay: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size))
+
+        var session: OpaquePointer?
+        let rv = nghttp2_session_server_new2(&session, server.callbacks.pointer, Unmanaged.passUnretained(self).toOpaque(), server.callbacks.options)
+        guard rv == 0, let session else {
+            bufferevent_free(bev)
+            throw HTTP2ServerError("nghttp2_session_server_new2", code: Int(rv))
+        }
+        self.session = session
+
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(limits.maxHeaderListBytes)),
+        ]
+        let settingsRV = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        guard settingsRV == 0 else {
+            nghttp2_session_del(session)
+            bufferevent_free(bev)
+            throw HTTP2ServerError("nghttp2_submit_settings", code: Int(settingsRV))
+        }
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        bufferevent_setcb(bev, { _, arg in
+            guard let arg else { return }
+            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().readable()
+        }, { _, arg in
+            guard let arg else { return }
+            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().writable()
+        }, { _, events, arg in
+            guard let arg else { return }
+            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
+        }, me)
+        var idle = timeval(tv_sec: limits.idleTimeoutSeconds, tv_usec: 0)
+        bufferevent_set_timeouts(bev, &idle, nil)
+        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+    }
+
+    deinit {
+        precondition(isClosed, "ServerConnection freed without close()")
+    }
+
+    // MARK: socket events
+
+    private func readable() {
+        guard let bev = bufferEvent, let session else { return }
+        let input = bufferevent_get_input(bev)
+        let length = evbuffer_get_length(input)
+        guard length > 0, let data = evbuffer_pullup(input, -1) else { return }
+        inSession = true
+        let consumed = nghttp2_session_mem_recv(session, data, length)
+        inSession = false
+        guard consumed >= 0 else {
+            logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(Int32(consumed))))"])
+            close()
+            return
+        }
+        evbuffer_drain(input, Int(consumed))
+        flush()
+    }
+
+    private func writable() {
+        guard let bev = bufferEvent else { return }
+        if evbuffer_get_length(bufferevent_get_output(bev)) > 0 { return }
+        flush()
+    }
+
+    private func socketEvent(_ events: Int16) {
+        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { close() }
+    }
+
+    /// Lets nghttp2 write what it has queued; closes once neither side has anything left to say.
+    func flush() {
+        guard let session, !isClosed else { return }
+        if inSession {
+            sendWanted = true
+            return
+        }
+        sendWanted = false
+        inSession = true
+        let rv = nghttp2_session_send(session)
+        inSession = false
+        guard rv == 0 else {
+            close()
+            return
+        }
+        if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0,
+           let bev = bufferEvent, evbuffer_get_length(bufferevent_get_output(bev)) == 0 {
+            close()
+        }
+    }
+
+    /// The one teardown path: cancels every open stream's work, frees nghttp2 then the socket.
+    func close() {
+        guard !isClosed else { return }
+        if inSession {
+            // Never free the session from inside its own callbacks: finish after it returns.
+            sendWanted = false
+            server.loop.execute { [weak self] in self?.close() }
+            return
+        }
+        isClosed = true
+        let open = streams.values
+        streams.removeAll()
+        for stream in open { stream.responder?.cancel() }
+        if let session { nghttp2_session_del(session) }
+        session = nil
+        if let bufferEvent { bufferevent_free(bufferEvent) }
+        bufferEvent = nil
+        server.connectionClosed(self)
+    }
+
+    /// Sends GOAWAY (graceful: streams already started may finish).
+    func goAway() {
+        guard let session, !isClosed else { return }
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+        flush()
+    }
+
+    // MARK: nghttp2 callbacks (called from Nghttp2Callbacks)
+
+    func send(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
+        guard let bev = bufferEvent else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        if evbuffer_get_length(bufferevent_get_output(bev)) >= limits.outputBufferLimit {
+            return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
+        }
+        guard bufferevent_write(bev, data, length) == 0 else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        return length
+    }
+
+    func beginHeaders(streamID: Int32) {
+        streams[streamID] = ServerStream(id: streamID)
+    }
+
+    func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
+        guard let stream = streams[streamID], !stream.dispatched else { return }
+        stream.headerListBytes += nameLength + valueLength + 32
+        if stream.headerListBytes > limits.maxHeaderListBytes {
+            stream.headersTooLarge = true
+            stream.headers.removeAll()
+            return
+        }
+        let nameString = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
+        let valueString = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
+        switch nameString {
+        case ":method": stream.method = valueString
+        case ":path": stream.pathAndQuery = valueString
+        case _ where nameString.hasPrefix(":"): break
+        default: if !stream.headersTooLarge { stream.headers.append((nameString, valueString)) }
+        }
+    }
+
+    func headersComplete(streamID: Int32, endStream: Bool) {
+        guard let stream = streams[streamID], !stream.dispatched else { return }
+        let (path, _) = splitPath(stream.pathAndQuery)
+        if stream.headersTooLarge {
+            reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes), path: path)
+            return
+        }
+        stream.bodyLimit = handler.requestBodyLimit(method: stream.method, path: path)
+        if let declared = stream.headers.first(where: { $0.name == "content-length" }).flatMap({ Int($0.value) }),
+           declared > stream.bodyLimit {
+            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: path)
+            return
+        }
+        if endStream { dispatch(stream) }
+    }
+
+    func dataChunk(streamID: Int32, data: UnsafePointer<UInt8>, length: Int) {
+        guard let stream = streams[streamID], !stream.dispatched else { return }
+        guard stream.body.count + length <= stream.bodyLimit else {
+            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: splitPath(stream.pathAndQuery).path)
+            return
+        }
+        stream.body.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
+    }
+
+    func dataComplete(streamID: Int32) {
+        guard let stream = streams[streamID], !stream.dispatched else { return }
+        dispatch(stream)
+    }
+
+    func streamClosed(streamID: Int32) {
+        guard let stream = streams.removeValue(forKey: streamID) else { return }
+        stream.responder?.cancel()
+    }
+
+    /// Invalid frames and peer resets: past the limit the peer is misbehaving, not unlucky.
+    func glitch() -> Bool {
+        glitches += 1
+        guard glitches > limits.maxGlitchesPerConnection, let session else { return true }
+        logger.notice("HTTP/2 peer exceeded the glitch limit; sending GOAWAY")
+        nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
+        return false
+    }
+
+    func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let count = min(capacity, stream.pendingBody.count - stream.pendingOffset)
+        stream.pendingBody.withUnsafeBufferPointer { body in
+            guard let base = body.baseAddress, count > 0 else { return }
+            buffer.update(from: base + stream.pendingOffset, count: count)
+        }
+        stream.pendingOffset += count
+        if stream.pendingOffset == stream.pendingBody.count {
+            flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+            stream.pendingBody = []
+        }
+        return count
+    }
+
+    // MARK: requests and responses
+
+    private func dispatch(_ stream: ServerStream) {
+        stream.dispatched = true
+        let (path, query) = splitPath(stream.pathAndQuery)
+        let request = HTTPRequest(method: stream.method, path: path, query: query, headers: stream.headers, body: stream.body)
+        stream.body = []
+        let responder = Responder(connection: self, streamID: stream.id)
+        stream.responder = responder
+        handler.handle(request, responder: responder)
+    }
+
+    private func reject(_ stream: ServerStream, _ violation: HTTPLimitViolation, path: String) {
+        stream.dispatched = true
+        stream.body = []
+        let responder = Responder(connection: self, streamID: stream.id)
+        stream.responder = responder
+        responder.respond(handler.limitExceeded(violation, method: stream.method, path: path))
+    }
+
+    func submit(_ response: HTTPResponse, streamID: Int32) {
+        guard let session, !isClosed, let stream = streams[streamID] else { return }
+        var fields: [(name: String, value: String)] = [(":status", String(response.status))]
+        fields.append(contentsOf: response.headers)
+        if !response.body.isEmpty { fields.append(("content-length", String(response.body.count))) }
+        stream.pendingBody = response.body
+        stream.pendingOffset = 0
+        let rv = withHeaderFields(fields) { nva, count -> Int32 in
+            if response.body.isEmpty {
+                return nghttp2_submit_response(session, streamID, nva, count, nil)
+            }
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: server.callbacks.readBody)
+            return nghttp2_submit_response(session, streamID, nva, count, &provider)
+        }
+        if rv != 0 {
+            logger.error("nghttp2_submit_response failed", metadata: ["error": "\(String(cString: nghttp2_strerror(rv)))"])
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
+        }
+        flush()
+    }
+
+    private func splitPath(_ pathAndQuery: String) -> (path: String, query: String?) {
+        guard let mark = pathAndQuery.firstIndex(of: "?") else { return (pathAndQuery, nil) }
+        return (String(pathAndQuery[..<mark]), String(pathAndQuery[pathAndQuery.index(after: mark)...]))
+    }
+}
+
+/// Lays header fields out as an `nghttp2_nv` array over one byte buffer. nghttp2 copies them
+/// during submit (no NO_COPY flags), so the memory only has to live for the call.
+private func withHeaderFields<R>(_ fields: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    var storage: [UInt8] = []
+    var spans: [(Int, Int, Int, Int)] = []
+    for field in fields {
+        let nameStart = storage.count
+        storage.append(contentsOf: field.name.utf8)
+        let valueStart = storage.count
+        storage.append(contentsOf: field.value.utf8)
+        spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
+    }
+    return storage.withUnsafeMutableBufferPointer { bytes in
+        let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
+        let nva = spans.map { span in
+            nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3,
+                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        }
+        return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+    }
+}
