@@ -1,0 +1,221 @@
+internal import CCurl
+internal import CShims
+
+public struct HTTPClientRequest: Sendable {
+    public enum Version: Sendable {
+        /// HTTP/1.1 only (what a plain `http://` peer expects).
+        case http1
+        /// HTTP/2 over TLS when ALPN offers it, else HTTP/1.1.
+        case http2OverTLS
+        /// HTTP/2 without upgrade (h2c) — for peers known to speak it.
+        case http2PriorKnowledge
+    }
+
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    public var version: Version
+    public var connectTimeoutMilliseconds: Int
+    public var totalTimeoutMilliseconds: Int
+    /// A response body larger than this fails the transfer (a broken peer must not exhaust memory).
+    public var maxResponseBytes: Int
+
+    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+                version: Version, connectTimeoutMilliseconds: Int = 2000, totalTimeoutMilliseconds: Int = 10000,
+                maxResponseBytes: Int = 16 << 20) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.totalTimeoutMilliseconds = totalTimeoutMilliseconds
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+public struct HTTPClientResponse: Sendable {
+    public var status: Int
+    /// Header fields of the final response, names lowercased.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// 1 for HTTP/1.x, 2 for HTTP/2.
+    public var httpVersion: Int
+
+    public func header(_ name: String) -> String? {
+        headers.first(where: { $0.name == name })?.value
+    }
+}
+
+public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    case timedOut(milliseconds: Int)
+    case connectionFailed(String)
+    case responseTooLarge(limit: Int)
+    case transport(String)
+    case setup(String)
+
+    public var description: String {
+        switch self {
+        case .timedOut(let ms): return "no answer within \(ms) ms"
+        case .connectionFailed(let why): return "could not connect: \(why)"
+        case .responseTooLarge(let limit): return "response larger than \(limit) bytes"
+        case .transport(let why): return why
+        case .setup(let why): return "could not set up the request: \(why)"
+        }
+    }
+}
+
+/// One HTTP exchange: owns its `CURL*` easy handle and the header list curl reads from, and
+/// frees both in `deinit` (after the multi handle has let go of it). Loop thread only.
+public final class HTTPTransfer {
+    let easy: UnsafeMutableRawPointer
+    /// curl reads this list for as long as the transfer runs; it lives (and dies) with the handle.
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let request: HTTPClientRequest
+    private var completion: ((Result<HTTPClientResponse, HTTPClientError>) -> Void)?
+    private var responseBody: [UInt8] = []
+    private var responseHeaders: [(name: String, value: String)] = []
+    private var overflowed = false
+    weak var multi: CurlMulti?
+
+    init(request: HTTPClientRequest, completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws {
+        guard let easy = curl_easy_init() else { throw HTTPClientError.setup("curl_easy_init failed") }
+        self.easy = easy
+        self.request = request
+        self.completion = completion
+        try configure()
+    }
+
+    deinit {
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(headerList)
+    }
+
+    /// Stops the transfer; its completion will not run.
+    public func cancel() {
+        completion = nil
+        multi?.cancel(self)
+    }
+
+    private func set(_ option: CURLoption, _ value: Int) throws {
+        try check(pe_curl_easy_setopt_long(easy, option, value), option)
+    }
+
+    private func set(_ option: CURLoption, _ value: String) throws {
+        try check(pe_curl_easy_setopt_string(easy, option, value), option)
+    }
+
+    private func check(_ code: CURLcode, _ option: CURLoption) throws {
+        guard code == CURLE_OK else {
+            throw HTTPClientError.setup("curl option \(option.rawValue): \(String(cString: curl_easy_strerror(code)))")
+        }
+    }
+
+    private func configure() throws {
+        try set(CURLOPT_URL, request.url)
+        try set(CURLOPT_PROTOCOLS_STR, "http,https")
+        try set(CURLOPT_NOSIGNAL, 1)
+        try set(CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
+        try set(CURLOPT_TIMEOUT_MS, request.totalTimeoutMilliseconds)
+        try set(CURLOPT_TCP_NODELAY, 1)
+        try set(CURLOPT_TCP_KEEPALIVE, 1)
+        // Empty string: offer every encoding curl can decode, and decode transparently.
+        try set(CURLOPT_ACCEPT_ENCODING, "")
+        // Wait for a connection that can multiplex rather than opening a second one.
+        try set(CURLOPT_PIPEWAIT, 1)
+        switch request.version {
+        case .http1: try set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        case .http2OverTLS: try set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        case .http2PriorKnowledge: try set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
+        }
+        if request.method != "GET" { try set(CURLOPT_CUSTOMREQUEST, request.method) }
+        if !request.body.isEmpty || request.method == "POST" {
+            try set(CURLOPT_POSTFIELDSIZE, request.body.count)
+            // COPYPOSTFIELDS copies: the request's array need not outlive this call.
+            try request.body.withUnsafeBytes { bytes in
+                try check(pe_curl_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start))), CURLOPT_COPYPOSTFIELDS)
+            }
+        }
+        // Without an explicit "Expect:" curl would wait for 100-continue on larger bodies.
+        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
+            guard let appended = curl_slist_append(headerList, line) else { throw HTTPClientError.setup("curl_slist_append failed") }
+            headerList = appended
+        }
+        try check(pe_curl_easy_setopt_pointer(easy, CURLOPT_HTTPHEADER, headerList), CURLOPT_HTTPHEADER)
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        try check(pe_curl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, me), CURLOPT_PRIVATE)
+        try check(pe_curl_easy_setopt_write_function(easy, CURLOPT_WRITEFUNCTION) { data, size, count, user in
+            guard let data, let user else { return 0 }
+            return Unmanaged<HTTPTransfer>.fromOpaque(user).takeUnretainedValue().received(body: data, size * count)
+        }, CURLOPT_WRITEFUNCTION)
+        try check(pe_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me), CURLOPT_WRITEDATA)
+        try check(pe_curl_easy_setopt_write_function(easy, CURLOPT_HEADERFUNCTION) { data, size, count, user in
+            guard let data, let user else { return 0 }
+            return Unmanaged<HTTPTransfer>.fromOpaque(user).takeUnretainedValue().received(headerLine: data, size * count)
+        }, CURLOPT_HEADERFUNCTION)
+        try check(pe_curl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, me), CURLOPT_HEADERDATA)
+    }
+
+    private func received(body data: UnsafeMutablePointer<CChar>, _ length: Int) -> Int {
+        guard responseBody.count + length <= request.maxResponseBytes else {
+            overflowed = true
+            return 0
+        }
+        data.withMemoryRebound(to: UInt8.self, capacity: length) {
+            responseBody.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
+        }
+        return length
+    }
+
+    private func received(headerLine data: UnsafeMutablePointer<CChar>, _ length: Int) -> Int {
+        let line = data.withMemoryRebound(to: UInt8.self, capacity: length) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+        }
+        if line.hasPrefix("HTTP/") {
+            // A new status line (after 100 Continue or a redirect): only the final response counts.
+            responseHeaders.removeAll()
+        } else if let colon = line.firstIndex(of: ":") {
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
+            responseHeaders.append((name, value))
+        }
+        return length
+    }
+
+    func finish(_ code: CURLcode) {
+        guard let completion else { return }
+        self.completion = nil
+        completion(outcome(code))
+    }
+
+    private func outcome(_ code: CURLcode) -> Result<HTTPClientResponse, HTTPClientError> {
+        switch code {
+        case CURLE_OK:
+            var status = 0
+            _ = pe_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            var version = 0
+            _ = pe_curl_easy_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
+            return .success(HTTPClientResponse(status: status, headers: responseHeaders, body: responseBody,
+                                               httpVersion: version >= Int(CURL_HTTP_VERSION_2_0) ? 2 : 1))
+        case CURLE_OPERATION_TIMEDOUT:
+            return .failure(.timedOut(milliseconds: request.totalTimeoutMilliseconds))
+        case CURLE_WRITE_ERROR where overflowed:
+            return .failure(.responseTooLarge(limit: request.maxResponseBytes))
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR:
+            return .failure(.connectionFailed(String(cString: curl_easy_strerror(code))))
+        default:
+            return .failure(.transport(String(cString: curl_easy_strerror(code))))
+        }
+    }
+}
+
+private extension StringProtocol {
+    func trimmingCharacters(in set: String) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice = slice.dropFirst() }
+        while let last = slice.last, set.contains(last) { slice = slice.dropLast() }
+        return String(slice)
+    }
+}
