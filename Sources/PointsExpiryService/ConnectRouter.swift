@@ -1,0 +1,193 @@
+import EventLoop
+import ExpiryCore
+import Gzip
+import HTTP2Server
+import Logging
+
+/// What a unary method answers: the JSON body and any extra headers (`x-cache`, `age`).
+struct UnaryReply {
+    var body: [UInt8]
+    var headers: [(name: String, value: String)] = []
+}
+
+/// One Connect unary method. `call` runs on the loop and answers through `reply` exactly once.
+protocol UnaryMethod: AnyObject {
+    /// `/package.Service/Method`
+    var path: String { get }
+    /// Bounded label for logs and metrics.
+    var name: String { get }
+    /// `idempotency_level = NO_SIDE_EFFECTS`: also served over Connect GET.
+    var hasNoSideEffects: Bool { get }
+    func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void)
+}
+
+/// Routes HTTP/2 requests: plain endpoints (health, metrics) and Connect unary JSON methods,
+/// with the protocol's checks: method, content type, protocol version, timeout, compression, GET.
+final class ConnectRouter: HTTPHandler {
+    private let loop: Loop
+    private let methods: [String: UnaryMethod]
+    private let plainRoutes: [String: () -> HTTPResponse]
+    private let maxBodyBytes: Int
+    private let metrics: Metrics
+    private let logger: Logger
+    /// Responses smaller than this are not worth gzip's CPU and header.
+    private let gzipThreshold = 1024
+    private static let supportedEncodings = "gzip, identity"
+
+    init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: () -> HTTPResponse], maxBodyBytes: Int, metrics: Metrics, logger: Logger) {
+        self.loop = loop
+        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, $0) })
+        self.plainRoutes = plainRoutes
+        self.maxBodyBytes = maxBodyBytes
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func requestBodyLimit(method: String, path: String) -> Int { maxBodyBytes }
+
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+        let error: ExpiryError
+        switch violation {
+        case .headerListTooLarge(let limit): error = .requestTooLarge(limit: limit, what: "request headers")
+        case .bodyTooLarge(let limit): error = .requestTooLarge(limit: limit, what: "request body")
+        }
+        metrics.count(method: methods[path]?.name ?? "unknown", code: error.connectError.code.rawValue)
+        return Self.errorResponse(error.connectError)
+    }
+
+    func handle(_ request: HTTPRequest, responder: Responder) {
+        if let route = plainRoutes[request.path] {
+            guard request.method == "GET" || request.method == "HEAD" else {
+                return responder.respond(HTTPResponse(status: 405, headers: [("allow", "GET")]))
+            }
+            return responder.respond(route())
+        }
+        guard let method = methods[request.path] else {
+            metrics.count(method: "unknown", code: ConnectCode.unimplemented.rawValue)
+            var response = Self.errorResponse(ConnectError(.unimplemented, "no such method: \(request.path)"))
+            response.status = 404
+            return responder.respond(response)
+        }
+        let allowed = method.hasNoSideEffects ? "GET, POST" : "POST"
+        guard request.method == "POST" || (request.method == "GET" && method.hasNoSideEffects) else {
+            return responder.respond(HTTPResponse(status: 405, headers: [("allow", allowed), ("content-type", "application/json")],
+                                                  body: ConnectError(.unimplemented, "\(request.method) is not allowed; use \(allowed)").jsonBody()))
+        }
+        if let unsupported = unsupportedContentType(request) {
+            return responder.respond(HTTPResponse(status: 415, headers: [("accept-post", "application/json"), ("content-type", "application/json")],
+                                                  body: ConnectError(.unimplemented, unsupported).jsonBody()))
+        }
+        let deadline: Int?
+        let message: JSONValue
+        do {
+            deadline = try Self.deadline(request)
+            message = try decodeMessage(request)
+        } catch {
+            return finish(method, .failure(error), acceptsGzip: false, responder: responder)
+        }
+        let acceptsGzip = request.header("accept-encoding").map(ConnectUnary.acceptsGzip) ?? false
+        if let deadline {
+            do {
+                let timer = try Timer.schedule(on: loop, after: deadline) { [weak self, weak responder] in
+                    guard let self, let responder else { return }
+                    self.finish(method, .failure(.deadlineExceeded(milliseconds: deadline)), acceptsGzip: false, responder: responder)
+                }
+                responder.onCancel = { timer.cancel() }
+            } catch {
+                logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
+            }
+        }
+        method.call(message) { [weak self, weak responder] result in
+            guard let self, let responder else { return }
+            self.finish(method, result, acceptsGzip: acceptsGzip, responder: responder)
+        }
+    }
+
+    private func finish(_ method: UnaryMethod, _ result: Result<UnaryReply, ExpiryError>, acceptsGzip: Bool, responder: Responder) {
+        guard !responder.hasResponded, !responder.isCancelled else { return }
+        // The deadline timer (if any) is no longer needed once an answer exists.
+        responder.onCancel?()
+        switch result {
+        case .success(let reply):
+            metrics.count(method: method.name, code: "ok")
+            var headers: [(name: String, value: String)] = [("content-type", "application/json")] + reply.headers
+            var body = reply.body
+            if acceptsGzip, body.count >= gzipThreshold {
+                body = Gzip.compress(body)
+                headers.append(("content-encoding", "gzip"))
+            }
+            responder.respond(HTTPResponse(status: 200, headers: headers, body: body))
+        case .failure(let error):
+            let connectError = error.connectError
+            metrics.count(method: method.name, code: connectError.code.rawValue)
+            if connectError.code == .internal {
+                logger.error("request failed", metadata: ["method": "\(method.name)", "error": "\(connectError.message)"])
+            }
+            responder.respond(Self.errorResponse(connectError))
+        }
+    }
+
+    // MARK: Connect protocol checks
+
+    private func unsupportedContentType(_ request: HTTPRequest) -> String? {
+        if request.method == "GET" {
+            return request.body.isEmpty ? nil : "a Connect GET request carries no body"
+        }
+        let contentType = request.header("content-type") ?? ""
+        return ConnectUnary.isJSONContentType(contentType) ? nil
+            : "content-type \"\(contentType)\" is not supported; use application/json"
+    }
+
+    private static func deadline(_ request: HTTPRequest) throws(ExpiryError) -> Int? {
+        if let version = request.header("connect-protocol-version"), version != "1" {
+            throw .invalidRequest("connect-protocol-version must be 1, got \"\(version)\"")
+        }
+        guard let raw = request.header("connect-timeout-ms") else { return nil }
+        guard let milliseconds = ConnectUnary.parseTimeoutMilliseconds(raw) else {
+            throw .invalidRequest("connect-timeout-ms must be 1 to 10 digits, got \"\(raw)\"")
+        }
+        return milliseconds
+    }
+
+    private func decodeMessage(_ request: HTTPRequest) throws(ExpiryError) -> JSONValue {
+        var bytes: [UInt8]
+        let encoding: String?
+        if request.method == "GET" {
+            let query = try ConnectUnary.parseGetQuery(request.query ?? "")
+            bytes = query.message
+            encoding = query.compression
+        } else {
+            bytes = request.body
+            encoding = request.header("content-encoding")
+        }
+        switch encoding?.lowercased() {
+        case nil, "", "identity":
+            break
+        case "gzip":
+            // An empty body is the empty message, never a gzip stream (protocol rule).
+            if !bytes.isEmpty {
+                do {
+                    bytes = try Gzip.decompress(bytes, limit: maxBodyBytes)
+                } catch .tooLarge(let limit) {
+                    throw .requestTooLarge(limit: limit, what: "decompressed request body")
+                } catch {
+                    throw .invalidRequest("request body is not valid gzip")
+                }
+            }
+        case let other?:
+            throw .unsupported("compression \"\(other)\" is not supported; supported: \(Self.supportedEncodings)")
+        }
+        if bytes.isEmpty { return .object(JSONObject(members: [])) }
+        do {
+            return try JSONParser.parse(bytes)
+        } catch let error as JSONSyntaxError {
+            throw .invalidRequest("request body is not valid JSON: \(error.reason) at byte \(error.offset)")
+        } catch {
+            throw .invalidRequest("request body is not valid JSON")
+        }
+    }
+
+    static func errorResponse(_ error: ConnectError) -> HTTPResponse {
+        HTTPResponse(status: error.code.httpStatus, headers: [("content-type", "application/json")], body: error.jsonBody())
+    }
+}

@@ -1,0 +1,98 @@
+import EventLoop
+import ExpiryCore
+import Logging
+import RedisCache
+import VoucherifyClient
+
+/// `GetMemberExpiration`: Redis first; on a miss (or with Redis down) Voucherify, simplified,
+/// stored until the next deduction instant or the TTL, whichever is sooner.
+final class GetMemberExpiration: UnaryMethod {
+    let path = "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+    let name = "GetMemberExpiration"
+    let hasNoSideEffects = true
+
+    private let loop: Loop
+    private let cache: MemberCache
+    private let voucherify: VoucherifyAPI
+    private let schedule: DeductionSchedule
+    private let cacheTTLSeconds: Int
+    private let metrics: Metrics
+    private let logger: Logger
+
+    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, schedule: DeductionSchedule, cacheTTLSeconds: Int,
+         metrics: Metrics, logger: Logger) {
+        self.loop = loop
+        self.cache = cache
+        self.voucherify = voucherify
+        self.schedule = schedule
+        self.cacheTTLSeconds = cacheTTLSeconds
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    private var now: Timestamp { Timestamp(millisecondsSince1970: loop.nowMilliseconds) }
+
+    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+        let request: GetMemberExpirationRequest
+        do {
+            request = try GetMemberExpirationRequest(json: message)
+        } catch {
+            return reply(.failure(error))
+        }
+        cache.lookup(campaign: request.campaign, member: request.member, now: { [loop] in
+            Timestamp(millisecondsSince1970: loop.nowMilliseconds)
+        }) { [self] lookup in
+            switch lookup {
+            case .hit(let answer):
+                metrics.count(cache: .hit)
+                let age = max(0, (now.millisecondsSince1970 - answer.fetchedAt.millisecondsSince1970) / 1000)
+                reply(.success(UnaryReply(body: answer.responseBody(expiringBefore: request.expiringBefore),
+                                          headers: [("x-cache", "hit"), ("age", String(age))])))
+            case .miss:
+                metrics.count(cache: .miss)
+                fetch(request, store: true, reply: reply)
+            case .unavailable(let error):
+                metrics.count(cache: .unavailable)
+                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
+                fetch(request, store: false, reply: reply)
+            }
+        }
+    }
+
+    private func fetch(_ request: GetMemberExpirationRequest, store: Bool, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+        voucherify.fetchMemberBuckets(campaign: request.campaign, member: request.member) { [self] result in
+            switch result {
+            case .failure(let error):
+                metrics.count(upstream: .error)
+                reply(.failure(error))
+            case .success(let buckets):
+                metrics.count(upstream: .ok)
+                let fetchedAt = now
+                let expiration = MemberExpiration(campaign: request.campaign, member: request.member, buckets: buckets, fetchedAt: fetchedAt)
+                let notAfter = schedule.cacheNotAfter(fetchedAt: fetchedAt, earliestExpiry: expiration.earliestBucketExpiry,
+                                                      maxTTLSeconds: cacheTTLSeconds)
+                // One encoding serves both the cache entry and this response.
+                let answer = CachedAnswer(expiration, notAfter: notAfter ?? fetchedAt)
+                if store, notAfter != nil {
+                    cache.store(campaign: request.campaign, member: request.member, answer: answer, now: fetchedAt)
+                }
+                reply(.success(UnaryReply(body: answer.responseBody(expiringBefore: request.expiringBefore),
+                                          headers: [("x-cache", "miss"), ("age", "0")])))
+            }
+        }
+    }
+}
+
+/// `grpc.health.v1.Health/Check` over Connect JSON: SERVING while this worker is not draining.
+final class HealthCheck: UnaryMethod {
+    let path = "/grpc.health.v1.Health/Check"
+    let name = "HealthCheck"
+    let hasNoSideEffects = true
+    private let isServing: () -> Bool
+
+    init(isServing: @escaping () -> Bool) { self.isServing = isServing }
+
+    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+        reply(.success(UnaryReply(body: Array((isServing() ? #"{"status":"SERVING"}"# : #"{"status":"NOT_SERVING"}"#).utf8))))
+    }
+}

@@ -1,0 +1,86 @@
+import EventLoop
+import ExpiryCore
+import Foundation
+import Logging
+import VoucherifyClient
+
+/// The whole service: N loops, each with its own `Worker`. Shared by `main` and the tests, so
+/// tests run exactly what production runs.
+public final class PointsExpiryApp: @unchecked Sendable {
+    public let configuration: ServiceConfiguration
+    public let metrics: Metrics
+    private let logger: Logger
+    private let group: LoopGroup
+    private var workers: [Worker?]
+    /// The port every worker listens on (resolved when LISTEN asked for port 0).
+    public private(set) var port = 0
+
+    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        metrics = Metrics(methods: ["GetMemberExpiration", "HealthCheck"])
+        group = try LoopGroup(count: configuration.workers)
+        workers = Array(repeating: nil, count: configuration.workers)
+    }
+
+    /// Starts the loops and builds each worker on its own thread. The first worker binds the
+    /// configured address; the others join its port with SO_REUSEPORT.
+    public func start() throws {
+        try group.start()
+        var listen = configuration.server.listen
+        for (index, loop) in group.loops.enumerated() {
+            let address = listen
+            let result = onLoop(loop) { [configuration, metrics, logger] in
+                Result { try Worker(loop: loop, configuration: configuration, listen: address, metrics: metrics, logger: logger) }
+            }
+            let worker: Worker
+            do {
+                worker = try result.get()
+            } catch {
+                group.stopAndWait()
+                throw error
+            }
+            workers[index] = worker
+            if index == 0 {
+                port = onLoop(loop) { worker.port }
+                listen = String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]) + ":\(port)"
+            }
+        }
+        logger.info("points-expiry listening", metadata: [
+            "listen": "\(listen)", "workers": "\(configuration.workers)",
+            "voucherify": "\(configuration.voucherify.baseURL)", "timezone": "\(configuration.timeZone)",
+        ])
+    }
+
+    /// Graceful stop: every worker stops accepting and sends GOAWAY; in-flight requests get up to
+    /// `drainSeconds` to finish; then connections, Redis and curl close and the loops end.
+    public func shutdown() {
+        let drained = DispatchGroup()
+        for worker in workers.compactMap({ $0 }) {
+            drained.enter()
+            worker.loop.execute { worker.drain { drained.leave() } }
+        }
+        if drained.wait(timeout: .now() + .seconds(configuration.drainSeconds)) == .timedOut {
+            logger.warning("drain deadline passed; closing remaining connections")
+        }
+        for worker in workers.compactMap({ $0 }) {
+            _ = onLoop(worker.loop) { worker.close() }
+        }
+        workers = workers.map { _ in nil }
+        group.stopAndWait()
+        logger.info("points-expiry stopped")
+    }
+
+    /// Runs `body` on `loop` and waits for its result (start-up and shutdown only).
+    private func onLoop<T>(_ loop: Loop, _ body: @escaping () -> T) -> T {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: T?
+        nonisolated(unsafe) let work = body
+        loop.execute {
+            result = work()
+            done.signal()
+        }
+        done.wait()
+        return result!
+    }
+}

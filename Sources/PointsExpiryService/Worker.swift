@@ -1,0 +1,63 @@
+import EventLoop
+import ExpiryCore
+import HTTP2Server
+import Logging
+import RedisCache
+import VoucherifyClient
+
+/// Everything one loop owns: its listener and connections, its Redis connection and its curl
+/// multi handle. Created, used and torn down on the loop's thread only.
+final class Worker {
+    let loop: Loop
+    private let redis: RedisConnection
+    private let curl: CurlMulti
+    private var server: HTTP2Server?
+    private var router: ConnectRouter?
+    private var draining = false
+
+    var port: Int { server?.port ?? 0 }
+
+    init(loop: Loop, configuration: ServiceConfiguration, listen: String, metrics: Metrics, logger: Logger) throws {
+        self.loop = loop
+        redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
+        curl = try CurlMulti(loop: loop)
+        let cache = MemberCache(redis: redis, logger: logger)
+        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, logger: logger)
+        let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, voucherify: voucherify, schedule: configuration.schedule,
+                                                      cacheTTLSeconds: configuration.cacheTTLSeconds, metrics: metrics, logger: logger)
+        let health = HealthCheck(isServing: { [weak self] in self?.draining == false })
+        let router = ConnectRouter(
+            loop: loop,
+            methods: [getMemberExpiration, health],
+            plainRoutes: [
+                "/healthz": { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
+                "/readyz": { [weak self] in
+                    let ready = self.map { !$0.draining && $0.redis.isConnected } ?? false
+                    return HTTPResponse(status: ready ? 200 : 503, headers: [("content-type", "text/plain")],
+                                        body: Array((ready ? "ready\n" : "not ready: Redis unreachable or draining\n").utf8))
+                },
+                "/metrics": { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
+            ],
+            maxBodyBytes: configuration.maxRequestBodyBytes, metrics: metrics, logger: logger)
+        self.router = router
+        var serverConfiguration = configuration.server
+        serverConfiguration.listen = listen
+        server = try HTTP2Server(loop: loop, configuration: serverConfiguration, handler: router, logger: logger)
+        redis.start()
+    }
+
+    /// Stops accepting, sends GOAWAY, and calls `done` once in-flight requests finished.
+    func drain(done: @escaping () -> Void) {
+        draining = true
+        guard let server else { return done() }
+        server.drain(onDrained: done)
+    }
+
+    /// Last step of shutdown: close what is left, then Redis and curl go with the worker.
+    func close() {
+        server?.closeAll()
+        server = nil
+        router = nil
+        redis.close()
+    }
+}

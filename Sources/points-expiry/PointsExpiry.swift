@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PointsExpiryService
+import VoucherifyClient
+
+@main
+struct PointsExpiry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "points-expiry",
+        abstract: "Loyalty points and their expiry dates, served over HTTP/2 (Connect) from a Redis cache in front of Voucherify.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the service. Every setting is an environment variable (see README); flags override them.")
+
+    @Option(help: "host:port to listen on (LISTEN).") var listen: String?
+    @Option(help: "Event-loop threads (WORKERS).") var workers: Int?
+    @Option(help: "Redis URL (REDIS_URL).") var redisURL: String?
+    @Option(help: "Voucherify base URL (VOUCHERIFY_API_URL).") var voucherifyApiURL: String?
+    @Option(help: "IANA time zone of the Voucherify project (VOUCHERIFY_PROJECT_TIMEZONE).") var timezone: String?
+    @Option(help: "Longest life of a cached answer in seconds (CACHE_TTL_SECONDS).") var cacheTTLSeconds: Int?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).") var logLevel: String?
+
+    func run() throws {
+        var environment = ProcessInfo.processInfo.environment
+        let overrides: [(String, String?)] = [
+            ("LISTEN", listen), ("WORKERS", workers.map(String.init)), ("REDIS_URL", redisURL),
+            ("VOUCHERIFY_API_URL", voucherifyApiURL), ("VOUCHERIFY_PROJECT_TIMEZONE", timezone),
+            ("CACHE_TTL_SECONDS", cacheTTLSeconds.map(String.init)), ("LOG_LEVEL", logLevel),
+        ]
+        for case let (name, value?) in overrides { environment[name] = value }
+
+        let levelName = environment["LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0.lowercased() } ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            Self.exitWithConfigurationError("LOG_LEVEL must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(levelName)\"")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "points-expiry")
+
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration.fromEnvironment(environment, cores: ProcessInfo.processInfo.activeProcessorCount)
+        } catch {
+            Self.exitWithConfigurationError(error.description)
+        }
+
+        // Before any thread exists: libcurl's global state, SIGPIPE off, and SIGTERM/SIGINT
+        // blocked so that every worker inherits the mask and only sigwait below receives them.
+        try Curl.globalInit()
+        signal(SIGPIPE, SIG_IGN)
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        let app = try PointsExpiryApp(configuration: configuration, logger: logger)
+        do {
+            try app.start()
+        } catch {
+            logger.critical("could not start", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+        var received: Int32 = 0
+        sigwait(&stopSignals, &received)
+        logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        app.shutdown()
+    }
+
+    /// One clear line naming the variable, then exit 2: nothing starts half-configured.
+    private static func exitWithConfigurationError(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("points-expiry: configuration error: \(message)\n".utf8))
+        Foundation.exit(2)
+    }
+}
