@@ -51,6 +51,7 @@ let package = Package(
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache",
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v5]

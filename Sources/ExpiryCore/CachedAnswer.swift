@@ -55,11 +55,15 @@ public struct CachedAnswer: Equatable, Sendable {
     }
 
     public init(serialized: [UInt8]) throws {
-        var reader = BigEndianReader(bytes: serialized)
+        self = try serialized.withUnsafeBytes { try CachedAnswer(serialized: $0) }
+    }
+
+    /// Reads a record straight out of a borrowed buffer (a Redis reply), copying only the prefix.
+    public init(serialized: UnsafeRawBufferPointer) throws {
         guard serialized.starts(with: Self.magic) else {
             throw CachedAnswerFormatError(reason: "not a pe1 cache record")
         }
-        reader.offset = Self.magic.count
+        var reader = BigEndianReader(bytes: serialized, offset: Self.magic.count)
         let fetched = try reader.read(Int64.self)
         let limit = try reader.read(Int64.self)
         let count = Int(try reader.read(UInt32.self))
@@ -69,10 +73,8 @@ public struct CachedAnswer: Equatable, Sendable {
         var expirations: [ExpirationDate] = []
         expirations.reserveCapacity(count)
         for _ in 0..<count {
-            let days = Int(try reader.read(Int32.self))
-            let date = CalendarDate(daysSince1970: days)
-            // Day numbers outside 0000–9999 cannot come from a valid CalendarDate.
-            guard CalendarDate(year: date.year, month: date.month, day: date.day) != nil else {
+            let civil = civilFromDays(Int(try reader.read(Int32.self)))
+            guard let date = CalendarDate(year: civil.year, month: civil.month, day: civil.day) else {
                 throw CachedAnswerFormatError(reason: "date out of range")
             }
             let points = try reader.read(Int64.self)
@@ -80,7 +82,7 @@ public struct CachedAnswer: Equatable, Sendable {
             expirations.append(ExpirationDate(date: date, points: points, buckets: buckets))
         }
         let prefixLength = Int(try reader.read(UInt32.self))
-        guard prefixLength == reader.remaining, reader.peek() == UInt8(ascii: "{") else {
+        guard prefixLength == reader.remaining, prefixLength > 0, serialized[reader.offset] == UInt8(ascii: "{") else {
             throw CachedAnswerFormatError(reason: "body prefix length mismatch")
         }
         fetchedAt = Timestamp(millisecondsSince1970: fetched)
@@ -166,17 +168,15 @@ extension [UInt8] {
 }
 
 private struct BigEndianReader {
-    let bytes: [UInt8]
-    var offset = 0
+    let bytes: UnsafeRawBufferPointer
+    var offset: Int
 
     var remaining: Int { bytes.count - offset }
-
-    func peek() -> UInt8? { offset < bytes.count ? bytes[offset] : nil }
 
     mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { throw CachedAnswerFormatError(reason: "record truncated") }
-        let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        let value = bytes.loadUnaligned(fromByteOffset: offset, as: T.self)
         offset += size
         return T(bigEndian: value)
     }

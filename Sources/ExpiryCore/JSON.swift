@@ -75,13 +75,14 @@ public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
 
 public enum JSONParser {
     public static func parse(_ bytes: [UInt8], maxDepth: Int = 64) throws -> JSONValue {
-        try bytes.withUnsafeBytes { try parse($0, maxDepth: maxDepth) }
+        try parseDocument(bytes, maxDepth: maxDepth)
     }
 
     public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws -> JSONValue {
         try parseDocument(bytes, maxDepth: maxDepth)
     }
 
+    // Typed-throws entry points for in-module callers that map syntax errors to domain errors.
     static func parseDocument(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) throws(JSONSyntaxError) -> JSONValue {
         var reader = JSONReader(input: bytes, maxDepth: maxDepth)
         return try reader.parseDocument()
@@ -260,7 +261,7 @@ private struct JSONReader {
             guard index < input.count else { throw fail("unterminated string", at: openQuote) }
             let byte = input[index]
             if byte == ASCII.quote {
-                buffer.append(contentsOf: input[runStart..<index])
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
                 index += 1
                 return try withUnsafeBytesTyped(buffer) { bytes throws(JSONSyntaxError) in
                     try makeString(bytes, asciiOnly: false, at: openQuote)
@@ -271,7 +272,7 @@ private struct JSONReader {
                 index += 1
                 continue
             }
-            buffer.append(contentsOf: input[runStart..<index])
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
             try appendEscape(to: &buffer)
             runStart = index
         }
@@ -312,11 +313,10 @@ private struct JSONReader {
                     throw fail("unpaired surrogate in \\u escape", at: escapeStart)
                 }
                 scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-            } else if (0xDC00...0xDFFF).contains(scalar) {
-                throw fail("unpaired surrogate in \\u escape", at: escapeStart)
             }
+            // Nil exactly for a low surrogate standing alone.
             guard let unicodeScalar = Unicode.Scalar(scalar) else {
-                throw fail("invalid \\u escape", at: escapeStart)
+                throw fail("unpaired surrogate in \\u escape", at: escapeStart)
             }
             buffer.append(contentsOf: unicodeScalar.utf8)
         default:
@@ -403,15 +403,14 @@ func parseDecimalInt64(_ text: some Collection<UInt8>) -> Int64? {
         byte = next
     }
     if negative {
-        guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
-        return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
+        guard magnitude <= Int64.min.magnitude else { return nil }
+        return Int64(truncatingIfNeeded: 0 &- magnitude)
     }
-    guard magnitude <= UInt64(Int64.max) else { return nil }
-    return Int64(magnitude)
+    return Int64(exactly: magnitude)
 }
 
 /// Compact JSON output into a byte buffer.
-public struct JSONWriter {
+public struct JSONWriter: Sendable {
     public private(set) var bytes: [UInt8]
 
     public init(capacity: Int = 256) {
@@ -467,13 +466,7 @@ public struct JSONWriter {
     /// Appends an integer as a bare JSON number (int32 in ProtoJSON).
     public mutating func appendNumber(_ value: Int64) {
         if value < 0 { bytes.append(ASCII.minus) }
-        var magnitude = value.magnitude
-        let start = bytes.count
-        repeat {
-            bytes.append(ASCII.zero + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        bytes[start...].reverse()
+        appendDecimal(value.magnitude, to: &bytes)
     }
 
     /// Appends an int64 as a quoted decimal string, as ProtoJSON emits 64-bit integers.
@@ -526,6 +519,26 @@ public struct JSONWriter {
             }
             bytes.append(ASCII.closeBrace)
         }
+    }
+}
+
+/// Decimal digits, zero-padded to `minimumDigits` (at most 20), written with one append: the
+/// encoders run on every cache miss and per-byte appends dominated them.
+func appendDecimal(_ value: UInt64, minimumDigits: Int = 1, to out: inout [UInt8]) {
+    let capacity = 20 // UInt64.max has 20 digits
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { digits in
+        var index = capacity
+        var rest = value
+        repeat {
+            index -= 1
+            digits[index] = ASCII.zero + UInt8(rest % 10)
+            rest /= 10
+        } while rest > 0
+        while capacity - index < min(minimumDigits, capacity) {
+            index -= 1
+            digits[index] = ASCII.zero
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index...]))
     }
 }
 

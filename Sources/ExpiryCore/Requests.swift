@@ -60,10 +60,10 @@ extension JSONParser {
 
 /// Longest campaign or member accepted, in UTF-8 bytes: far above real ids and card codes,
 /// small enough to keep cache keys and upstream URLs bounded.
-public let maxIdentifierBytes = 512
+let maxIdentifierBytes = 512
 
 /// Validates a required identifier field (campaign, member).
-public func requiredIdentifier(_ value: String?, field: String) throws(ExpiryError) -> String {
+func requiredIdentifier(_ value: String?, field: String) throws(ExpiryError) -> String {
     guard let value, !value.isEmpty else { throw .invalidRequest("\(field) is required") }
     guard value.utf8.count <= maxIdentifierBytes else {
         throw .invalidRequest("\(field) is longer than \(maxIdentifierBytes) bytes")
@@ -72,7 +72,7 @@ public func requiredIdentifier(_ value: String?, field: String) throws(ExpiryErr
 }
 
 /// Decodes an optional `YYYY-MM-DD` field.
-public func optionalDate(_ value: String?, field: String) throws(ExpiryError) -> CalendarDate? {
+func optionalDate(_ value: String?, field: String) throws(ExpiryError) -> CalendarDate? {
     guard let value else { return nil }
     guard let date = CalendarDate(iso: value) else {
         throw .invalidRequest("\(field) must be a real date written YYYY-MM-DD")
@@ -97,4 +97,83 @@ public struct GetMemberExpirationRequest: Equatable, Sendable {
         member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
         expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
     }
+}
+
+/// `BatchGetMemberExpirations`: one campaign, 1–100 members (duplicates allowed). A bad member
+/// code fails only its own result, so members are validated one by one with `request(for:)`.
+public struct BatchGetMemberExpirationsRequest: Equatable, Sendable {
+    public static let maxMembers = 100
+    public var campaign: String
+    public var members: [String]
+    public var expiringBefore: CalendarDate?
+
+    public init(campaign: String, members: [String], expiringBefore: CalendarDate?) {
+        self.campaign = campaign
+        self.members = members
+        self.expiringBefore = expiringBefore
+    }
+
+    public init(json: JSONValue) throws(ExpiryError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        members = try memberList(object, limit: Self.maxMembers)
+        expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
+    }
+
+    /// The single-member request for one entry of `members`.
+    public func request(for member: String) throws(ExpiryError) -> GetMemberExpirationRequest {
+        GetMemberExpirationRequest(
+            campaign: campaign, member: try requiredIdentifier(member, field: "member"), expiringBefore: expiringBefore)
+    }
+}
+
+/// `InvalidateMember`: drop one member's cached answers.
+public struct InvalidateMemberRequest: Equatable, Sendable {
+    public var campaign: String
+    public var member: String
+
+    public init(campaign: String, member: String) {
+        self.campaign = campaign
+        self.member = member
+    }
+
+    public init(json: JSONValue) throws(ExpiryError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
+    }
+}
+
+/// `WarmMembers`: one campaign, 1–1000 members, `force` to refresh fresh entries too.
+public struct WarmMembersRequest: Equatable, Sendable {
+    public static let maxMembers = 1000
+    public var campaign: String
+    public var members: [String]
+    public var force: Bool
+
+    public init(campaign: String, members: [String], force: Bool) {
+        self.campaign = campaign
+        self.members = members
+        self.force = force
+    }
+
+    public init(json: JSONValue) throws(ExpiryError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        members = try memberList(object, limit: Self.maxMembers)
+        force = try object.protoBool("force", "force") ?? false
+    }
+
+    /// The fetch for one entry of `members`; a bad code becomes that member's failure.
+    public func request(for member: String) throws(ExpiryError) -> GetMemberExpirationRequest {
+        GetMemberExpirationRequest(campaign: campaign, member: try requiredIdentifier(member, field: "member"), expiringBefore: nil)
+    }
+}
+
+private func memberList(_ object: JSONObject, limit: Int) throws(ExpiryError) -> [String] {
+    let members = try object.protoStringArray("members", "members") ?? []
+    guard (1...limit).contains(members.count) else {
+        throw .invalidRequest("members must list between 1 and \(limit) card codes (got \(members.count))")
+    }
+    return members
 }

@@ -20,7 +20,8 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
         self = date
     }
 
-    /// No range check: callers pass days derived from a valid date or timestamp.
+    /// No range check: for instants outside years 0000–9999 (only ever formatted, never stored as
+    /// dates) the fields go out of range too.
     init(daysSince1970 days: Int) {
         (year, month, day) = civilFromDays(days)
     }
@@ -151,10 +152,10 @@ func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
     return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
 }
 
+/// Zero-pads to `width` digits; wider values (years past 9999 from extreme timestamps) keep all digits.
 func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
-    let digits = Array(String(value).utf8)
-    if digits.count < width { out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - digits.count)) }
-    out.append(contentsOf: digits)
+    if value < 0 { out.append(UInt8(ascii: "-")) }
+    appendDecimal(UInt64(value.magnitude), minimumDigits: width, to: &out)
 }
 
 /// Reads exactly `count` ASCII digits at `offset`.

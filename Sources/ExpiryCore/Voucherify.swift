@@ -24,10 +24,10 @@ public struct PointsExpirationPage: Equatable, Sendable {
         guard case .array(let data)? = envelope["data"] else {
             throw .upstreamMalformed("points-expiration body has no data array")
         }
-        guard let total = envelope["total"]?.int64Value, total >= 0, total <= Int.max else {
+        guard let total = envelope["total"]?.int64Value.flatMap({ Int(exactly: $0) }), total >= 0 else {
             throw .upstreamMalformed("points-expiration body has no valid total")
         }
-        self.total = Int(total)
+        self.total = total
         buckets = []
         buckets.reserveCapacity(data.count)
         for (index, element) in data.enumerated() {

@@ -31,19 +31,14 @@ public final class HTTP2Server {
         self.logger = logger
         callbacks = try Nghttp2Callbacks(configuration: configuration)
 
-        var address = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        let parsed = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { evutil_parse_sockaddr_port(configuration.listen, $0, &length) }
-        }
-        guard parsed == 0 else { throw HTTP2ServerError("parsing listen address \"\(configuration.listen)\"") }
+        var (address, length) = try Self.resolve(configuration.listen)
         let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
         let listener = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 evconnlistener_new_bind(loop.base, { _, fd, _, _, arg in
                     guard let arg else { close(fd); return }
                     Unmanaged<HTTP2Server>.fromOpaque(arg).takeUnretainedValue().accept(fd)
-                }, nil, flags, 1024, $0, length)
+                }, nil, flags, 1024, $0, Int32(length))
             }
         }
         guard let listener else {
@@ -71,6 +66,27 @@ public final class HTTP2Server {
     }
 
     public var connectionCount: Int { connections.count }
+
+    /// `host:port` or `[v6]:port` to a socket address (start-up only: may consult the resolver).
+    private static func resolve(_ listen: String) throws -> (sockaddr_storage, socklen_t) {
+        guard let colon = listen.lastIndex(of: ":") else { throw HTTP2ServerError("listen address \"\(listen)\" has no port") }
+        var host = String(listen[..<colon])
+        let port = String(listen[listen.index(after: colon)...])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host.isEmpty ? nil : host, port, &hints, &found)
+        guard rc == 0, let first = found, let address = first.pointee.ai_addr else {
+            throw HTTP2ServerError("resolving listen address \"\(listen)\": \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(found) }
+        var storage = sockaddr_storage()
+        let length = first.pointee.ai_addrlen
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(length))) }
+        return (storage, length)
+    }
 
     private func accept(_ fd: Int32) {
         do {

@@ -21,15 +21,19 @@ import Testing
         #expect(keys.count == pairs.count)
     }
 
-    @Test func entryAndGenerationShareTheHashTag() {
-        for (c, m) in [("camp_1", "CARD-1"), ("{a}", "b}c"), ("x|y", "%")] {
-            let tag = { (key: String) -> Substring in
-                let open = key.firstIndex(of: "{")!
-                let close = key[open...].firstIndex(of: "}")!
-                return key[key.index(after: open)..<close]
-            }
-            #expect(tag(CacheKey.entry(campaign: c, member: m)) == tag(CacheKey.generation(campaign: c, member: m)))
-            #expect(tag(CacheKey.entry(campaign: c, member: m)).count > 1)
-        }
+    /// What Redis Cluster hashes: the text between the first `{` and the next `}`.
+    func hashTag(_ key: String) throws -> Substring {
+        let open = try #require(key.firstIndex(of: "{"))
+        let close = try #require(key[open...].firstIndex(of: "}"))
+        return key[key.index(after: open)..<close]
+    }
+
+    @Test(arguments: [("camp_1", "CARD-1"), ("{a}", "b}c"), ("x|y", "%")])
+    func entryAndGenerationShareTheWholeHashTag(_ campaign: String, _ member: String) throws {
+        let entry = CacheKey.entry(campaign: campaign, member: member)
+        let generation = CacheKey.generation(campaign: campaign, member: member)
+        #expect(try hashTag(entry) == hashTag(generation))
+        // The tag spans both escaped parts, up to the key's suffix.
+        #expect(entry.hasSuffix("\(try hashTag(entry))}:entry"))
     }
 }

@@ -1,0 +1,82 @@
+/// SplitMix64: small, fast and the same on every platform, so a seed always gives the same data.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Generated campaign data: `MEMBER-000001`…, `v_fake_000001`…, unique `lopb_…` ids,
+/// points 0…500 (some 0), ~15 % never-expiring buckets, expiry dates over the next 365 days (UTC),
+/// buckets ascending by `expires_at` with never-expiring ones last.
+struct DataGenerator {
+    let members: Int
+    let bucketsPerMember: ClosedRange<Int>
+    let seed: UInt64
+    let campaignId: String
+    let campaignName: String
+    /// Day number (UTC) that "today" means; dates are deterministic for a seed and a day.
+    let today: Int64
+
+    func generate() -> LoyaltyCampaign {
+        var rng = SeededGenerator(seed: seed)
+        var usedIds = Set<String>()
+        var result: [String: LoyaltyMember] = [:]
+        result.reserveCapacity(members)
+        let nowSeconds = today * 86_400
+        for n in stride(from: 1, through: members, by: 1) {
+            let code = "MEMBER-" + zeroPadded(n, 6)
+            let voucherId = "v_fake_" + zeroPadded(n, 6)
+            let count = Int.random(in: bucketsPerMember, using: &rng)
+            var buckets: [PointsBucket] = []
+            buckets.reserveCapacity(count)
+            for _ in 0..<count {
+                var id: String
+                repeat {
+                    id = "lopb_" + randomToken(length: 20, using: &rng)
+                } while !usedIds.insert(id).inserted
+                // About 5 % of buckets hold zero points; the rest 1…500.
+                let points: Int64 = Int.random(in: 0..<100, using: &rng) < 5 ? 0 : Int64.random(in: 1...500, using: &rng)
+                let neverExpires = Int.random(in: 0..<100, using: &rng) < 15
+                let expiresAt = neverExpires ? nil : CivilDate.dateString(days: today + Int64.random(in: 0..<365, using: &rng))
+                let created = nowSeconds - Int64.random(in: 3600...(365 * 86_400), using: &rng)
+                // About a third were never updated (no updated_at key at all).
+                let updated: String? = Int.random(in: 0..<3, using: &rng) == 0
+                    ? nil
+                    : CivilDate.timestamp(epochSeconds: created + Int64.random(in: 0...(nowSeconds - created), using: &rng))
+                buckets.append(PointsBucket(id: id, points: points, expiresAt: expiresAt, status: "ACTIVE",
+                                            createdAt: CivilDate.timestamp(epochSeconds: created), updatedAt: updated))
+            }
+            buckets.sort(by: DataGenerator.servedOrder)
+            result[code] = LoyaltyMember(code: code, voucherId: voucherId, buckets: buckets)
+        }
+        return LoyaltyCampaign(id: campaignId, name: campaignName, members: result)
+    }
+
+    /// Ascending by `expires_at` (ISO dates sort as strings), never-expiring last, then by creation.
+    static func servedOrder(_ a: PointsBucket, _ b: PointsBucket) -> Bool {
+        switch (a.expiresAt, b.expiresAt) {
+        case let (x?, y?) where x != y: return x < y
+        case (nil, _?): return false
+        case (_?, nil): return true
+        default: return (a.createdAt, a.id) < (b.createdAt, b.id)
+        }
+    }
+
+    private func zeroPadded(_ n: Int, _ width: Int) -> String {
+        let s = String(n)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+
+    private func randomToken(length: Int, using rng: inout SeededGenerator) -> String {
+        let alphabet = Array("0123456789abcdef")
+        return String((0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+    }
+}

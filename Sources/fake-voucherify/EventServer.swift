@@ -1,0 +1,300 @@
+import CLibevent
+import Glibc
+
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Owns every libevent handle: the event_base, the evhttp server, the signal events and one timer
+/// per delayed answer. C callbacks find this object again through Unmanaged and call one method each.
+/// `teardown()` is the single place that frees them, in a safe order.
+final class EventServer {
+    private var base: OpaquePointer?
+    private var http: OpaquePointer?
+    private var signalEvents: [OpaquePointer] = []
+    private var pending: [UInt64: PendingReply] = [:]
+    private var nextPendingId: UInt64 = 0
+    private let handler: (IncomingRequest) -> Dispatch
+    private(set) var port: Int = 0
+
+    static let maxBodyBytes = 1 << 20
+
+    /// Handed to a timer as its user data; kept alive by `pending` until the timer fires or is cancelled.
+    final class TimerContext {
+        unowned let server: EventServer
+        let id: UInt64
+        init(server: EventServer, id: UInt64) {
+            self.server = server
+            self.id = id
+        }
+    }
+
+    private struct PendingReply {
+        let request: OpaquePointer
+        let action: Dispatch.Action
+        let timer: OpaquePointer
+        let context: TimerContext
+    }
+
+    init(handler: @escaping (IncomingRequest) -> Dispatch) {
+        self.handler = handler
+    }
+
+    deinit {
+        teardown()
+    }
+
+    /// Creates the loop and the server, binds, installs SIGINT/SIGTERM handlers. Returns the bound port.
+    func start(host: String, port requestedPort: Int) throws -> Int {
+        signal(SIGPIPE, SIG_IGN)
+        LibeventLog.install()
+        guard let base = event_base_new() else { throw StartupError(description: "cannot create the libevent event base") }
+        self.base = base
+        guard let http = evhttp_new(base) else { throw StartupError(description: "cannot create the libevent HTTP server") }
+        self.http = http
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        evhttp_set_gencb(http, { request, arg in
+            guard let request, let arg else { return }
+            Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().handleRequest(request)
+        }, me)
+        evhttp_set_max_body_size(http, EventServer.maxBodyBytes)  // ev_ssize_t is a macro for ssize_t (Int)
+        // Let every method reach the router so unsupported ones get a JSON 405 rather than libevent's HTML.
+        let allMethods = [EVHTTP_REQ_GET, EVHTTP_REQ_POST, EVHTTP_REQ_HEAD, EVHTTP_REQ_PUT, EVHTTP_REQ_DELETE,
+                          EVHTTP_REQ_OPTIONS, EVHTTP_REQ_TRACE, EVHTTP_REQ_CONNECT, EVHTTP_REQ_PATCH]
+            .reduce(UInt32(0)) { $0 | $1.rawValue }
+        evhttp_set_allowed_methods(http, UInt16(allMethods))
+
+        guard (0...65535).contains(requestedPort) else { throw StartupError(description: "port \(requestedPort) is out of range 0…65535") }
+        errno = 0
+        let (handle, libeventSays) = LibeventLog.capture { evhttp_bind_socket_with_handle(http, host, UInt16(requestedPort)) }
+        guard let bound = handle else {
+            let reason = libeventSays ?? (errno != 0 ? String(cString: strerror(errno)) : "unknown error")
+            throw StartupError(description: "cannot listen on \(host):\(requestedPort): \(reason)")
+        }
+        port = try EventServer.localPort(of: evhttp_bound_socket_get_fd(bound))
+
+        for sig in [SIGINT, SIGTERM] {
+            guard let ev = event_new(base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
+                guard let arg else { return }
+                Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().stop()
+            }, me) else {
+                throw StartupError(description: "cannot create the signal event for signal \(sig)")
+            }
+            signalEvents.append(ev)
+            guard event_add(ev, nil) == 0 else { throw StartupError(description: "cannot watch signal \(sig)") }
+        }
+        // A parent may spawn us with signals blocked (Foundation's Process on Linux does):
+        // stopping relies on these two arriving.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGINT)
+        sigaddset(&stopSignals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+        return port
+    }
+
+    /// Runs the loop until SIGINT/SIGTERM. Returns false if the loop itself failed.
+    func run() -> Bool {
+        guard let base else { return false }
+        return event_base_dispatch(base) != -1
+    }
+
+    func stop() {
+        if let base { _ = event_base_loopbreak(base) }
+    }
+
+    /// Frees every C handle once: pending timers (their requests are left to evhttp or freed if
+    /// detached), then the HTTP server with its connections, then signal events, then the base.
+    func teardown() {
+        for (_, p) in pending {
+            event_free(p.timer)
+            if evhttp_request_get_connection(p.request) == nil { evhttp_request_free(p.request) }
+        }
+        pending.removeAll()
+        if let http { evhttp_free(http) }
+        http = nil
+        for ev in signalEvents { event_free(ev) }
+        signalEvents.removeAll()
+        if let base { event_base_free(base) }
+        base = nil
+    }
+
+    // MARK: - Requests
+
+    private func handleRequest(_ req: OpaquePointer) {
+        guard let incoming = makeIncoming(req) else { return }
+        let dispatch = handler(incoming)
+        if dispatch.delayMs <= 0, case .respond(let response) = dispatch.action {
+            send(req, response)
+        } else {
+            // Drops go through a timer too, so the connection is never freed inside libevent's own callback.
+            schedule(req, dispatch.action, afterMs: max(0, dispatch.delayMs))
+        }
+    }
+
+    /// Copies what the handlers need out of libevent. Answers 400/413 itself when the request is unusable.
+    private func makeIncoming(_ req: OpaquePointer) -> IncomingRequest? {
+        guard let uriPointer = evhttp_request_get_uri(req) else {
+            send(req, badRequest("request has no URI"))
+            return nil
+        }
+        let uri = String(cString: uriPointer)
+        let withoutFragment = uri.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
+        let parts = withoutFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = parts.first.map(String.init) ?? ""
+        guard let query = PercentCoding.parseQuery(parts.count > 1 ? String(parts[1]) : "") else {
+            send(req, badRequest("malformed percent-encoding in the query string"))
+            return nil
+        }
+
+        var body: [UInt8] = []
+        if let input = evhttp_request_get_input_buffer(req) {
+            let length = evbuffer_get_length(input)
+            guard length <= EventServer.maxBodyBytes else {
+                send(req, .json(413, .object([("ok", .bool(false)), ("error", .string("request body over 1 MiB"))])))
+                return nil
+            }
+            if length > 0 {
+                body = [UInt8](repeating: 0, count: length)
+                let copied = body.withUnsafeMutableBytes { evbuffer_remove(input, $0.baseAddress, length) }
+                guard copied == Int32(length) else {
+                    send(req, badRequest("could not read the request body"))
+                    return nil
+                }
+            }
+        }
+
+        let headers = evhttp_request_get_input_headers(req)
+        return IncomingRequest(
+            method: EventServer.method(of: evhttp_request_get_command(req)),
+            rawPath: path,
+            query: query,
+            header: { name in headers.flatMap { evhttp_find_header($0, name) }.map { String(cString: $0) } },
+            body: body)
+    }
+
+    private func badRequest(_ details: String) -> OutgoingResponse {
+        .json(400, VoucherifyError.body(code: 400, key: "bad_request", message: "Bad request", details: details))
+    }
+
+    private static func method(of command: evhttp_cmd_type) -> IncomingRequest.Method {
+        switch command {
+        case EVHTTP_REQ_GET: return .get
+        case EVHTTP_REQ_POST: return .post
+        case EVHTTP_REQ_PUT: return .put
+        case EVHTTP_REQ_DELETE: return .delete
+        case EVHTTP_REQ_HEAD: return .head
+        case EVHTTP_REQ_OPTIONS: return .options
+        case EVHTTP_REQ_PATCH: return .patch
+        case EVHTTP_REQ_TRACE: return .trace
+        case EVHTTP_REQ_CONNECT: return .connect
+        default: return .other
+        }
+    }
+
+    private func send(_ req: OpaquePointer, _ response: OutgoingResponse) {
+        if let out = evhttp_request_get_output_headers(req) {
+            for (name, value) in response.headers where evhttp_add_header(out, name, value) != 0 {
+                logError("cannot add header \(name)")
+            }
+        }
+        guard let buffer = evbuffer_new() else {
+            logError("cannot allocate a response buffer")
+            evhttp_send_error(req, 500, nil)
+            return
+        }
+        defer { evbuffer_free(buffer) }
+        let added = response.body.withUnsafeBytes { evbuffer_add(buffer, $0.baseAddress, $0.count) }
+        if added != 0 { logError("cannot fill the response buffer") }
+        // With no connection left (client went away), libevent frees the request here.
+        evhttp_send_reply(req, response.status, reasonPhrase(response.status), buffer)
+    }
+
+    // MARK: - Delayed answers
+
+    private func schedule(_ req: OpaquePointer, _ action: Dispatch.Action, afterMs ms: Int) {
+        guard let base else { return }
+        nextPendingId += 1
+        let context = TimerContext(server: self, id: nextPendingId)
+        guard let timer = event_new(base, -1, 0, { _, _, arg in
+            guard let arg else { return }
+            let context = Unmanaged<TimerContext>.fromOpaque(arg).takeUnretainedValue()
+            context.server.timerFired(context.id)
+        }, Unmanaged.passUnretained(context).toOpaque()) else {
+            logError("cannot create a timer; answering at once")
+            finish(req, action)
+            return
+        }
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
+        guard event_add(timer, &tv) == 0 else {
+            logError("cannot arm a timer; answering at once")
+            event_free(timer)
+            finish(req, action)
+            return
+        }
+        pending[context.id] = PendingReply(request: req, action: action, timer: timer, context: context)
+        if let connection = evhttp_request_get_connection(req) {
+            // Learn when libevent frees this connection, so a late timer never touches a freed request.
+            evhttp_connection_set_closecb(connection, { connection, arg in
+                guard let connection, let arg else { return }
+                Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().connectionClosing(connection)
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
+    }
+
+    private func timerFired(_ id: UInt64) {
+        guard let p = pending.removeValue(forKey: id) else { return }
+        event_free(p.timer)
+        finish(p.request, p.action)
+    }
+
+    private func finish(_ req: OpaquePointer, _ action: Dispatch.Action) {
+        switch action {
+        case .respond(let response):
+            send(req, response)
+        case .drop:
+            if let connection = evhttp_request_get_connection(req) {
+                evhttp_connection_free(connection)  // closes the socket and frees the request with it
+            } else {
+                evhttp_request_free(req)
+            }
+        }
+    }
+
+    /// libevent is about to free `connection` and the requests still queued on it.
+    private func connectionClosing(_ connection: OpaquePointer) {
+        let doomed = pending.filter { evhttp_request_get_connection($0.value.request) == connection }
+        for (id, p) in doomed {
+            event_free(p.timer)
+            pending.removeValue(forKey: id)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private static func localPort(of fd: Int32) throws -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard rc == 0 else { throw StartupError(description: "getsockname failed: \(String(cString: strerror(errno)))") }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+        default:
+            throw StartupError(description: "bound socket has unexpected address family \(storage.ss_family)")
+        }
+    }
+
+    private func logError(_ message: String) {
+        fputs("fake-voucherify: \(message)\n", stderr)
+    }
+}

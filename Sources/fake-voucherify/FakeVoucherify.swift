@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct FakeVoucherify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fake-voucherify",
+        abstract: "Impersonates Voucherify's member points-expiration API (HTTP/1.1) for development and tests.",
+        discussion: """
+            API (headers X-App-Id and X-App-Token):
+              GET /v1/loyalties/{campaign id or name}/members/{card code}/points-expiration
+                  ?limit=1..100&page=1..100
+            Control (no auth):
+              GET /_fake/stats    POST /_fake/stats/reset    GET|POST /_fake/fail
+              PUT|DELETE /_fake/members    GET|POST /_fake/latency
+            Once bound it prints: fake-voucherify listening on http://HOST:PORT
+            """)
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 = any free port).")
+    var port = 8090
+
+    @Option(help: "Expected X-App-Id header.")
+    var appId = "fake-app-id"
+
+    @Option(help: "Expected X-App-Token header.")
+    var appToken = "fake-app-token"
+
+    @Option(help: "JSON data file ({\"campaigns\":[…]}); replaces generated data.")
+    var data: String?
+
+    @Option(help: "Generated members (MEMBER-000001…).")
+    var members = 100
+
+    @Option(help: "Generated buckets per member, as A..B (or a single number).")
+    var bucketsPerMember = "1..5"
+
+    @Option(help: "Seed of the generated data (same seed, same day → same data).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Id of the generated campaign.")
+    var campaignId = "camp_fake_loyalty"
+
+    @Option(help: "Name of the generated campaign (also accepted in the path).")
+    var campaignName = "Fake Loyalty"
+
+    @Option(help: "Milliseconds added to every API answer (timer based, never blocks).")
+    var latencyMs = 0
+
+    @Option(help: "Requests per minute advertised in X-Rate-Limit-Limit.")
+    var rateLimit = 2000
+
+    @Flag(help: "Answer 429 once more than --rate-limit calls arrive in the current minute.")
+    var enforceRateLimit = false
+
+    func run() throws {
+        let campaigns: [LoyaltyCampaign]
+        do {
+            campaigns = try loadCampaigns()
+        } catch {
+            fail("\(error)")
+        }
+        guard latencyMs >= 0 else { fail("--latency-ms must be ≥ 0") }
+        guard rateLimit >= 1 else { fail("--rate-limit must be ≥ 1") }
+
+        let state = FakeState(store: CampaignStore(campaigns: campaigns),
+                              rateLimit: RateLimitWindow(limit: rateLimit, enforce: enforceRateLimit),
+                              appId: appId, appToken: appToken, latencyMs: latencyMs)
+        let router = Router(state: state)
+        let server = EventServer(handler: router.route)
+        let boundPort: Int
+        do {
+            boundPort = try server.start(host: host, port: port)
+        } catch {
+            server.teardown()
+            fail("\(error)")
+        }
+        let shownHost = host.contains(":") ? "[\(host)]" : host
+        print("fake-voucherify listening on http://\(shownHost):\(boundPort)")
+        fflush(stdout)
+
+        let ok = server.run()
+        server.teardown()
+        if !ok { fail("the event loop failed") }
+    }
+
+    private func loadCampaigns() throws -> [LoyaltyCampaign] {
+        if let data {
+            return try DataFile.load(path: data, now: RateLimitWindow.nowSeconds())
+        }
+        guard members >= 0, members <= 10_000_000 else { throw InputError(description: "--members must be 0…10000000") }
+        guard let range = parseRange(bucketsPerMember) else {
+            throw InputError(description: "--buckets-per-member must look like A..B with 0 ≤ A ≤ B ≤ 100000, got \"\(bucketsPerMember)\"")
+        }
+        let generator = DataGenerator(members: members, bucketsPerMember: range, seed: seed,
+                                      campaignId: campaignId, campaignName: campaignName, today: CivilDate.todayUTC())
+        return [generator.generate()]
+    }
+
+    private func parseRange(_ text: String) -> ClosedRange<Int>? {
+        let parts = text.components(separatedBy: "..")
+        let bounds = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard bounds.count == parts.count, (1...2).contains(bounds.count),
+              let low = bounds.first, let high = bounds.last, low >= 0, low <= high, high <= 100_000 else { return nil }
+        return low...high
+    }
+
+    private func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("fake-voucherify: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+}

@@ -1,0 +1,74 @@
+/// A request as the handlers see it: already copied out of libevent.
+struct IncomingRequest {
+    enum Method: String {
+        case get = "GET", post = "POST", put = "PUT", delete = "DELETE", head = "HEAD"
+        case options = "OPTIONS", patch = "PATCH", trace = "TRACE", connect = "CONNECT", other = "OTHER"
+    }
+
+    let method: Method
+    /// Raw path (still percent-encoded), without the query.
+    let rawPath: String
+    /// Decoded query parameters in order (`+` means a space).
+    let query: [(String, String)]
+    /// Header lookup (case-insensitive), backed by libevent while the request is alive.
+    let header: (String) -> String?
+    let body: [UInt8]
+
+    func queryValue(_ name: String) -> String? {
+        query.first { $0.0 == name }?.1
+    }
+
+    /// Raw path split on `/` and percent-decoded segment by segment (so `%2F` stays inside a segment).
+    /// nil when a segment is not valid percent-encoding.
+    var pathSegments: [String]? {
+        var segments: [String] = []
+        for raw in rawPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+            guard let decoded = PercentCoding.decode(String(raw), plusIsSpace: false) else { return nil }
+            segments.append(decoded)
+        }
+        return segments
+    }
+}
+
+/// What to send back.
+struct OutgoingResponse {
+    var status: Int32
+    var headers: [(String, String)]
+    var body: [UInt8]
+
+    static func json(_ status: Int32, _ value: JSONValue, headers: [(String, String)] = []) -> OutgoingResponse {
+        OutgoingResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.bytes)
+    }
+}
+
+/// A handler's decision: answer (maybe after a delay) or close the connection without a word.
+struct Dispatch {
+    enum Action {
+        case respond(OutgoingResponse)
+        case drop
+    }
+
+    var action: Action
+    var delayMs: Int
+
+    static func now(_ response: OutgoingResponse) -> Dispatch { Dispatch(action: .respond(response), delayMs: 0) }
+}
+
+/// Reason phrases for the status line.
+func reasonPhrase(_ status: Int32) -> String {
+    switch status {
+    case 200: return "OK"
+    case 400: return "Bad Request"
+    case 401: return "Unauthorized"
+    case 403: return "Forbidden"
+    case 404: return "Not Found"
+    case 405: return "Method Not Allowed"
+    case 413: return "Payload Too Large"
+    case 429: return "Too Many Requests"
+    case 500: return "Internal Server Error"
+    case 502: return "Bad Gateway"
+    case 503: return "Service Unavailable"
+    case 504: return "Gateway Timeout"
+    default: return "Status \(status)"
+    }
+}

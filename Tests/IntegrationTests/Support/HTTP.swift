@@ -1,0 +1,51 @@
+import Foundation
+
+/// One HTTP exchange made with the curl command-line client.
+struct HTTPResult {
+    let status: Int
+    /// Lowercased names; the last value wins.
+    let headers: [String: String]
+    let body: Data
+    let httpVersion: String
+
+    var text: String { String(decoding: body, as: UTF8.self) }
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+    }
+
+    /// The Connect error code of an error response.
+    var code: String? { json["code"] as? String }
+}
+
+enum CurlClient {
+    /// `http2` true: HTTP/2 prior knowledge (h2c); false: HTTP/1.1 (for the fake Voucherify).
+    static func request(_ method: String, _ url: String, body: Data? = nil, headers: [String] = [],
+                        http2: Bool = true, timeoutSeconds: Double = 15) throws -> HTTPResult {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pe-curl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let headerFile = directory.appendingPathComponent("headers").path
+        let bodyFile = directory.appendingPathComponent("body").path
+        var arguments = ["-sS", http2 ? "--http2-prior-knowledge" : "--http1.1", "-X", method, "-D", headerFile, "-o", bodyFile,
+                         "-w", "%{http_code} %{http_version}", "--max-time", String(timeoutSeconds)]
+        for header in headers { arguments += ["-H", header] }
+        if let body {
+            let requestFile = directory.appendingPathComponent("request").path
+            try body.write(to: URL(fileURLWithPath: requestFile))
+            arguments += ["--data-binary", "@\(requestFile)"]
+        }
+        let summary = try run("/usr/bin/curl", arguments + [url]).split(separator: " ")
+        guard summary.count == 2, let status = Int(summary[0]), status > 0 else {
+            throw TestFailure("curl \(method) \(url) got no HTTP answer")
+        }
+        var parsed: [String: String] = [:]
+        let rawHeaders = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
+        for line in rawHeaders.split(separator: "\r\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            parsed[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let responseBody = FileManager.default.contents(atPath: bodyFile) ?? Data()
+        return HTTPResult(status: status, headers: parsed, body: responseBody, httpVersion: String(summary[1]))
+    }
+}

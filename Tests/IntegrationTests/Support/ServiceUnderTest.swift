@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import PointsExpiryService
+import VoucherifyClient
+
+/// libcurl wants one global init before threads use it.
+let curlReady: Void = { try? Curl.globalInit() }()
+
+/// The service built exactly as `points-expiry serve` builds it, in this process, on a free port.
+final class ServiceUnderTest: @unchecked Sendable {
+    let app: PointsExpiryApp
+    let redis: RedisServer
+    let fake: FakeVoucherify
+    static let rpc = "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+
+    init(environment: [String: String] = [:]) throws {
+        _ = curlReady
+        redis = try RedisServer()
+        fake = try FakeVoucherify()
+        let settings = [
+            "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken,
+        ].merging(environment) { _, override in override }
+        let configuration = try ServiceConfiguration.fromEnvironment(settings, cores: 2)
+        var logger = Logger(label: "points-expiry-test") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = Logger.Level.critical
+        app = try PointsExpiryApp(configuration: configuration, logger: logger)
+        try app.start()
+        try waitUntilReady()
+    }
+
+    deinit {
+        app.shutdown()
+        fake.stop()
+        redis.stop()
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(app.port)" }
+
+    /// Waits until every worker reports Redis connected (readyz hits one worker per connection).
+    func waitUntilReady(timeout: TimeInterval = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var consecutive = 0
+        while Date() < deadline {
+            consecutive = (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200 ? consecutive + 1 : 0
+            if consecutive >= 6 { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw TestFailure("service never became ready")
+    }
+
+    /// POSTs a Connect JSON request to GetMemberExpiration.
+    func get(_ json: String, headers: [String] = []) throws -> HTTPResult {
+        try CurlClient.request("POST", baseURL + Self.rpc, body: Data(json.utf8), headers: ["content-type: application/json"] + headers)
+    }
+
+    func get(member: String, campaign: String = FakeVoucherify.campaignID, extra: String = "") throws -> HTTPResult {
+        try get(#"{"campaign":"\#(campaign)","member":"\#(member)"\#(extra)}"#)
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the service locally. Without VOUCHERIFY_APP_ID/VOUCHERIFY_APP_TOKEN it starts the fake
+# Voucherify (1,000 generated members) on loopback; without REDIS_URL it starts a loopback
+# redis-server. Everything it starts stops with it (Ctrl-C).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_packages
+cd "$ROOT"
+swift build -c release --product points-expiry
+swift build -c release --product fake-voucherify
+BIN="$(swift build -c release --show-bin-path)"
+STATE="$ROOT/run"
+mkdir -p "$STATE"
+children=()
+cleanup() { for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+if [ -z "${REDIS_URL:-}" ]; then
+  port="$(free_port)"
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$STATE" \
+    --logfile "$STATE/redis.log" &
+  children+=($!)
+  wait_for_port "$port"
+  export REDIS_URL="redis://127.0.0.1:$port"
+  echo "started redis-server on 127.0.0.1:$port (log: run/redis.log)" >&2
+fi
+
+if [ -z "${VOUCHERIFY_APP_ID:-}" ] || [ -z "${VOUCHERIFY_APP_TOKEN:-}" ]; then
+  port="${FAKE_VOUCHERIFY_PORT:-8090}"
+  "$BIN/fake-voucherify" --host 127.0.0.1 --port "$port" --members 1000 --app-id dev-app-id --app-token dev-app-token \
+    > "$STATE/fake-voucherify.log" 2>&1 &
+  children+=($!)
+  wait_for_port "$port"
+  export VOUCHERIFY_API_URL="http://127.0.0.1:$port" VOUCHERIFY_APP_ID=dev-app-id VOUCHERIFY_APP_TOKEN=dev-app-token
+  echo "started fake-voucherify on 127.0.0.1:$port (members MEMBER-000001..MEMBER-001000, campaign camp_fake_loyalty / \"Fake Loyalty\")" >&2
+fi
+
+"$BIN/points-expiry" serve "$@" &
+children+=($!)
+wait "${children[-1]}"
