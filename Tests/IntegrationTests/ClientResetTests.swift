@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+
+@Suite(.serialized) struct ClientResetTests {
+    /// A stream reset while its upstream call is in flight: the late result is dropped without
+    /// harm and the fill still lands in the cache. Follow-ups use fresh connections: libcurl 7.88
+    /// fails later streams on a connection where it abandoned one (the server keeps serving that
+    /// connection; checked by hand with Python's h2).
+    @Test func resetWhileUpstreamIsInFlightDropsTheLateResult() throws {
+        let service = try ServiceUnderTest()
+        try service.fake.putMember("RESET", buckets: buckets(2, points: 3))
+        try service.fake.fail(["mode": "slow", "latency_ms": 600, "count": 1])
+        let client = try H2Client()
+        let url = service.baseURL + ServiceUnderTest.rpc
+        let body = #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"RESET"}"#
+
+        #expect(try client.sendAndReset("POST", url, json: body, afterMilliseconds: 150))
+        // While the abandoned call is still waiting upstream, the service keeps answering.
+        #expect(try H2Client().send("GET", service.baseURL + "/healthz").status == 200)
+        Thread.sleep(forTimeInterval: 0.8)
+
+        let after = try H2Client().send("POST", url, json: body)
+        #expect(after.status == 200)
+        #expect(after.httpVersion == 2)
+        #expect(after.header("x-cache") == "hit")
+        #expect(try service.fake.totalCalls() == 1)
+    }
+
+    @Test func manyResetsInARowLeaveTheServerHealthy() throws {
+        let service = try ServiceUnderTest()
+        try service.fake.putMember("RESET-2", buckets: buckets(1))
+        try service.fake.fail(["mode": "slow", "latency_ms": 300])
+        let url = service.baseURL + ServiceUnderTest.rpc
+        for index in 0..<20 {
+            _ = try H2Client().sendAndReset("POST", url, json: #"{"campaign":"c","member":"R\#(index)"}"#, afterMilliseconds: 5)
+        }
+        try service.fake.fail(["mode": "none"])
+        #expect(try H2Client().send("GET", service.baseURL + "/healthz").status == 200)
+        #expect(try service.get(member: "RESET-2").status == 200)
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+
+/// The built `points-expiry` binary: start-up validation and graceful shutdown.
+@Suite(.serialized) struct ExecutableTests {
+    private static let valid = [
+        "LISTEN": "127.0.0.1:0", "WORKERS": "1", "REDIS_URL": "redis://127.0.0.1:1",
+        "VOUCHERIFY_APP_ID": "id", "VOUCHERIFY_APP_TOKEN": "token-value",
+    ]
+
+    @Test(arguments: [
+        ("VOUCHERIFY_APP_ID", ""),
+        ("VOUCHERIFY_APP_TOKEN", ""),
+        ("VOUCHERIFY_PROJECT_TIMEZONE", "Mars/Olympus_Mons"),
+        ("REDIS_URL", "http://localhost"),
+        ("VOUCHERIFY_API_URL", "ftp://api.voucherify.io"),
+        ("LISTEN", "no-port"),
+        ("WORKERS", "0"),
+        ("CACHE_TTL_SECONDS", "ten"),
+        ("LOG_LEVEL", "loud"),
+    ])
+    func badConfigurationStopsStartupWithOneLineNamingTheVariable(variable: String, value: String) throws {
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"],
+                                     environment: Self.valid.merging([variable: value]) { _, new in new })
+        #expect(try child.waitForExit() == 2)
+        let lines = child.outputText.split(separator: "\n")
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains(variable) == true)
+        #expect(!child.outputText.contains("token-value"))
+    }
+
+    @Test func sigtermDrainsInFlightRequestsThenExits() throws {
+        let redis = try RedisServer()
+        let fake = try FakeVoucherify()
+        let port = try freePort()
+        try fake.fail(["mode": "slow", "latency_ms": 700, "count": 1])
+        let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: [
+            "LISTEN": "127.0.0.1:\(port)", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken, "LOG_LEVEL": "info",
+        ])
+        _ = try service.waitForLine(containing: "listening")
+        let inFlight = try ChildProcess("/usr/bin/curl", [
+            "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+            "-H", "content-type: application/json", "-d", #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"MEMBER-000001"}"#,
+            "http://127.0.0.1:\(port)/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration",
+        ])
+        Thread.sleep(forTimeInterval: 0.3)
+        service.signal(SIGTERM)
+        #expect(try inFlight.waitForExit() == 0)
+        #expect(inFlight.outputText == "200")
+        #expect(try service.waitForExit() == 0)
+        #expect(service.outputText.contains("stopped"))
+        fake.stop()
+        redis.stop()
+    }
+}

@@ -1,0 +1,72 @@
+import EventLoop
+import Foundation
+import VoucherifyClient
+
+/// The project's own libcurl client (the one that calls Voucherify), speaking h2c to the service
+/// on its own loop thread. Lets a test reset one stream while the connection stays up.
+final class H2Client: @unchecked Sendable {
+    private let group: LoopGroup
+    private var multi: CurlMulti?
+    private var loop: Loop { group.loops[0] }
+
+    init() throws {
+        _ = curlReady
+        group = try LoopGroup(count: 1)
+        try group.start()
+        multi = try onLoop { try CurlMulti(loop: self.loop) }
+    }
+
+    deinit {
+        _ = try? onLoop { self.multi = nil }
+        group.stopAndWait()
+    }
+
+    private func request(_ method: String, _ url: String, json: String?) -> HTTPClientRequest {
+        HTTPClientRequest(method: method, url: url, headers: json == nil ? [] : [("content-type", "application/json")],
+                          body: Array((json ?? "").utf8), version: .http2PriorKnowledge)
+    }
+
+    /// Sends and waits for the answer.
+    func send(_ method: String, _ url: String, json: String? = nil) throws -> HTTPClientResponse {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var outcome: Result<HTTPClientResponse, HTTPClientError>?
+        let request = request(method, url, json: json)
+        try onLoop {
+            _ = try self.multi?.start(request) { result in
+                outcome = result
+                done.signal()
+            }
+        }
+        guard done.wait(timeout: .now() + 15) == .success, let outcome else { throw TestFailure("no answer from \(url)") }
+        return try outcome.get()
+    }
+
+    /// Starts a request and resets its stream (RST_STREAM) after `milliseconds`; true if it was
+    /// still in flight then.
+    func sendAndReset(_ method: String, _ url: String, json: String?, afterMilliseconds milliseconds: Int) throws -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var answeredEarly = false
+        let request = request(method, url, json: json)
+        try onLoop {
+            guard let transfer = try self.multi?.start(request, completion: { _ in answeredEarly = true }) else { return }
+            try Timer.schedule(on: self.loop, after: milliseconds) {
+                transfer.cancel()
+                done.signal()
+            }
+        }
+        _ = done.wait(timeout: .now() + 15)
+        return !answeredEarly
+    }
+
+    private func onLoop<T>(_ body: @escaping () throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<T, Error>?
+        nonisolated(unsafe) let work = body
+        loop.execute {
+            result = Result { try work() }
+            done.signal()
+        }
+        done.wait()
+        return try result!.get()
+    }
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Benchmarks the cache-hit path of GetMemberExpiration against a reference HTTP/2 server.
+#
+# The reference is nghttpd (single-threaded, from nghttp2-server) serving the very same response
+# body as a static file at the very same path, so both servers answer the same h2load request over
+# h2c (prior knowledge) with the same bytes. The service runs with WORKERS=1 so both sides get one
+# event-loop thread; each server in turn is pinned to CPU $SERVER_CPU and h2load to $LOAD_CPU.
+#
+# Only the hit path is measured: h2load sends one fixed body, so after the cache is warmed every
+# request is a Redis cache hit (`x-cache: hit`). The miss path (Voucherify round trip) is not
+# benchmarked here.
+#
+# Settings (environment): REQUESTS (200000), CONNECTIONS (32), STREAMS (16, per connection),
+# WARMUP_REQUESTS (20000), LOAD_TIMEOUT (seconds per h2load run, 120), SERVER_CPU (0),
+# LOAD_CPU (1), REDIS_CPU (1), SCRATCH_PATH (passed to swift build as --scratch-path).
+# Exits non-zero when a build, a server or a load run fails, or when any request did not get a 2xx.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+ensure_packages
+cd "$ROOT"
+
+REQUESTS="${REQUESTS:-200000}"
+CONNECTIONS="${CONNECTIONS:-32}"
+STREAMS="${STREAMS:-16}"
+WARMUP_REQUESTS="${WARMUP_REQUESTS:-20000}"
+LOAD_TIMEOUT="${LOAD_TIMEOUT:-120}"
+SERVER_CPU="${SERVER_CPU:-0}"
+LOAD_CPU="${LOAD_CPU:-1}"
+REDIS_CPU="${REDIS_CPU:-1}"
+RPC_PATH="/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+REQUEST_BODY='{"campaign":"camp_fake_loyalty","member":"MEMBER-000001"}'
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# --- build ------------------------------------------------------------------------------------
+scratch=()
+[ -n "${SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SCRATCH_PATH")
+swift build -c release "${scratch[@]}" --product points-expiry
+swift build -c release "${scratch[@]}" --product fake-voucherify
+BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+
+# --- processes and cleanup --------------------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/points-expiry-bench.XXXXXX")"
+children=()
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$status" -ne 0 ]; then
+    echo "bench: failed (exit $status); server logs:" >&2
+    for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "== $log" >&2; tail -n 20 "$log" >&2; }; done
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# CPU pinning; with a single core there is nothing to separate, so it runs unpinned.
+if [ "$(nproc)" -ge 2 ]; then
+  pin() { local cpu="$1"; shift; taskset -c "$cpu" "$@"; }
+else
+  echo "bench: only one CPU, running unpinned" >&2
+  pin() { shift; "$@"; }
+fi
+
+# Redis is on the hit path (every lookup is a GET); it shares h2load's core so that the server
+# under test has its core to itself, as nghttpd does.
+redis_port="$(free_port)"
+pin "$REDIS_CPU" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+  --dir "$WORK" --logfile "$WORK/redis.log" &
+children+=($!)
+wait_for_port "$redis_port"
+
+fake_port="$(free_port)"
+"$BIN/fake-voucherify" --host 127.0.0.1 --port "$fake_port" --members 1000 \
+  --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 > "$WORK/fake-voucherify.log" 2>&1 &
+children+=($!)
+wait_for_port "$fake_port"
+
+service_port="$(free_port)"
+LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
+  REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
+  VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
+  pin "$SERVER_CPU" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
+service_pid=$!   # taskset execs the program, so this is the service's own PID
+children+=($service_pid)
+wait_for_port "$service_port"
+service_url="http://127.0.0.1:$service_port$RPC_PATH"
+
+# --- warm the cache ---------------------------------------------------------------------------
+printf '%s' "$REQUEST_BODY" > "$WORK/request.json"
+call_service() {  # $1: headers file, $2: body file; prints the HTTP status
+  curl -sS --http2-prior-knowledge --max-time 10 -X POST -H 'content-type: application/json' \
+    --data-binary "@$WORK/request.json" -D "$1" -o "$2" -w '%{http_code}' "$service_url"
+}
+status="$(call_service "$WORK/miss.headers" "$WORK/miss.body")"
+[ "$status" = 200 ] || die "warming call answered HTTP $status: $(cat "$WORK/miss.body")"
+status="$(call_service "$WORK/hit.headers" "$WORK/hit.body")"
+[ "$status" = 200 ] || die "second call answered HTTP $status: $(cat "$WORK/hit.body")"
+grep -qi '^x-cache: *hit' "$WORK/hit.headers" || die "second call was not a cache hit: $(tr -d '\r' < "$WORK/hit.headers")"
+echo "bench: cache warmed; hit response is $(wc -c < "$WORK/hit.body") bytes" >&2
+
+# --- reference server -------------------------------------------------------------------------
+# The same body as a static file at the same path, so the request line can be identical.
+htdocs="$WORK/htdocs"
+mkdir -p "$htdocs$(dirname "$RPC_PATH")"
+cp "$WORK/hit.body" "$htdocs$RPC_PATH"
+nghttpd_args=(--no-tls -a 127.0.0.1 -d "$htdocs")
+nghttpd --help 2>&1 | grep -q -- '--workers' && nghttpd_args+=(-n 1)
+reference_port="$(free_port)"
+pin "$SERVER_CPU" nghttpd "${nghttpd_args[@]}" "$reference_port" > "$WORK/nghttpd.log" 2>&1 &
+reference_pid=$!
+children+=($reference_pid)
+wait_for_port "$reference_port"
+reference_url="http://127.0.0.1:$reference_port$RPC_PATH"
+
+# nghttpd serves files for GET, and (nghttp2 1.52) also answers a POST to a file path with the
+# file, ignoring the body. When it does, both servers get the identical POST (same path, headers,
+# body), which is the fairest comparison; otherwise the reference gets a GET of the file.
+reference_method=GET
+status="$(curl -sS --http2-prior-knowledge --max-time 10 -X POST -H 'content-type: application/json' \
+  --data-binary "@$WORK/request.json" -o "$WORK/reference.body" -w '%{http_code}' "$reference_url" || true)"
+if [ "$status" = 200 ] && cmp -s "$WORK/reference.body" "$WORK/hit.body"; then
+  reference_method=POST
+else
+  status="$(curl -sS --http2-prior-knowledge --max-time 10 -o "$WORK/reference.body" -w '%{http_code}' "$reference_url")"
+  [ "$status" = 200 ] && cmp -s "$WORK/reference.body" "$WORK/hit.body" || die "nghttpd does not serve the response file (HTTP $status)"
+fi
+echo "bench: reference answers $reference_method with the same body" >&2
+
+# --- load -------------------------------------------------------------------------------------
+# run_load NAME URL METHOD REQUESTS [LOG_FILE]: one h2load run; fails unless every request got 2xx.
+run_load() {
+  local name="$1" url="$2" method="$3" count="$4" log="${5:-}" out="$WORK/h2load-$1.out"
+  local args=(-n "$count" -c "$CONNECTIONS" -m "$STREAMS" -t 1)
+  [ "$method" = POST ] && args+=(-d "$WORK/request.json" -H 'content-type: application/json')
+  [ -n "$log" ] && args+=(--log-file "$log")
+  local rc=0
+  timeout --kill-after=5 "$LOAD_TIMEOUT" pin "$LOAD_CPU" h2load "${args[@]}" "$url" > "$out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$out" >&2
+    [ "$rc" -eq 124 ] && die "h2load ($name) did not finish within ${LOAD_TIMEOUT}s"
+    die "h2load ($name) exited with $rc"
+  fi
+  # requests: 200000 total, 200000 started, 200000 done, 200000 succeeded, 0 failed, 0 errored, 0 timeout
+  # status codes: 200000 2xx, 0 3xx, 0 4xx, 0 5xx
+  if ! awk -v n="$count" '
+      /^requests:/     { ok_req = ($2 == n && $4 == n && $6 == n && $8 == n && $10 == 0 && $12 == 0 && $14 == 0) }
+      /^status codes:/ { ok_status = ($3 == n) }
+      END { exit !(ok_req && ok_status) }' "$out"; then
+    cat "$out" >&2
+    die "h2load ($name): not every one of $count requests succeeded with 2xx"
+  fi
+  if [ -n "$log" ]; then
+    awk -v n="$count" -F '\t' '$2 >= 200 && $2 < 300 { good++ } END { exit !(NR == n && good == n) }' "$log" ||
+      die "h2load ($name): the per-request log does not show $count 2xx responses"
+  fi
+}
+
+# Prints req/s from h2load's "finished in 1.23s, 162000.00 req/s, 10.5MB/s" line.
+requests_per_second() { awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^req\/s/) print $i }' "$1"; }
+
+# Prints "p50 p99" in milliseconds (nearest rank) from an h2load --log-file (3rd column: µs).
+percentiles() {
+  cut -f3 "$1" | sort -n | awk '{ v[NR] = $1 }
+    function rank(p,  r) { r = int(p * NR); if (r < p * NR) r++; if (r < 1) r = 1; return v[r] }
+    END { printf "%.3f %.3f\n", rank(0.50) / 1000, rank(0.99) / 1000 }'
+}
+
+peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+metric() {  # value of points_expiry_cache_lookups_total{result="$1"}, empty when not exposed
+  curl -sS --http2-prior-knowledge --max-time 10 "http://127.0.0.1:$service_port/metrics" 2>/dev/null |
+    awk -v want="points_expiry_cache_lookups_total{result=\"$1\"}" '$1 == want { print $2 }'
+}
+
+echo "bench: h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2
+misses_before="$(metric miss)"
+run_load service-warmup "$service_url" POST "$WARMUP_REQUESTS"
+run_load service "$service_url" POST "$REQUESTS" "$WORK/service.log"
+service_rss="$(peak_rss_kib "$service_pid")"
+misses_after="$(metric miss)"
+if [ -n "$misses_before" ] && [ "$misses_before" != "$misses_after" ]; then
+  die "the service had cache misses during the load ($misses_before -> $misses_after); not a hit-path run"
+fi
+
+run_load nghttpd-warmup "$reference_url" "$reference_method" "$WARMUP_REQUESTS"
+run_load nghttpd nghttpd "$reference_method" "$REQUESTS" "$WORK/nghttpd.log.tsv" 2>/dev/null || true
