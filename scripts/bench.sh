@@ -59,17 +59,19 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # CPU pinning; with a single core there is nothing to separate, so it runs unpinned.
-if [ "$(nproc)" -ge 2 ]; then
-  pin() { local cpu="$1"; shift; taskset -c "$cpu" "$@"; }
-else
+# (Prefix arrays rather than a function, so that `timeout` can run them and `$!` is the program.)
+pin_server=(taskset -c "$SERVER_CPU")
+pin_load=(taskset -c "$LOAD_CPU")
+pin_redis=(taskset -c "$REDIS_CPU")
+if [ "$(nproc)" -lt 2 ]; then
   echo "bench: only one CPU, running unpinned" >&2
-  pin() { shift; "$@"; }
+  pin_server=() pin_load=() pin_redis=()
 fi
 
 # Redis is on the hit path (every lookup is a GET); it shares h2load's core so that the server
 # under test has its core to itself, as nghttpd does.
 redis_port="$(free_port)"
-pin "$REDIS_CPU" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+"${pin_redis[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
   --dir "$WORK" --logfile "$WORK/redis.log" &
 children+=($!)
 wait_for_port "$redis_port"
@@ -81,11 +83,11 @@ children+=($!)
 wait_for_port "$fake_port"
 
 service_port="$(free_port)"
-LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
+env LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
   REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
   VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
-  pin "$SERVER_CPU" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
-service_pid=$!   # taskset execs the program, so this is the service's own PID
+  "${pin_server[@]}" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
+service_pid=$!   # env and taskset exec the program, so this is the service's own PID
 children+=($service_pid)
 wait_for_port "$service_port"
 service_url="http://127.0.0.1:$service_port$RPC_PATH"
@@ -111,7 +113,7 @@ cp "$WORK/hit.body" "$htdocs$RPC_PATH"
 nghttpd_args=(--no-tls -a 127.0.0.1 -d "$htdocs")
 nghttpd --help 2>&1 | grep -q -- '--workers' && nghttpd_args+=(-n 1)
 reference_port="$(free_port)"
-pin "$SERVER_CPU" nghttpd "${nghttpd_args[@]}" "$reference_port" > "$WORK/nghttpd.log" 2>&1 &
+"${pin_server[@]}" nghttpd "${nghttpd_args[@]}" "$reference_port" > "$WORK/nghttpd.log" 2>&1 &
 reference_pid=$!
 children+=($reference_pid)
 wait_for_port "$reference_port"
@@ -139,7 +141,7 @@ run_load() {
   [ "$method" = POST ] && args+=(-d "$WORK/request.json" -H 'content-type: application/json')
   [ -n "$log" ] && args+=(--log-file "$log")
   local rc=0
-  timeout --kill-after=5 "$LOAD_TIMEOUT" pin "$LOAD_CPU" h2load "${args[@]}" "$url" > "$out" 2>&1 || rc=$?
+  timeout --kill-after=5 "$LOAD_TIMEOUT" "${pin_load[@]}" h2load "${args[@]}" "$url" > "$out" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     cat "$out" >&2
     [ "$rc" -eq 124 ] && die "h2load ($name) did not finish within ${LOAD_TIMEOUT}s"
@@ -180,7 +182,7 @@ metric() {  # value of points_expiry_cache_lookups_total{result="$1"}, empty whe
 echo "bench: h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2
 misses_before="$(metric miss)"
 run_load service-warmup "$service_url" POST "$WARMUP_REQUESTS"
-run_load service "$service_url" POST "$REQUESTS" "$WORK/service.log"
+run_load service "$service_url" POST "$REQUESTS" "$WORK/service-requests.tsv"
 service_rss="$(peak_rss_kib "$service_pid")"
 misses_after="$(metric miss)"
 if [ -n "$misses_before" ] && [ "$misses_before" != "$misses_after" ]; then
@@ -188,4 +190,24 @@ if [ -n "$misses_before" ] && [ "$misses_before" != "$misses_after" ]; then
 fi
 
 run_load nghttpd-warmup "$reference_url" "$reference_method" "$WARMUP_REQUESTS"
-run_load nghttpd nghttpd "$reference_method" "$REQUESTS" "$WORK/nghttpd.log.tsv" 2>/dev/null || true
+run_load nghttpd "$reference_url" "$reference_method" "$REQUESTS" "$WORK/nghttpd-requests.tsv"
+reference_rss="$(peak_rss_kib "$reference_pid")"
+
+# --- report -----------------------------------------------------------------------------------
+service_rps="$(requests_per_second "$WORK/h2load-service.out")"
+reference_rps="$(requests_per_second "$WORK/h2load-nghttpd.out")"
+read -r service_p50 service_p99 < <(percentiles "$WORK/service-requests.tsv")
+read -r reference_p50 reference_p99 < <(percentiles "$WORK/nghttpd-requests.tsv")
+ratio="$(awk -v a="$service_rps" -v b="$reference_rps" 'BEGIN { printf "%.3f", a / b }')"
+verdict="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.5 ? "met" : "NOT met") }')"
+
+echo
+echo "GetMemberExpiration cache-hit path vs nghttpd static file (same body, $(wc -c < "$WORK/hit.body") bytes)"
+echo "h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1; servers on CPU $SERVER_CPU, h2load on CPU $LOAD_CPU;" \
+     "service POST, nghttpd $reference_method"
+printf '%-28s %12s %10s %10s %14s\n' server 'req/s' 'p50 ms' 'p99 ms' 'peak RSS MiB'
+printf '%-28s %12.0f %10s %10s %14.1f\n' 'points-expiry (WORKERS=1)' "$service_rps" "$service_p50" "$service_p99" \
+  "$(awk -v k="$service_rss" 'BEGIN { print k / 1024 }')"
+printf '%-28s %12.0f %10s %10s %14.1f\n' 'nghttpd (-n 1)' "$reference_rps" "$reference_p50" "$reference_p99" \
+  "$(awk -v k="$reference_rss" 'BEGIN { print k / 1024 }')"
+echo "req/s ratio service/nghttpd: $ratio (target >= 0.5: $verdict)"

@@ -15,24 +15,6 @@ extension JSONObject {
         guard case .string(let string) = value else { throw .invalidRequest("\(protoName) must be a string") }
         return string
     }
-
-    public func protoBool(_ jsonName: String, _ protoName: String) throws(ExpiryError) -> Bool? {
-        guard let value = protoField(jsonName, protoName) else { return nil }
-        guard case .bool(let bool) = value else { throw .invalidRequest("\(protoName) must be true or false") }
-        return bool
-    }
-
-    public func protoStringArray(_ jsonName: String, _ protoName: String) throws(ExpiryError) -> [String]? {
-        guard let value = protoField(jsonName, protoName) else { return nil }
-        guard case .array(let elements) = value else { throw .invalidRequest("\(protoName) must be an array of strings") }
-        var strings: [String] = []
-        strings.reserveCapacity(elements.count)
-        for element in elements {
-            guard case .string(let string) = element else { throw .invalidRequest("\(protoName) must be an array of strings") }
-            strings.append(string)
-        }
-        return strings
-    }
 }
 
 extension JSONValue {
@@ -97,83 +79,4 @@ public struct GetMemberExpirationRequest: Equatable, Sendable {
         member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
         expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
     }
-}
-
-/// `BatchGetMemberExpirations`: one campaign, 1–100 members (duplicates allowed). A bad member
-/// code fails only its own result, so members are validated one by one with `request(for:)`.
-public struct BatchGetMemberExpirationsRequest: Equatable, Sendable {
-    public static let maxMembers = 100
-    public var campaign: String
-    public var members: [String]
-    public var expiringBefore: CalendarDate?
-
-    public init(campaign: String, members: [String], expiringBefore: CalendarDate?) {
-        self.campaign = campaign
-        self.members = members
-        self.expiringBefore = expiringBefore
-    }
-
-    public init(json: JSONValue) throws(ExpiryError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        members = try memberList(object, limit: Self.maxMembers)
-        expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
-    }
-
-    /// The single-member request for one entry of `members`.
-    public func request(for member: String) throws(ExpiryError) -> GetMemberExpirationRequest {
-        GetMemberExpirationRequest(
-            campaign: campaign, member: try requiredIdentifier(member, field: "member"), expiringBefore: expiringBefore)
-    }
-}
-
-/// `InvalidateMember`: drop one member's cached answers.
-public struct InvalidateMemberRequest: Equatable, Sendable {
-    public var campaign: String
-    public var member: String
-
-    public init(campaign: String, member: String) {
-        self.campaign = campaign
-        self.member = member
-    }
-
-    public init(json: JSONValue) throws(ExpiryError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
-    }
-}
-
-/// `WarmMembers`: one campaign, 1–1000 members, `force` to refresh fresh entries too.
-public struct WarmMembersRequest: Equatable, Sendable {
-    public static let maxMembers = 1000
-    public var campaign: String
-    public var members: [String]
-    public var force: Bool
-
-    public init(campaign: String, members: [String], force: Bool) {
-        self.campaign = campaign
-        self.members = members
-        self.force = force
-    }
-
-    public init(json: JSONValue) throws(ExpiryError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        members = try memberList(object, limit: Self.maxMembers)
-        force = try object.protoBool("force", "force") ?? false
-    }
-
-    /// The fetch for one entry of `members`; a bad code becomes that member's failure.
-    public func request(for member: String) throws(ExpiryError) -> GetMemberExpirationRequest {
-        GetMemberExpirationRequest(campaign: campaign, member: try requiredIdentifier(member, field: "member"), expiringBefore: nil)
-    }
-}
-
-private func memberList(_ object: JSONObject, limit: Int) throws(ExpiryError) -> [String] {
-    let members = try object.protoStringArray("members", "members") ?? []
-    guard (1...limit).contains(members.count) else {
-        throw .invalidRequest("members must list between 1 and \(limit) card codes (got \(members.count))")
-    }
-    return members
 }

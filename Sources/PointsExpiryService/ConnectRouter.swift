@@ -178,13 +178,7 @@ final class ConnectRouter: HTTPHandler {
             throw .unsupported("compression \"\(other)\" is not supported; supported: \(Self.supportedEncodings)")
         }
         if bytes.isEmpty { return .object(JSONObject(members: [])) }
-        do {
-            return try JSONParser.parse(bytes)
-        } catch let error as JSONSyntaxError {
-            throw .invalidRequest("request body is not valid JSON: \(error.reason) at byte \(error.offset)")
-        } catch {
-            throw .invalidRequest("request body is not valid JSON")
-        }
+        return try JSONParser.parseRequest(bytes)
     }
 
     static func errorResponse(_ error: ConnectError) -> HTTPResponse {

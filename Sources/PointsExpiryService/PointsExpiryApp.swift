@@ -11,6 +11,8 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public let metrics: Metrics
     private let logger: Logger
     private let group: LoopGroup
+    /// Voucherify's rate limit is per project: one gate for every worker.
+    private let rateLimit = RateLimitGate()
     private var workers: [Worker?]
     /// The port every worker listens on (resolved when LISTEN asked for port 0).
     public private(set) var port = 0
@@ -30,8 +32,8 @@ public final class PointsExpiryApp: @unchecked Sendable {
         var listen = configuration.server.listen
         for (index, loop) in group.loops.enumerated() {
             let address = listen
-            let result = onLoop(loop) { [configuration, metrics, logger] in
-                Result { try Worker(loop: loop, configuration: configuration, listen: address, metrics: metrics, logger: logger) }
+            let result = onLoop(loop) { [configuration, rateLimit, metrics, logger] in
+                Result { try Worker(loop: loop, configuration: configuration, listen: address, rateLimit: rateLimit, metrics: metrics, logger: logger) }
             }
             let worker: Worker
             do {

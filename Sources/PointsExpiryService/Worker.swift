@@ -17,12 +17,12 @@ final class Worker {
 
     var port: Int { server?.port ?? 0 }
 
-    init(loop: Loop, configuration: ServiceConfiguration, listen: String, metrics: Metrics, logger: Logger) throws {
+    init(loop: Loop, configuration: ServiceConfiguration, listen: String, rateLimit: RateLimitGate, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
-        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, logger: logger)
+        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
         let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, voucherify: voucherify, schedule: configuration.schedule,
                                                       cacheTTLSeconds: configuration.cacheTTLSeconds, metrics: metrics, logger: logger)
         let health = HealthCheck(isServing: { [weak self] in self?.draining == false })

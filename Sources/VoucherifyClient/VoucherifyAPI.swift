@@ -31,12 +31,12 @@ public final class VoucherifyAPI {
     private let curl: CurlMulti
     private let configuration: VoucherifyConfiguration
     private let logger: Logger
-    /// Voucherify said "stop until then" (epoch ms): we do not call it before.
-    private var rateLimitedUntil: Int64 = 0
+    private let rateLimit: RateLimitGate
 
-    public init(curl: CurlMulti, configuration: VoucherifyConfiguration, logger: Logger) {
+    public init(curl: CurlMulti, configuration: VoucherifyConfiguration, rateLimit: RateLimitGate, logger: Logger) {
         self.curl = curl
         self.configuration = configuration
+        self.rateLimit = rateLimit
         self.logger = logger
     }
 
@@ -46,9 +46,7 @@ public final class VoucherifyAPI {
     public func fetchMemberBuckets(campaign: String, member: String,
                                    completion: @escaping (Result<[PointsBucket], ExpiryError>) -> Void) -> MemberFetch {
         let fetch = MemberFetch(completion: completion)
-        let now = curl.loop.nowMilliseconds
-        if rateLimitedUntil > now {
-            let seconds = Int((rateLimitedUntil - now + 999) / 1000)
+        if let seconds = rateLimit.secondsBlocked(nowMilliseconds: curl.loop.nowMilliseconds) {
             curl.loop.execute { fetch.fail(.upstreamRateLimited(retryAfterSeconds: seconds)) }
             return fetch
         }
@@ -97,7 +95,7 @@ public final class VoucherifyAPI {
         guard response.status == 200 else {
             let retryAfter = RateLimitHeaders.retryAfterSeconds(headers: response.headers, now: Timestamp(millisecondsSince1970: curl.loop.nowMilliseconds))
             if response.status == 429 {
-                rateLimitedUntil = curl.loop.nowMilliseconds + Int64(retryAfter ?? 1) * 1000
+                rateLimit.block(untilMilliseconds: curl.loop.nowMilliseconds + Int64(retryAfter ?? 1) * 1000)
             }
             let error = VoucherifyFailure.classify(status: response.status, body: response.body, campaign: campaign,
                                                    member: member, retryAfterSeconds: retryAfter)

@@ -88,13 +88,11 @@ import Testing
     }
 
     @Test func protoFieldHelpers() throws {
-        let object = try #require(try parseJSON(#"{"members":["a","b"],"force":true,"bad":[1],"n":null}"#).objectValue)
-        #expect(try object.protoStringArray("members", "members") == ["a", "b"])
-        #expect(try object.protoBool("force", "force") == true)
-        #expect(try object.protoBool("n", "n") == nil)
+        let object = try #require(try parseJSON(#"{"member_id":"a","memberId":"b","n":null,"bad":[1]}"#).objectValue)
+        #expect(try object.protoString("memberId", "member_id") == "b")
+        #expect(try object.protoString("n", "n") == nil)
         #expect(try object.protoString("absent", "absent") == nil)
-        #expect(expiryError { () throws(ExpiryError) in try object.protoStringArray("bad", "bad") } == .invalidRequest("bad must be an array of strings"))
-        #expect(expiryError { () throws(ExpiryError) in try object.protoBool("members", "members") } == .invalidRequest("members must be true or false"))
+        #expect(expiryError { () throws(ExpiryError) in try object.protoString("bad", "bad") } == .invalidRequest("bad must be a string"))
     }
 }
 

@@ -28,7 +28,11 @@ final class ChildProcess: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = output
         let collector = lines
-        output.fileHandleForReading.readabilityHandler = { handle in collector.append(handle.availableData) }
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            collector.append(data)
+            if data.isEmpty { handle.readabilityHandler = nil }
+        }
         try process.run()
     }
 
@@ -81,6 +85,8 @@ final class ChildProcess: @unchecked Sendable {
             if reaped == process.processIdentifier {
                 let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 exitStatus = code
+                // Output is read on another thread: let it reach end-of-file before callers look.
+                while !lines.ended, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
                 return code
             }
             if reaped < 0 { return process.terminationStatus }
@@ -95,11 +101,20 @@ final class ChildProcess: @unchecked Sendable {
 private final class LineCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var text = ""
+    private var sawEnd = false
 
+    /// An empty read is end-of-file.
     func append(_ data: Data) {
         lock.lock()
+        if data.isEmpty { sawEnd = true }
         text += String(decoding: data, as: UTF8.self)
         lock.unlock()
+    }
+
+    var ended: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return sawEnd
     }
 
     var all: String {
