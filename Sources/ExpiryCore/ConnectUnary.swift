@@ -15,6 +15,8 @@ public enum ConnectUnary {
     /// `application/json`, optionally with `charset=utf-8`; case-insensitive, spaces allowed
     /// around the parameter.
     public static func isJSONContentType(_ value: String) -> Bool {
+        // What nearly every caller sends: skip the general parse.
+        if value == "application/json" { return true }
         let parts = value.lowercased().split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)
         guard trimmingOWS(parts[0]) == "application/json" else { return false }
         guard parts.count == 2 else { return true }
@@ -24,7 +26,6 @@ public enum ConnectUnary {
         return charset == "utf-8" || charset == "\"utf-8\""
     }
 
-    /// `connect-timeout-ms`: 1–10 ASCII digits, else nil (the header is then invalid).
     /// Whether an `accept-encoding` value admits gzip ("gzip;q=0" is an explicit refusal).
     public static func acceptsGzip(_ acceptEncoding: String) -> Bool {
         acceptEncoding.split(separator: ",").contains { part in
@@ -34,6 +35,7 @@ public enum ConnectUnary {
         }
     }
 
+    /// `connect-timeout-ms`: 1–10 ASCII digits, else nil (the header is then invalid).
     public static func parseTimeoutMilliseconds(_ value: String) -> Int? {
         let utf8 = value.utf8
         guard (1...10).contains(utf8.count), utf8.allSatisfy(isDigit) else { return nil }

@@ -7,10 +7,14 @@ import Logging
 /// One accepted HTTP/2 connection: owns its bufferevent and its `nghttp2_session` and frees both
 /// on one path (`close`). Structure follows nghttp2's examples/libevent-server.c (v1.52.0).
 final class ServerConnection {
-    private let server: HTTP2Server
+    /// The server closes every connection before it goes away (closeAll / deinit), so the
+    /// reference never dangles; `unowned(unsafe)` spares a refcount check on every callback.
+    private unowned(unsafe) let server: HTTP2Server
     private var bufferEvent: OpaquePointer?
     private var session: OpaquePointer?
     private var streams: [Int32: ServerStream] = [:]
+    /// The stream whose header block is being received: header callbacks come one per field.
+    private var receivingHeaders: ServerStream?
     private var glitches = 0
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
@@ -126,7 +130,7 @@ final class ServerConnection {
         if inSession {
             // Never free the session from inside its own callbacks: finish after it returns.
             sendWanted = false
-            server.loop.execute { [weak self] in self?.close() }
+            server.loop.execute { self.close() }
             return
         }
         isClosed = true
@@ -160,30 +164,42 @@ final class ServerConnection {
     }
 
     func beginHeaders(streamID: Int32) {
-        streams[streamID] = ServerStream(id: streamID)
+        let stream = ServerStream(id: streamID)
+        streams[streamID] = stream
+        receivingHeaders = stream
     }
 
     func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
-        guard let stream = streams[streamID], !stream.dispatched else { return }
+        guard let stream = receivingHeaders, stream.id == streamID, !stream.headersTooLarge else { return }
         stream.headerListBytes += nameLength + valueLength + 32
         if stream.headerListBytes > limits.maxHeaderListBytes {
             stream.headersTooLarge = true
             stream.headers.removeAll()
             return
         }
-        let nameString = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
-        let valueString = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
-        switch nameString {
-        case ":method": stream.method = valueString
-        case ":path": stream.pathAndQuery = valueString
-        case _ where nameString.hasPrefix(":"): break
-        default: if !stream.headersTooLarge { stream.headers.append((nameString, valueString)) }
+        let valueBytes = UnsafeBufferPointer(start: value, count: valueLength)
+        guard name.pointee == UInt8(ascii: ":") else {
+            stream.headers.append((String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
+                                   String(decoding: valueBytes, as: UTF8.self)))
+            return
+        }
+        // Pseudo-headers: nghttp2 has validated them; only :method and :path matter here.
+        if nameLength == 7, memcmp(name, ":method", 7) == 0 {
+            stream.method = String(decoding: valueBytes, as: UTF8.self)
+        } else if nameLength == 5, memcmp(name, ":path", 5) == 0 {
+            if let mark = valueBytes.firstIndex(of: UInt8(ascii: "?")) {
+                stream.path = String(decoding: valueBytes[..<mark], as: UTF8.self)
+                stream.query = String(decoding: valueBytes[(mark + 1)...], as: UTF8.self)
+            } else {
+                stream.path = String(decoding: valueBytes, as: UTF8.self)
+            }
         }
     }
 
     func headersComplete(streamID: Int32, endStream: Bool) {
+        receivingHeaders = nil
         guard let stream = streams[streamID], !stream.dispatched else { return }
-        let (path, _) = splitPath(stream.pathAndQuery)
+        let path = stream.path
         if stream.headersTooLarge {
             reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes), path: path)
             return
@@ -200,7 +216,7 @@ final class ServerConnection {
     func dataChunk(streamID: Int32, data: UnsafePointer<UInt8>, length: Int) {
         guard let stream = streams[streamID], !stream.dispatched else { return }
         guard stream.body.count + length <= stream.bodyLimit else {
-            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: splitPath(stream.pathAndQuery).path)
+            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: stream.path)
             return
         }
         stream.body.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
@@ -244,8 +260,7 @@ final class ServerConnection {
 
     private func dispatch(_ stream: ServerStream) {
         stream.dispatched = true
-        let (path, query) = splitPath(stream.pathAndQuery)
-        let request = HTTPRequest(method: stream.method, path: path, query: query, headers: stream.headers, body: stream.body)
+        let request = HTTPRequest(method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body)
         stream.body = []
         let responder = Responder(connection: self, streamID: stream.id)
         stream.responder = responder
@@ -280,31 +295,33 @@ final class ServerConnection {
         }
         flush()
     }
+}
 
-    private func splitPath(_ pathAndQuery: String) -> (path: String, query: String?) {
-        guard let mark = pathAndQuery.firstIndex(of: "?") else { return (pathAndQuery, nil) }
-        return (String(pathAndQuery[..<mark]), String(pathAndQuery[pathAndQuery.index(after: mark)...]))
+/// Lays header fields out as an `nghttp2_nv` array in stack scratch space (once per response).
+/// nghttp2 copies them during submit (no NO_COPY flags), so the memory only lives for the call.
+private func withHeaderFields<R>(_ fields: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    let total = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { nva in
+            var offset = 0
+            for (index, field) in fields.enumerated() {
+                let name = storage.baseAddress! + offset
+                offset += copyUTF8(field.name, to: name)
+                let value = storage.baseAddress! + offset
+                let valueLength = copyUTF8(field.value, to: value)
+                offset += valueLength
+                nva[index] = nghttp2_nv(name: name, value: value, namelen: value - name, valuelen: valueLength,
+                                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return body(nva.baseAddress!, fields.count)
+        }
     }
 }
 
-/// Lays header fields out as an `nghttp2_nv` array over one byte buffer. nghttp2 copies them
-/// during submit (no NO_COPY flags), so the memory only has to live for the call.
-private func withHeaderFields<R>(_ fields: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
-    var storage: [UInt8] = []
-    var spans: [(Int, Int, Int, Int)] = []
-    for field in fields {
-        let nameStart = storage.count
-        storage.append(contentsOf: field.name.utf8)
-        let valueStart = storage.count
-        storage.append(contentsOf: field.value.utf8)
-        spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
-    }
-    return storage.withUnsafeMutableBufferPointer { bytes in
-        let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
-        let nva = spans.map { span in
-            nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3,
-                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-        }
-        return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+private func copyUTF8(_ string: String, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+    var string = string
+    return string.withUTF8 { bytes in
+        if let base = bytes.baseAddress { destination.update(from: base, count: bytes.count) }
+        return bytes.count
     }
 }

@@ -2,7 +2,9 @@
 final class ServerStream {
     let id: Int32
     var method = ""
-    var pathAndQuery = ""
+    /// `:path` split at `?` once, when it arrives.
+    var path = ""
+    var query: String?
     var headers: [(name: String, value: String)] = []
     var headerListBytes = 0
     var headersTooLarge = false

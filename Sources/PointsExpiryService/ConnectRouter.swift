@@ -25,7 +25,7 @@ protocol UnaryMethod: AnyObject {
 /// with the protocol's checks: method, content type, protocol version, timeout, compression, GET.
 final class ConnectRouter: HTTPHandler {
     private let loop: Loop
-    private let methods: [String: UnaryMethod]
+    private let methods: [String: (method: UnaryMethod, counters: Metrics.MethodCounters)]
     private let plainRoutes: [String: () -> HTTPResponse]
     private let maxBodyBytes: Int
     private let metrics: Metrics
@@ -36,7 +36,7 @@ final class ConnectRouter: HTTPHandler {
 
     init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: () -> HTTPResponse], maxBodyBytes: Int, metrics: Metrics, logger: Logger) {
         self.loop = loop
-        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, $0) })
+        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, metrics.counters(for: $0.name))) })
         self.plainRoutes = plainRoutes
         self.maxBodyBytes = maxBodyBytes
         self.metrics = metrics
@@ -51,7 +51,7 @@ final class ConnectRouter: HTTPHandler {
         case .headerListTooLarge(let limit): error = .requestTooLarge(limit: limit, what: "request headers")
         case .bodyTooLarge(let limit): error = .requestTooLarge(limit: limit, what: "request body")
         }
-        metrics.count(method: methods[path]?.name ?? "unknown", code: error.connectError.code.rawValue)
+        (methods[path]?.counters ?? metrics.unknownMethod).count(error.connectError.code)
         return Self.errorResponse(error.connectError)
     }
 
@@ -62,8 +62,8 @@ final class ConnectRouter: HTTPHandler {
             }
             return responder.respond(route())
         }
-        guard let method = methods[request.path] else {
-            metrics.count(method: "unknown", code: ConnectCode.unimplemented.rawValue)
+        guard let (method, counters) = methods[request.path] else {
+            metrics.unknownMethod.count(.unimplemented)
             var response = Self.errorResponse(ConnectError(.unimplemented, "no such method: \(request.path)"))
             response.status = 404
             return responder.respond(response)
@@ -83,33 +83,33 @@ final class ConnectRouter: HTTPHandler {
             deadline = try Self.deadline(request)
             message = try decodeMessage(request)
         } catch {
-            return finish(method, .failure(error), acceptsGzip: false, responder: responder)
+            return finish(method, counters, .failure(error), acceptsGzip: false, responder: responder)
         }
         let acceptsGzip = request.header("accept-encoding").map(ConnectUnary.acceptsGzip) ?? false
         if let deadline {
             do {
-                let timer = try Timer.schedule(on: loop, after: deadline) { [weak self, weak responder] in
-                    guard let self, let responder else { return }
-                    self.finish(method, .failure(.deadlineExceeded(milliseconds: deadline)), acceptsGzip: false, responder: responder)
+                // Strong captures: the timer is cancelled (dropping this closure) as soon as the
+                // call finishes or the stream ends, so nothing outlives the request.
+                let timer = try Timer.schedule(on: loop, after: deadline) { [self] in
+                    self.finish(method, counters, .failure(.deadlineExceeded(milliseconds: deadline)), acceptsGzip: false, responder: responder)
                 }
                 responder.onCancel = { timer.cancel() }
             } catch {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
-        method.call(message) { [weak self, weak responder] result in
-            guard let self, let responder else { return }
-            self.finish(method, result, acceptsGzip: acceptsGzip, responder: responder)
+        method.call(message) { [self] result in
+            self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: responder)
         }
     }
 
-    private func finish(_ method: UnaryMethod, _ result: Result<UnaryReply, ExpiryError>, acceptsGzip: Bool, responder: Responder) {
+    private func finish(_ method: UnaryMethod, _ counters: Metrics.MethodCounters, _ result: Result<UnaryReply, ExpiryError>, acceptsGzip: Bool, responder: Responder) {
         guard !responder.hasResponded, !responder.isCancelled else { return }
-        // The deadline timer (if any) is no longer needed once an answer exists.
+        // Stops the deadline timer, if any: an answer exists.
         responder.onCancel?()
         switch result {
         case .success(let reply):
-            metrics.count(method: method.name, code: "ok")
+            counters.countSuccess()
             var headers: [(name: String, value: String)] = [("content-type", "application/json")] + reply.headers
             var body = reply.body
             if acceptsGzip, body.count >= gzipThreshold {
@@ -119,7 +119,7 @@ final class ConnectRouter: HTTPHandler {
             responder.respond(HTTPResponse(status: 200, headers: headers, body: body))
         case .failure(let error):
             let connectError = error.connectError
-            metrics.count(method: method.name, code: connectError.code.rawValue)
+            counters.count(connectError.code)
             if connectError.code == .internal {
                 logger.error("request failed", metadata: ["method": "\(method.name)", "error": "\(connectError.message)"])
             }

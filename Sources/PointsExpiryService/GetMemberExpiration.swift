@@ -39,20 +39,18 @@ final class GetMemberExpiration: UnaryMethod {
         } catch {
             return reply(.failure(error))
         }
-        cache.lookup(campaign: request.campaign, member: request.member, now: { [loop] in
-            Timestamp(millisecondsSince1970: loop.nowMilliseconds)
-        }) { [self] lookup in
+        cache.lookup(campaign: request.campaign, member: request.member) { [self] lookup in
             switch lookup {
             case .hit(let answer):
-                metrics.count(cache: .hit)
+                metrics.cacheHits.increment()
                 let age = max(0, (now.millisecondsSince1970 - answer.fetchedAt.millisecondsSince1970) / 1000)
                 reply(.success(UnaryReply(body: answer.responseBody(expiringBefore: request.expiringBefore),
                                           headers: [("x-cache", "hit"), ("age", String(age))])))
             case .miss:
-                metrics.count(cache: .miss)
+                metrics.cacheMisses.increment()
                 fetch(request, store: true, reply: reply)
             case .unavailable(let error):
-                metrics.count(cache: .unavailable)
+                metrics.cacheUnavailable.increment()
                 logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
                 fetch(request, store: false, reply: reply)
             }
@@ -63,10 +61,10 @@ final class GetMemberExpiration: UnaryMethod {
         voucherify.fetchMemberBuckets(campaign: request.campaign, member: request.member) { [self] result in
             switch result {
             case .failure(let error):
-                metrics.count(upstream: .error)
+                metrics.upstreamFailures.increment()
                 reply(.failure(error))
             case .success(let buckets):
-                metrics.count(upstream: .ok)
+                metrics.upstreamSuccesses.increment()
                 let fetchedAt = now
                 let expiration = MemberExpiration(campaign: request.campaign, member: request.member, buckets: buckets, fetchedAt: fetchedAt)
                 let notAfter = schedule.cacheNotAfter(fetchedAt: fetchedAt, earliestExpiry: expiration.earliestBucketExpiry,

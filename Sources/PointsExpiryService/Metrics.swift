@@ -10,45 +10,55 @@ public final class Metrics: Sendable {
         public var current: Int { value.load(ordering: .relaxed) }
     }
 
-    public enum CacheResult: String, CaseIterable, Sendable { case hit, miss, unavailable }
-    public enum UpstreamResult: String, CaseIterable, Sendable { case ok, error }
+    /// One method's responses by outcome: "ok" then every Connect code, resolved once per method.
+    public final class MethodCounters: Sendable {
+        static let outcomes = ["ok"] + ConnectCode.allCases.map(\.rawValue)
+        let name: String
+        private let counters: [Counter] = MethodCounters.outcomes.map { _ in Counter() }
+        private let codeIndex: [ConnectCode: Int] = Dictionary(uniqueKeysWithValues: ConnectCode.allCases.enumerated().map { ($1, $0 + 1) })
 
-    private let cache: [CacheResult: Counter]
-    private let upstream: [UpstreamResult: Counter]
-    /// Keyed by "method code"; unknown methods are counted as "unknown".
-    private let responses: [String: Counter]
-    private let methodNames: Set<String>
+        init(name: String) { self.name = name }
 
-    public init(methods: [String]) {
-        cache = Dictionary(uniqueKeysWithValues: CacheResult.allCases.map { ($0, Counter()) })
-        upstream = Dictionary(uniqueKeysWithValues: UpstreamResult.allCases.map { ($0, Counter()) })
-        let names = methods + ["unknown"]
-        methodNames = Set(names)
-        let codes = ["ok"] + ConnectCode.allCases.map(\.rawValue)
-        responses = Dictionary(uniqueKeysWithValues: names.flatMap { name in codes.map { ("\(name) \($0)", Counter()) } })
+        public func countSuccess() { counters[0].increment() }
+        public func count(_ code: ConnectCode) { counters[codeIndex[code] ?? 0].increment() }
+
+        fileprivate func render(into text: inout String) {
+            for (outcome, counter) in zip(Self.outcomes, counters) where counter.current > 0 {
+                text += "points_expiry_rpc_responses_total{method=\"\(name)\",code=\"\(outcome)\"} \(counter.current)\n"
+            }
+        }
     }
 
-    public func count(cache result: CacheResult) { cache[result]?.increment() }
-    public func count(upstream result: UpstreamResult) { upstream[result]?.increment() }
-    public func count(method: String, code: String) {
-        responses["\(methodNames.contains(method) ? method : "unknown") \(code)"]?.increment()
+    public let cacheHits = Counter()
+    public let cacheMisses = Counter()
+    public let cacheUnavailable = Counter()
+    public let upstreamSuccesses = Counter()
+    public let upstreamFailures = Counter()
+    /// Requests to no known method.
+    public let unknownMethod: MethodCounters
+    private let methods: [String: MethodCounters]
+
+    public init(methods names: [String]) {
+        methods = Dictionary(uniqueKeysWithValues: names.map { ($0, MethodCounters(name: $0)) })
+        unknownMethod = MethodCounters(name: "unknown")
     }
 
-    public func value(cache result: CacheResult) -> Int { cache[result]?.current ?? 0 }
+    /// The counters of a method named at start-up (unknown names share the "unknown" row).
+    public func counters(for method: String) -> MethodCounters { methods[method] ?? unknownMethod }
 
     /// Prometheus text exposition format.
     public func render() -> String {
         var text = "# TYPE points_expiry_cache_lookups_total counter\n"
-        for result in CacheResult.allCases { text += "points_expiry_cache_lookups_total{result=\"\(result.rawValue)\"} \(value(cache: result))\n" }
-        text += "# TYPE points_expiry_upstream_fetches_total counter\n"
-        for result in UpstreamResult.allCases { text += "points_expiry_upstream_fetches_total{result=\"\(result.rawValue)\"} \(upstream[result]?.current ?? 0)\n" }
-        text += "# TYPE points_expiry_rpc_responses_total counter\n"
-        for key in responses.keys.sorted() {
-            guard let count = responses[key]?.current, count > 0 else { continue }
-            let parts = key.split(separator: " ")
-            text += "points_expiry_rpc_responses_total{method=\"\(parts[0])\",code=\"\(parts[1])\"} \(count)\n"
+        for (result, counter) in [("hit", cacheHits), ("miss", cacheMisses), ("unavailable", cacheUnavailable)] {
+            text += "points_expiry_cache_lookups_total{result=\"\(result)\"} \(counter.current)\n"
         }
+        text += "# TYPE points_expiry_upstream_fetches_total counter\n"
+        for (result, counter) in [("ok", upstreamSuccesses), ("error", upstreamFailures)] {
+            text += "points_expiry_upstream_fetches_total{result=\"\(result)\"} \(counter.current)\n"
+        }
+        text += "# TYPE points_expiry_rpc_responses_total counter\n"
+        for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
+        unknownMethod.render(into: &text)
         return text
     }
 }
-

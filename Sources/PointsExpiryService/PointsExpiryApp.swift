@@ -66,7 +66,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
             logger.warning("drain deadline passed; closing remaining connections")
         }
         for worker in workers.compactMap({ $0 }) {
-            _ = onLoop(worker.loop) { worker.close() }
+            onLoop(worker.loop) { worker.close() }
         }
         workers = workers.map { _ in nil }
         group.stopAndWait()

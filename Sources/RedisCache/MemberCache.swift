@@ -13,6 +13,9 @@ public enum CacheLookup {
 public final class MemberCache {
     private let redis: RedisConnection
     private let logger: Logger
+    private static let get = Array("GET".utf8)
+    private static let set = Array("SET".utf8)
+    private static let expireMilliseconds = Array("PX".utf8)
 
     public init(redis: RedisConnection, logger: Logger) {
         self.redis = redis
@@ -21,8 +24,8 @@ public final class MemberCache {
 
     public var isAvailable: Bool { redis.isConnected }
 
-    public func lookup(campaign: String, member: String, now: @escaping () -> Timestamp, completion: @escaping (CacheLookup) -> Void) {
-        redis.send(["GET", CacheKey.entry(campaign: campaign, member: member)]) { [logger] result in
+    public func lookup(campaign: String, member: String, completion: @escaping (CacheLookup) -> Void) {
+        redis.send([Self.get, Array(CacheKey.entry(campaign: campaign, member: member).utf8)]) { [redis, logger] result in
             switch result {
             case .failure(let error):
                 completion(.unavailable(error))
@@ -31,7 +34,8 @@ public final class MemberCache {
                     logger.warning("unreadable cache entry; treating as a miss", metadata: ["bytes": "\(bytes.count)"])
                     return completion(.miss)
                 }
-                completion(answer.notAfter > now() ? .hit(answer) : .miss)
+                // Redis expires the entry at notAfter too; this guards replies that crossed it in flight.
+                completion(answer.notAfter.millisecondsSince1970 > redis.nowMilliseconds ? .hit(answer) : .miss)
             case .success(.error(let message)):
                 completion(.unavailable(.server(message)))
             case .success:
@@ -45,7 +49,7 @@ public final class MemberCache {
         let lifetime = answer.notAfter.millisecondsSince1970 - now.millisecondsSince1970
         guard lifetime > 0 else { return }
         let key = Array(CacheKey.entry(campaign: campaign, member: member).utf8)
-        redis.send([Array("SET".utf8), key, answer.serialized(), Array("PX".utf8), Array(String(lifetime).utf8)]) { [logger] result in
+        redis.send([Self.set, key, answer.serialized(), Self.expireMilliseconds, Array(String(lifetime).utf8)]) { [logger] result in
             switch result {
             case .success(.error(let message)): logger.warning("cache write rejected", metadata: ["error": "\(message)"])
             case .failure(let error): logger.debug("cache write failed", metadata: ["error": "\(error)"])

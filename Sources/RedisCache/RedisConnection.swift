@@ -39,6 +39,8 @@ public final class RedisConnection {
     private var connected = false
     private var closed = false
     private var reconnectDelay: Int
+    /// Both timers capture `self` unowned (a weak reference would slow every retain of this
+    /// object on the request path); `close()`, also run by `deinit`, cancels them.
     private let connectTimer: Timer
     private let sweepTimer: Timer
     /// Commands sent and not yet answered, oldest first (Redis answers in order).
@@ -60,6 +62,9 @@ public final class RedisConnection {
     deinit { close() }
 
     public var isConnected: Bool { connected }
+
+    /// The loop's clock, for callers checking deadlines in replies.
+    public var nowMilliseconds: Int64 { loop.nowMilliseconds }
 
     /// Starts connecting (and keeps reconnecting until `close`).
     public func start() {
@@ -88,9 +93,9 @@ public final class RedisConnection {
             RedisConnection.owner(of: context)?.disconnected()
         }
         self.context = context
-        connectTimer.arm(milliseconds: configuration.connectTimeoutMilliseconds) { [weak self] in
-            guard let self, !self.connected else { return }
-            self.dropContext(reason: "connect timed out after \(self.configuration.connectTimeoutMilliseconds) ms")
+        connectTimer.arm(milliseconds: configuration.connectTimeoutMilliseconds) { [unowned self] in
+            guard !connected else { return }
+            dropContext(reason: "connect timed out after \(self.configuration.connectTimeoutMilliseconds) ms")
         }
         // Queued now, sent once connected, answered before anything sent later.
         if let password = configuration.password { enqueue([Array("AUTH".utf8), Array(password.utf8)], completion: authReply) }
@@ -122,9 +127,8 @@ public final class RedisConnection {
     private func enqueue(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
         guard let context, !closed else { return completion(.failure(.notConnected)) }
         let command = PendingCommand(deadline: loop.nowMilliseconds + Int64(configuration.commandTimeoutMilliseconds), completion: completion)
-        let lengths = arguments.map(\.count)
         // hiredis formats the command into its own buffer during the call: our buffers need only live that long.
-        let rc = withArgv(arguments) { argv in
+        let rc = withArgv(arguments) { argv, lengths in
             redisAsyncCommandArgv(context, { _, reply, privdata in
                 guard let privdata else { return }
                 let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
@@ -198,11 +202,11 @@ public final class RedisConnection {
         logger.warning("Redis unavailable; retrying", metadata: ["reason": "\(reason)", "retry_ms": "\(reconnectDelay)"])
         let delay = reconnectDelay
         reconnectDelay = min(reconnectDelay * 2, configuration.reconnectBackoffMilliseconds.limit)
-        connectTimer.arm(milliseconds: delay) { [weak self] in self?.start() }
+        connectTimer.arm(milliseconds: delay) { [unowned self] in start() }
     }
 
     private func armSweep() {
-        sweepTimer.arm(milliseconds: max(10, configuration.commandTimeoutMilliseconds / 4)) { [weak self] in self?.sweep() }
+        sweepTimer.arm(milliseconds: max(10, configuration.commandTimeoutMilliseconds / 4)) { [unowned self] in sweep() }
     }
 
     /// Oldest first: the first unanswered command past its deadline means the server is stuck.
@@ -274,19 +278,25 @@ private extension RedisReply {
     }
 }
 
-/// `argv` of C strings over Swift byte arrays, for the duration of `body`.
-private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>) -> R) -> R {
-    var flat: [UInt8] = []
-    var offsets: [Int] = []
-    for argument in arguments {
-        offsets.append(flat.count)
-        flat.append(contentsOf: argument)
-    }
-    flat.append(0)
-    return flat.withUnsafeBufferPointer { buffer in
-        buffer.withMemoryRebound(to: CChar.self) { chars in
-            var argv: [UnsafePointer<CChar>?] = offsets.map { chars.baseAddress.map { UnsafePointer($0) }?.advanced(by: $0) }
-            return body(&argv)
+/// `argv` and `argvlen` over Swift byte arrays for the duration of `body`, in stack scratch
+/// space (this runs once per Redis command).
+private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+    let total = arguments.reduce(0) { $0 + $1.count }
+    return withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(total, 1)) { flat in
+        withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: arguments.count) { argv in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: arguments.count) { lengths in
+                var offset = 0
+                for (index, argument) in arguments.enumerated() {
+                    let start = flat.baseAddress! + offset
+                    argument.withUnsafeBytes { bytes in
+                        UnsafeMutableRawPointer(start).copyMemory(from: bytes.baseAddress ?? UnsafeRawPointer(start), byteCount: bytes.count)
+                    }
+                    argv[index] = UnsafePointer(start)
+                    lengths[index] = argument.count
+                    offset += argument.count
+                }
+                return body(argv.baseAddress!, lengths.baseAddress!)
+            }
         }
     }
 }

@@ -24,10 +24,9 @@ public final class CurlMulti {
     let loop: Loop
     private let multi: UnsafeMutableRawPointer
     private var timer: Timer
+    /// Watchers and the timer capture `self` unowned; `deinit` drops them first.
     private var watchers: [Int32: IOWatcher] = [:]
     private var transfers: [ObjectIdentifier: HTTPTransfer] = [:]
-    /// True while inside curl_multi_socket_action: completions are handled after it returns.
-    private var driving = false
 
     public init(loop: Loop, maxConnectionsPerHost: Int = 32) throws {
         self.loop = loop
@@ -93,11 +92,11 @@ public final class CurlMulti {
             watchers.removeValue(forKey: fd)
             return
         }
-        let watcher = watchers[fd] ?? IOWatcher(loop: loop, fd: fd) { [weak self] ready in
+        let watcher = watchers[fd] ?? IOWatcher(loop: loop, fd: fd) { [unowned self] ready in
             var mask: Int32 = 0
             if ready.contains(.read) { mask |= CURL_CSELECT_IN }
             if ready.contains(.write) { mask |= CURL_CSELECT_OUT }
-            self?.drive(fd: fd, mask: mask)
+            drive(fd: fd, mask: mask)
         }
         watchers[fd] = watcher
         var interest: IOWatcher.Interest = []
@@ -116,7 +115,7 @@ public final class CurlMulti {
             timer.cancel()
         } else {
             // Never call back into curl from its own callback: run on the next loop turn at least.
-            timer.arm(milliseconds: milliseconds) { [weak self] in self?.drive(fd: CURL_SOCKET_BAD, mask: 0) }
+            timer.arm(milliseconds: milliseconds) { [unowned self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }
         }
     }
 
@@ -124,9 +123,7 @@ public final class CurlMulti {
 
     private func drive(fd: Int32, mask: Int32) {
         var running: Int32 = 0
-        driving = true
         _ = curl_multi_socket_action(multi, fd, mask, &running)
-        driving = false
         collectFinished()
     }
 
