@@ -7,7 +7,7 @@ final class Nghttp2Callbacks {
     let options: OpaquePointer
     let readBody: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
         guard let userData, let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-        return connection(userData).readBody(streamID: streamID, into: buffer, capacity: length, flags: flags)
+        return withConnection(userData) { $0.readBody(streamID: streamID, into: buffer, capacity: length, flags: flags) }
     }
 
     init(configuration: HTTP2ServerConfiguration) throws {
@@ -32,52 +32,54 @@ final class Nghttp2Callbacks {
 
         nghttp2_session_callbacks_set_send_callback(callbacks) { _, data, length, _, userData in
             guard let userData, let data else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-            return connection(userData).send(data, length)
+            return withConnection(userData) { $0.send(data, length) }
         }
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             guard let userData, let frame else { return 0 }
             if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                connection(userData).beginHeaders(streamID: frame.pointee.hd.stream_id)
+                withConnection(userData) { $0.beginHeaders(streamID: frame.pointee.hd.stream_id) }
             }
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
             guard let userData, let frame, let name, let value else { return 0 }
             if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                connection(userData).header(streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength,
-                                            value: value, valueLength: valueLength)
+                withConnection(userData) { $0.header(streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength,
+                                            value: value, valueLength: valueLength) }
             }
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
             guard let userData, let frame else { return 0 }
-            let connection = connection(userData)
             let header = frame.pointee.hd
             let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            switch Int(header.type) {
-            case Int(NGHTTP2_HEADERS.rawValue) where frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST:
-                connection.headersComplete(streamID: header.stream_id, endStream: endStream)
-            case Int(NGHTTP2_DATA.rawValue) where endStream:
-                connection.dataComplete(streamID: header.stream_id)
-            case Int(NGHTTP2_RST_STREAM.rawValue):
-                return connection.glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
-            default:
-                break
+            let isRequestHeaders = header.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+            return withConnection(userData) { connection in
+                switch Int(header.type) {
+                case Int(NGHTTP2_HEADERS.rawValue) where isRequestHeaders:
+                    connection.headersComplete(streamID: header.stream_id, endStream: endStream)
+                case Int(NGHTTP2_DATA.rawValue) where endStream:
+                    connection.dataComplete(streamID: header.stream_id)
+                case Int(NGHTTP2_RST_STREAM.rawValue):
+                    return connection.glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+                default:
+                    break
+                }
+                return 0
             }
-            return 0
         }
         nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, _, _, userData in
             guard let userData else { return 0 }
-            return connection(userData).glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+            return withConnection(userData) { $0.glitch() } ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             guard let userData, let data else { return 0 }
-            connection(userData).dataChunk(streamID: streamID, data: data, length: length)
+            withConnection(userData) { $0.dataChunk(streamID: streamID, data: data, length: length) }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
             guard let userData else { return 0 }
-            connection(userData).streamClosed(streamID: streamID)
+            withConnection(userData) { $0.streamClosed(streamID: streamID) }
             return 0
         }
     }
@@ -88,6 +90,9 @@ final class Nghttp2Callbacks {
     }
 }
 
-private func connection(_ userData: UnsafeMutableRawPointer) -> ServerConnection {
-    Unmanaged<ServerConnection>.fromOpaque(userData).takeUnretainedValue()
+/// Calls into the connection behind `user_data` without a retain/release pair: the server's
+/// connection table keeps it alive for as long as nghttp2 can call back.
+@inline(__always)
+private func withConnection<R>(_ userData: UnsafeMutableRawPointer, _ body: (ServerConnection) -> R) -> R {
+    Unmanaged<ServerConnection>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
 }

@@ -57,10 +57,10 @@ final class ServerConnection {
         let me = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(bev, { _, arg in
             guard let arg else { return }
-            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().readable()
+            Unmanaged<ServerConnection>.fromOpaque(arg)._withUnsafeGuaranteedRef { $0.readable() }
         }, { _, arg in
             guard let arg else { return }
-            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().writable()
+            Unmanaged<ServerConnection>.fromOpaque(arg)._withUnsafeGuaranteedRef { $0.writable() }
         }, { _, events, arg in
             guard let arg else { return }
             Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
@@ -277,7 +277,9 @@ final class ServerConnection {
 
     func submit(_ response: HTTPResponse, streamID: Int32) {
         guard let session, !isClosed, let stream = streams[streamID] else { return }
-        var fields: [(name: String, value: String)] = [(":status", String(response.status))]
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(response.headers.count + 2)
+        fields.append((":status", String(response.status)))
         fields.append(contentsOf: response.headers)
         if !response.body.isEmpty { fields.append(("content-length", String(response.body.count))) }
         stream.pendingBody = response.body

@@ -17,5 +17,9 @@ final class ServerStream {
     var pendingBody: [UInt8] = []
     var pendingOffset = 0
 
-    init(id: Int32) { self.id = id }
+    init(id: Int32) {
+        self.id = id
+        // Typical requests carry a handful of regular headers: grow once, not 0→1→2→4→8.
+        headers.reserveCapacity(8)
+    }
 }

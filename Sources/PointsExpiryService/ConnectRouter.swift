@@ -110,7 +110,10 @@ final class ConnectRouter: HTTPHandler {
         switch result {
         case .success(let reply):
             counters.countSuccess()
-            var headers: [(name: String, value: String)] = [("content-type", "application/json")] + reply.headers
+            var headers: [(name: String, value: String)] = []
+            headers.reserveCapacity(reply.headers.count + 2)
+            headers.append(("content-type", "application/json"))
+            headers.append(contentsOf: reply.headers)
             var body = reply.body
             if acceptsGzip, body.count >= gzipThreshold {
                 body = Gzip.compress(body)
