@@ -179,8 +179,7 @@ final class ServerConnection {
         }
         let valueBytes = UnsafeBufferPointer(start: value, count: valueLength)
         guard name.pointee == UInt8(ascii: ":") else {
-            stream.headers.append((String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
-                                   String(decoding: valueBytes, as: UTF8.self)))
+            stream.headers.append(name: UnsafeBufferPointer(start: name, count: nameLength), value: valueBytes)
             return
         }
         // Pseudo-headers: nghttp2 has validated them; only :method and :path matter here.
@@ -205,7 +204,7 @@ final class ServerConnection {
             return
         }
         stream.bodyLimit = handler.requestBodyLimit(method: stream.method, path: path)
-        if let declared = stream.headers.first(where: { $0.name == "content-length" }).flatMap({ Int($0.value) }),
+        if let declared = stream.headers.first(named: "content-length").flatMap({ Int($0) }),
            declared > stream.bodyLimit {
             reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: path)
             return
@@ -260,7 +259,7 @@ final class ServerConnection {
 
     private func dispatch(_ stream: ServerStream) {
         stream.dispatched = true
-        let request = HTTPRequest(method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body)
+        let request = HTTPRequest(method: stream.method, path: stream.path, query: stream.query, headerBlock: stream.headers, body: stream.body)
         stream.body = []
         let responder = Responder(connection: self, streamID: stream.id)
         stream.responder = responder

@@ -5,7 +5,7 @@ final class ServerStream {
     /// `:path` split at `?` once, when it arrives.
     var path = ""
     var query: String?
-    var headers: [(name: String, value: String)] = []
+    var headers = HeaderBlock()
     var headerListBytes = 0
     var headersTooLarge = false
     var body: [UInt8] = []
@@ -17,9 +17,5 @@ final class ServerStream {
     var pendingBody: [UInt8] = []
     var pendingOffset = 0
 
-    init(id: Int32) {
-        self.id = id
-        // Typical requests carry a handful of regular headers: grow once, not 0→1→2→4→8.
-        headers.reserveCapacity(8)
-    }
+    init(id: Int32) { self.id = id }
 }
