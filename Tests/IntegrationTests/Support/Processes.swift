@@ -15,41 +15,43 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A child process that is terminated (and reaped) when the test lets go of it.
+/// A child process that is terminated (and reaped) when the test lets go of it. Its output
+/// goes to a temporary file (pipe read handlers proved unreliable for fast-exiting children).
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
-    private let output = Pipe()
-    private let lines = LineCollector()
+    private let outputURL: URL
+    private var exitStatus: Int32?
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("pe-child-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        let output = try FileHandle(forWritingTo: outputURL)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = output
         process.standardError = output
-        let collector = lines
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            collector.append(data)
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
         try process.run()
+        try output.close()
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: outputURL)
+    }
+
+    var outputText: String { (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "" }
 
     /// Waits until a line of output contains `text`; returns that line.
     func waitForLine(containing text: String, timeout: TimeInterval = 20) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let line = lines.first(containing: text) { return line }
+            if let line = outputText.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
             if !isRunning { break }
             Thread.sleep(forTimeInterval: 0.02)
         }
-        throw TestFailure("\(process.executableURL?.lastPathComponent ?? "process") never printed \"\(text)\"; output:\n\(lines.all)")
+        throw TestFailure("\(process.executableURL?.lastPathComponent ?? "process") never printed \"\(text)\"; output:\n\(outputText)")
     }
-
-    var outputText: String { lines.all }
 
     func signal(_ signal: Int32) { Glibc.kill(process.processIdentifier, signal) }
 
@@ -61,8 +63,7 @@ final class ChildProcess: @unchecked Sendable {
         _ = try? waitForExit(timeout: 5)
     }
 
-    /// SIGTERM, then SIGKILL if it lingers. Polls rather than using `waitUntilExit`, which can
-    /// hang on Linux when called off the main run loop.
+    /// SIGTERM, then SIGKILL if it lingers.
     func stop() {
         guard exitStatus == nil else { return }
         process.terminate()
@@ -72,60 +73,32 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    private var exitStatus: Int32?
-
     /// Waits for the process to exit by itself; returns its exit code (128 + signal when killed).
     /// Reaps with waitpid: Foundation's own child monitoring does not run in this test host.
     func waitForExit(timeout: TimeInterval = 20) throws -> Int32 {
         if let exitStatus { return exitStatus }
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32 = 0
-        while Date() < deadline {
+        repeat {
             let reaped = waitpid(process.processIdentifier, &status, WNOHANG)
             if reaped == process.processIdentifier {
                 let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 exitStatus = code
-                // Output is read on another thread: let it reach end-of-file before callers look.
-                while !lines.ended, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
                 return code
             }
-            if reaped < 0 { return process.terminationStatus }
+            if reaped < 0 {
+                if errno == EINTR { continue }
+                // Foundation reaped it first; its status is readable only once it noticed.
+                let code = process.isRunning ? -1 : process.terminationStatus
+                exitStatus = code
+                return code
+            }
             Thread.sleep(forTimeInterval: 0.01)
-        }
+        } while Date() < deadline
         throw TestFailure("process did not exit within \(timeout) s")
     }
 
-    var isRunning: Bool { exitStatus == nil && Glibc.kill(process.processIdentifier, 0) == 0 && (try? waitForExit(timeout: 0)) == nil }
-}
-
-private final class LineCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var text = ""
-    private var sawEnd = false
-
-    /// An empty read is end-of-file.
-    func append(_ data: Data) {
-        lock.lock()
-        if data.isEmpty { sawEnd = true }
-        text += String(decoding: data, as: UTF8.self)
-        lock.unlock()
-    }
-
-    var ended: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return sawEnd
-    }
-
-    var all: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return text
-    }
-
-    func first(containing needle: String) -> String? {
-        all.split(separator: "\n").first(where: { $0.contains(needle) }).map(String.init)
-    }
+    var isRunning: Bool { (try? waitForExit(timeout: 0)) == nil }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
