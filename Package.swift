@@ -43,7 +43,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
-            "CLibevent",
+            "CLibevent", "ExpiryCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

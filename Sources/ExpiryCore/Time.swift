@@ -20,13 +20,14 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
         self = date
     }
 
-    /// No range check: for instants outside years 0000–9999 (only ever formatted, never stored as
-    /// dates) the fields go out of range too.
-    init(daysSince1970 days: Int) {
+    /// The date `days` after 1970-01-01 (negative: before it). No range check: for instants
+    /// outside years 0000–9999 (only ever formatted, never stored as dates) the fields go out of
+    /// range too.
+    public init(daysSince1970 days: Int) {
         (year, month, day) = civilFromDays(days)
     }
 
-    var daysSince1970: Int { daysFromCivil(year: year, month: month, day: day) }
+    public var daysSince1970: Int { daysFromCivil(year: year, month: month, day: day) }
 
     public var iso: String {
         var out: [UInt8] = []

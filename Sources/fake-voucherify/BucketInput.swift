@@ -1,3 +1,4 @@
+import ExpiryCore
 import Foundation
 
 /// The bucket format of the data file and of `PUT /_fake/members`.
@@ -55,7 +56,7 @@ struct BucketBuilder {
         var result: [PointsBucket] = []
         result.reserveCapacity(inputs.count)
         for (index, input) in inputs.enumerated() {
-            if let date = input.expiresAt, !CivilDate.isValidDate(date) {
+            if let date = input.expiresAt, CalendarDate(iso: date) == nil {
                 throw InputError(description: "\(context): bucket \(index) has expires_at \"\(date)\", expected YYYY-MM-DD")
             }
             let id: String

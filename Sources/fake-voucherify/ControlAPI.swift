@@ -1,3 +1,4 @@
+import ExpiryCore
 import Foundation
 
 /// `/_fake/…`: stats, failure injection, member edits and latency, for tests and people. No auth.
@@ -57,7 +58,7 @@ struct ControlAPI {
 
     private func putMember(_ r: PutMember) -> OutgoingResponse {
         guard !r.campaign.isEmpty, !r.member.isEmpty else { return bad("campaign and member must not be empty") }
-        var builder = BucketBuilder(defaultCreatedAt: CivilDate.timestamp(epochSeconds: RateLimitWindow.nowSeconds()))
+        var builder = BucketBuilder(defaultCreatedAt: Timestamp(millisecondsSince1970: RateLimitWindow.nowSeconds() * 1000).rfc3339)
         let buckets: [PointsBucket]
         do {
             buckets = try builder.build(r.buckets, context: "member \(r.member)")

@@ -1,3 +1,4 @@
+import ExpiryCore
 import Foundation
 
 /// `--data FILE`: `{"campaigns":[{"id":"camp_…","name":"…","members":{"CARD":{"voucher_id":"v_…","buckets":[…]}}}]}`.
@@ -28,7 +29,7 @@ enum DataFile {
         } catch {
             throw InputError(description: "data file \(path): \(describeDecodingError(error))")
         }
-        var builder = BucketBuilder(defaultCreatedAt: CivilDate.timestamp(epochSeconds: now))
+        var builder = BucketBuilder(defaultCreatedAt: Timestamp(millisecondsSince1970: now * 1000).rfc3339)
         var campaigns: [LoyaltyCampaign] = []
         var voucherCounter = 0
         for c in shape.campaigns {

@@ -1,3 +1,4 @@
+import ExpiryCore
 /// SplitMix64: small, fast and the same on every platform, so a seed always gives the same data.
 struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
@@ -45,14 +46,14 @@ struct DataGenerator {
                 // About 5 % of buckets hold zero points; the rest 1…500.
                 let points: Int64 = Int.random(in: 0..<100, using: &rng) < 5 ? 0 : Int64.random(in: 1...500, using: &rng)
                 let neverExpires = Int.random(in: 0..<100, using: &rng) < 15
-                let expiresAt = neverExpires ? nil : CivilDate.dateString(days: today + Int64.random(in: 0..<365, using: &rng))
+                let expiresAt = neverExpires ? nil : CalendarDate(daysSince1970: Int(today + Int64.random(in: 0..<365, using: &rng))).iso
                 let created = nowSeconds - Int64.random(in: 3600...(365 * 86_400), using: &rng)
                 // About a third were never updated (no updated_at key at all).
                 let updated: String? = Int.random(in: 0..<3, using: &rng) == 0
                     ? nil
-                    : CivilDate.timestamp(epochSeconds: created + Int64.random(in: 0...(nowSeconds - created), using: &rng))
+                    : Timestamp(millisecondsSince1970: (created + Int64.random(in: 0...(nowSeconds - created), using: &rng)) * 1000).rfc3339
                 buckets.append(PointsBucket(id: id, points: points, expiresAt: expiresAt, status: "ACTIVE",
-                                            createdAt: CivilDate.timestamp(epochSeconds: created), updatedAt: updated))
+                                            createdAt: Timestamp(millisecondsSince1970: created * 1000).rfc3339, updatedAt: updated))
             }
             buckets.sort(by: DataGenerator.servedOrder)
             result[code] = LoyaltyMember(code: code, voucherId: voucherId, buckets: buckets)

@@ -1,3 +1,4 @@
+import ExpiryCore
 import ArgumentParser
 import Foundation
 
@@ -95,7 +96,7 @@ struct FakeVoucherify: ParsableCommand {
             throw InputError(description: "--buckets-per-member must look like A..B with 0 ≤ A ≤ B ≤ 100000, got \"\(bucketsPerMember)\"")
         }
         let generator = DataGenerator(members: members, bucketsPerMember: range, seed: seed,
-                                      campaignId: campaignId, campaignName: campaignName, today: CivilDate.todayUTC())
+                                      campaignId: campaignId, campaignName: campaignName, today: Timestamp.now().millisecondsSince1970 / 86_400_000)
         return [generator.generate()]
     }
 
