@@ -41,6 +41,10 @@ let package = Package(
             "PointsExpiryService", "ExpiryCore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], linkerSettings: [
+            // jemalloc replaces glibc malloc process-wide: the request path makes many small,
+            // short-lived allocations, and glibc's cost ~12% of hit-path throughput (scripts/bench.sh).
+            .linkedLibrary("jemalloc", .when(platforms: [.linux])),
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
             "CLibevent", "ExpiryCore",

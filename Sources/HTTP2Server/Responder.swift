@@ -1,10 +1,11 @@
-/// Answers one request. Held by the application while its work is in flight; when the peer
-/// resets the stream or the connection goes away first, `isCancelled` turns true, `onCancel`
-/// runs once, and a late `respond` is dropped. Loop thread only.
+/// One request stream: collects the request as it arrives, then answers it. The application
+/// holds it while its work is in flight; when the peer resets the stream or the connection goes
+/// away first, `isCancelled` turns true, `onCancel` runs once, and a late `respond` is dropped.
+/// Loop thread only.
 ///
 /// The connection is held strongly (a weak reference would put a side table on the hottest
-/// object and slow every retain of it); the stream table drops its responder when the stream
-/// or the connection closes, which ends the stream → responder → connection cycle.
+/// object and slow every retain of it); the connection's stream table drops the stream when it
+/// or the connection closes, which ends the stream → connection → stream cycle.
 public final class Responder {
     private let connection: ServerConnection
     let streamID: Int32
@@ -12,6 +13,23 @@ public final class Responder {
     public private(set) var hasResponded = false
     /// Runs once if the stream ends before a response was given (client reset, connection lost).
     public var onCancel: (() -> Void)?
+
+    // Request state, filled by the connection while headers and body arrive.
+    var method = ""
+    /// `:path` split at `?` once, when it arrives.
+    var path = ""
+    var query: String?
+    var headers = HeaderBlock()
+    var headerListBytes = 0
+    var headersTooLarge = false
+    var body: [UInt8] = []
+    var bodyLimit = 0
+    /// Set once the request was handed to the application or rejected; later DATA is discarded.
+    var dispatched = false
+
+    /// Response body not yet handed to nghttp2.
+    var pendingBody: [UInt8] = []
+    var pendingOffset = 0
 
     init(connection: ServerConnection, streamID: Int32) {
         self.connection = connection

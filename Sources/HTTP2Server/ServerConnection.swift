@@ -12,9 +12,9 @@ final class ServerConnection {
     private unowned(unsafe) let server: HTTP2Server
     private var bufferEvent: OpaquePointer?
     private var session: OpaquePointer?
-    private var streams: [Int32: ServerStream] = [:]
+    private var streams: [Int32: Responder] = [:]
     /// The stream whose header block is being received: header callbacks come one per field.
-    private var receivingHeaders: ServerStream?
+    private var receivingHeaders: Responder?
     private var glitches = 0
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
@@ -136,7 +136,7 @@ final class ServerConnection {
         isClosed = true
         let open = streams.values
         streams.removeAll()
-        for stream in open { stream.responder?.cancel() }
+        for stream in open { stream.cancel() }
         if let session { nghttp2_session_del(session) }
         session = nil
         if let bufferEvent { bufferevent_free(bufferEvent) }
@@ -164,13 +164,13 @@ final class ServerConnection {
     }
 
     func beginHeaders(streamID: Int32) {
-        let stream = ServerStream(id: streamID)
+        let stream = Responder(connection: self, streamID: streamID)
         streams[streamID] = stream
         receivingHeaders = stream
     }
 
     func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
-        guard let stream = receivingHeaders, stream.id == streamID, !stream.headersTooLarge else { return }
+        guard let stream = receivingHeaders, stream.streamID == streamID, !stream.headersTooLarge else { return }
         stream.headerListBytes += nameLength + valueLength + 32
         if stream.headerListBytes > limits.maxHeaderListBytes {
             stream.headersTooLarge = true
@@ -227,8 +227,7 @@ final class ServerConnection {
     }
 
     func streamClosed(streamID: Int32) {
-        guard let stream = streams.removeValue(forKey: streamID) else { return }
-        stream.responder?.cancel()
+        streams.removeValue(forKey: streamID)?.cancel()
     }
 
     /// Invalid frames and peer resets: past the limit the peer is misbehaving, not unlucky.
@@ -257,21 +256,18 @@ final class ServerConnection {
 
     // MARK: requests and responses
 
-    private func dispatch(_ stream: ServerStream) {
+    private func dispatch(_ stream: Responder) {
         stream.dispatched = true
         let request = HTTPRequest(method: stream.method, path: stream.path, query: stream.query, headerBlock: stream.headers, body: stream.body)
         stream.body = []
-        let responder = Responder(connection: self, streamID: stream.id)
-        stream.responder = responder
-        handler.handle(request, responder: responder)
+        stream.headers.removeAll()
+        handler.handle(request, responder: stream)
     }
 
-    private func reject(_ stream: ServerStream, _ violation: HTTPLimitViolation, path: String) {
+    private func reject(_ stream: Responder, _ violation: HTTPLimitViolation, path: String) {
         stream.dispatched = true
         stream.body = []
-        let responder = Responder(connection: self, streamID: stream.id)
-        stream.responder = responder
-        responder.respond(handler.limitExceeded(violation, method: stream.method, path: path))
+        stream.respond(handler.limitExceeded(violation, method: stream.method, path: path))
     }
 
     func submit(_ response: HTTPResponse, streamID: Int32) {

@@ -88,8 +88,10 @@ final class ChildProcess: @unchecked Sendable {
             }
             if reaped < 0 {
                 if errno == EINTR { continue }
-                // Foundation reaped it first; its status is readable only once it noticed.
-                let code = process.isRunning ? -1 : process.terminationStatus
+                // Foundation reaped it first: wait until it publishes the status.
+                while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+                guard !process.isRunning else { break }
+                let code = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
                 exitStatus = code
                 return code
             }
