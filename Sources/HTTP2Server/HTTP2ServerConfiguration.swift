@@ -14,7 +14,7 @@ public struct HTTP2ServerConfiguration: Sendable {
     public var streamResetRatePerSecond: UInt64 = 33
     /// CONTINUATION flood: most CONTINUATION frames after one HEADERS frame.
     public var maxContinuations: Int = 8
-    /// Invalid frames and RST_STREAMs a connection may send before it is sent away (GOAWAY).
+    /// Invalid frames a connection may send before it is sent away (GOAWAY).
     public var maxGlitchesPerConnection: Int = 1000
 
     public init(listen: String) { self.listen = listen }

@@ -53,24 +53,24 @@ final class Nghttp2Callbacks {
             guard let userData, let frame else { return 0 }
             let header = frame.pointee.hd
             let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            let isRequestHeaders = header.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-            return withConnection(userData) { connection in
+            let category = header.type == UInt8(NGHTTP2_HEADERS.rawValue) ? frame.pointee.headers.cat : NGHTTP2_HCAT_HEADERS
+            withConnection(userData) { connection in
                 switch Int(header.type) {
-                case Int(NGHTTP2_HEADERS.rawValue) where isRequestHeaders:
+                case Int(NGHTTP2_HEADERS.rawValue) where category == NGHTTP2_HCAT_REQUEST:
                     connection.headersComplete(streamID: header.stream_id, endStream: endStream)
-                case Int(NGHTTP2_DATA.rawValue) where endStream:
+                case Int(NGHTTP2_HEADERS.rawValue) where endStream, Int(NGHTTP2_DATA.rawValue) where endStream:
+                    // The request ends with its last DATA frame or with trailers (ignored).
                     connection.dataComplete(streamID: header.stream_id)
-                case Int(NGHTTP2_RST_STREAM.rawValue):
-                    return connection.glitch() ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
                 default:
                     break
                 }
-                return 0
             }
+            return 0
         }
         nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, _, _, userData in
             guard let userData else { return 0 }
-            return withConnection(userData) { $0.glitch() } ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+            withConnection(userData) { $0.glitch() }
+            return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             guard let userData, let data else { return 0 }

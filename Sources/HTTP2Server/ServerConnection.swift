@@ -39,6 +39,7 @@ final class ServerConnection {
         let rv = nghttp2_session_server_new2(&session, server.callbacks.pointer, Unmanaged.passUnretained(self).toOpaque(), server.callbacks.options)
         guard rv == 0, let session else {
             bufferevent_free(bev)
+            isClosed = true
             throw HTTP2ServerError("nghttp2_session_server_new2", code: Int(rv))
         }
         self.session = session
@@ -51,16 +52,18 @@ final class ServerConnection {
         guard settingsRV == 0 else {
             nghttp2_session_del(session)
             bufferevent_free(bev)
+            isClosed = true
             throw HTTP2ServerError("nghttp2_submit_settings", code: Int(settingsRV))
         }
 
         let me = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(bev, { _, arg in
             guard let arg else { return }
-            Unmanaged<ServerConnection>.fromOpaque(arg)._withUnsafeGuaranteedRef { $0.readable() }
+            // Not _withUnsafeGuaranteedRef: readable() may close and release the last reference.
+            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().readable()
         }, { _, arg in
             guard let arg else { return }
-            Unmanaged<ServerConnection>.fromOpaque(arg)._withUnsafeGuaranteedRef { $0.writable() }
+            Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().writable()
         }, { _, events, arg in
             guard let arg else { return }
             Unmanaged<ServerConnection>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
@@ -71,6 +74,7 @@ final class ServerConnection {
     }
 
     deinit {
+        // Every path that gives up a connection, failed set-up included, marks it closed first.
         precondition(isClosed, "ServerConnection freed without close()")
     }
 
@@ -134,6 +138,7 @@ final class ServerConnection {
             return
         }
         isClosed = true
+        receivingHeaders = nil
         let open = streams.values
         streams.removeAll()
         for stream in open { stream.cancel() }
@@ -227,16 +232,19 @@ final class ServerConnection {
     }
 
     func streamClosed(streamID: Int32) {
+        // A header block cut short (reset, bad field) never reaches headersComplete.
+        if receivingHeaders?.streamID == streamID { receivingHeaders = nil }
         streams.removeValue(forKey: streamID)?.cancel()
     }
 
-    /// Invalid frames and peer resets: past the limit the peer is misbehaving, not unlucky.
-    func glitch() -> Bool {
+    /// Invalid frames: past the limit the peer is misbehaving, not unlucky. Terminating makes
+    /// nghttp2 ignore further input; the next flush sends GOAWAY and then closes. (Resets are
+    /// left to nghttp2's own token-bucket limit, so healthy clients that cancel are not counted.)
+    func glitch() {
         glitches += 1
-        guard glitches > limits.maxGlitchesPerConnection, let session else { return true }
-        logger.notice("HTTP/2 peer exceeded the glitch limit; sending GOAWAY")
+        guard glitches == limits.maxGlitchesPerConnection + 1, let session else { return }
+        logger.notice("HTTP/2 peer exceeded the invalid-frame limit; sending GOAWAY")
         nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
-        return false
     }
 
     func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {

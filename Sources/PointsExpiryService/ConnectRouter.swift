@@ -57,7 +57,7 @@ final class ConnectRouter: HTTPHandler {
 
     func handle(_ request: HTTPRequest, responder: Responder) {
         if let route = plainRoutes[request.path] {
-            guard request.method == "GET" || request.method == "HEAD" else {
+            guard request.method == "GET" else {
                 return responder.respond(HTTPResponse(status: 405, headers: [("allow", "GET")]))
             }
             return responder.respond(route())

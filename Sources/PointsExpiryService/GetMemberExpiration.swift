@@ -16,16 +16,18 @@ final class GetMemberExpiration: UnaryMethod {
     private let voucherify: VoucherifyAPI
     private let schedule: DeductionSchedule
     private let cacheTTLSeconds: Int
+    private let lifecycle: WorkerLifecycle
     private let metrics: Metrics
     private let logger: Logger
 
     init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, schedule: DeductionSchedule, cacheTTLSeconds: Int,
-         metrics: Metrics, logger: Logger) {
+         lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
         self.voucherify = voucherify
         self.schedule = schedule
         self.cacheTTLSeconds = cacheTTLSeconds
+        self.lifecycle = lifecycle
         self.metrics = metrics
         self.logger = logger
     }
@@ -58,6 +60,7 @@ final class GetMemberExpiration: UnaryMethod {
     }
 
     private func fetch(_ request: GetMemberExpirationRequest, store: Bool, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+        guard !lifecycle.stopped else { return reply(.failure(.upstreamUnavailable("the service is shutting down"))) }
         voucherify.fetchMemberBuckets(campaign: request.campaign, member: request.member) { [self] result in
             switch result {
             case .failure(let error):
@@ -86,11 +89,12 @@ final class HealthCheck: UnaryMethod {
     let path = "/grpc.health.v1.Health/Check"
     let name = "HealthCheck"
     let hasNoSideEffects = true
-    private let isServing: () -> Bool
+    private let lifecycle: WorkerLifecycle
 
-    init(isServing: @escaping () -> Bool) { self.isServing = isServing }
+    init(lifecycle: WorkerLifecycle) { self.lifecycle = lifecycle }
 
     func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
-        reply(.success(UnaryReply(body: Array((isServing() ? #"{"status":"SERVING"}"# : #"{"status":"NOT_SERVING"}"#).utf8))))
+        let status = lifecycle.draining ? #"{"status":"NOT_SERVING"}"# : #"{"status":"SERVING"}"#
+        reply(.success(UnaryReply(body: Array(status.utf8))))
     }
 }

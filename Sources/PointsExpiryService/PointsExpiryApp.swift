@@ -28,6 +28,12 @@ public final class PointsExpiryApp: @unchecked Sendable {
     /// Starts the loops and builds each worker on its own thread. The first worker binds the
     /// configured address; the others join its port with SO_REUSEPORT.
     public func start() throws {
+        var configuration = self.configuration
+        do {
+            configuration.redis = try configuration.redis.resolvingHost()
+        } catch {
+            throw ConfigurationError(variable: "REDIS_URL", problem: error.description)
+        }
         try group.start()
         var listen = configuration.server.listen
         for (index, loop) in group.loops.enumerated() {
@@ -68,8 +74,10 @@ public final class PointsExpiryApp: @unchecked Sendable {
         for worker in workers.compactMap({ $0 }) {
             onLoop(worker.loop) { worker.close() }
         }
-        workers = workers.map { _ in nil }
+        // Stop the loops before the workers are freed: their handles belong to loop threads,
+        // which must no longer be running when this thread releases them.
         group.stopAndWait()
+        workers = workers.map { _ in nil }
         logger.info("points-expiry stopped")
     }
 

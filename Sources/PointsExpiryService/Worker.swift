@@ -5,6 +5,14 @@ import Logging
 import RedisCache
 import VoucherifyClient
 
+/// Where a worker is in its life; read by the handlers that must behave differently on the way out.
+final class WorkerLifecycle {
+    /// GOAWAY sent: finishing in-flight requests, not ready for new ones.
+    var draining = false
+    /// Closing: start no new upstream work.
+    var stopped = false
+}
+
 /// Everything one loop owns: its listener and connections, its Redis connection and its curl
 /// multi handle. Created, used and torn down on the loop's thread only.
 final class Worker {
@@ -13,7 +21,7 @@ final class Worker {
     private let curl: CurlMulti
     private var server: HTTP2Server?
     private var router: ConnectRouter?
-    private var draining = false
+    private let lifecycle = WorkerLifecycle()
 
     var port: Int { server?.port ?? 0 }
 
@@ -24,15 +32,16 @@ final class Worker {
         let cache = MemberCache(redis: redis, logger: logger)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
         let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, voucherify: voucherify, schedule: configuration.schedule,
-                                                      cacheTTLSeconds: configuration.cacheTTLSeconds, metrics: metrics, logger: logger)
-        let health = HealthCheck(isServing: { [weak self] in self?.draining == false })
+                                                      cacheTTLSeconds: configuration.cacheTTLSeconds, lifecycle: lifecycle,
+                                                      metrics: metrics, logger: logger)
+        let health = HealthCheck(lifecycle: lifecycle)
         let router = ConnectRouter(
             loop: loop,
             methods: [getMemberExpiration, health],
             plainRoutes: [
                 "/healthz": { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
-                "/readyz": { [weak self] in
-                    let ready = self.map { !$0.draining && $0.redis.isConnected } ?? false
+                "/readyz": { [lifecycle, redis] in
+                    let ready = !lifecycle.draining && redis.isConnected
                     return HTTPResponse(status: ready ? 200 : 503, headers: [("content-type", "text/plain")],
                                         body: Array((ready ? "ready\n" : "not ready: Redis unreachable or draining\n").utf8))
                 },
@@ -48,16 +57,20 @@ final class Worker {
 
     /// Stops accepting, sends GOAWAY, and calls `done` once in-flight requests finished.
     func drain(done: @escaping () -> Void) {
-        draining = true
+        lifecycle.draining = true
         guard let server else { return done() }
         server.drain(onDrained: done)
     }
 
-    /// Last step of shutdown: close what is left, then Redis and curl go with the worker.
+    /// Last step of shutdown, on the loop: close what is left and stop all upstream work, so
+    /// nothing is in flight when the loop stops. (Pending Redis lookups fail now; with
+    /// `stopped` set they end without starting a Voucherify call.)
     func close() {
+        lifecycle.stopped = true
         server?.closeAll()
         server = nil
         router = nil
+        curl.cancelAll()
         redis.close()
     }
 }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Where Redis is and how long we wait for it. hiredis 0.14 has no timeouts of its own.
 public struct RedisConfiguration: Sendable, Equatable {
     public var host: String
@@ -53,6 +55,30 @@ public struct RedisConfiguration: Sendable, Equatable {
         } else {
             database = 0
         }
+    }
+}
+
+extension RedisConfiguration {
+    /// The same configuration with `host` resolved to a numeric address. hiredis 0.14 resolves
+    /// names synchronously inside `redisAsyncConnect`, which would stall a loop on every
+    /// reconnect; resolving once at start-up (off the loops) keeps DNS off the request path.
+    public func resolvingHost() throws(RedisURLError) -> RedisConfiguration {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_ADDRCONFIG
+        var found: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &found)
+        guard rc == 0, let first = found, let address = first.pointee.ai_addr else {
+            throw RedisURLError("host \"\(host)\" does not resolve: \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(found) }
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(address, first.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
+            throw RedisURLError("host \"\(host)\" resolved to an unprintable address")
+        }
+        var resolved = self
+        resolved.host = String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return resolved
     }
 }
 

@@ -162,6 +162,9 @@ public final class RedisConnection {
         }
         connected = true
         reconnectDelay = configuration.reconnectBackoffMilliseconds.first
+        // Commands queued while connecting (AUTH, SELECT) get their full timeout from now.
+        let deadline = loop.nowMilliseconds + Int64(configuration.commandTimeoutMilliseconds)
+        for command in inflight[inflightHead...] { command.deadline = deadline }
         logger.info("connected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
         onStateChange?(true)
     }
@@ -184,14 +187,18 @@ public final class RedisConnection {
 
     // MARK: timeouts and reconnects
 
+    /// Frees the context (if any) and schedules the next attempt. Whatever timer called this,
+    /// the connect timer is re-armed for the reconnect, so no path can leave us unscheduled.
     private func dropContext(reason: String) {
         logger.warning("dropping Redis connection", metadata: ["reason": "\(reason)"])
-        guard let context else { return }
-        self.context = nil
+        connectTimer.cancel()
         let wasConnected = connected
         connected = false
-        // Fails every pending callback with a nil reply, then (if connected) calls disconnected().
-        redisAsyncFree(context)
+        if let context {
+            self.context = nil
+            // Fails every pending callback with a nil reply, then (if connected) calls disconnected().
+            redisAsyncFree(context)
+        }
         failInflight()
         if wasConnected { onStateChange?(false) }
         scheduleReconnect(reason: reason)
@@ -221,7 +228,8 @@ public final class RedisConnection {
             inflightHead = 0
             return
         }
-        if inflight[inflightHead].deadline <= loop.nowMilliseconds {
+        // Before the connection is up, the connect timeout governs (AUTH/SELECT wait in the queue).
+        if connected, inflight[inflightHead].deadline <= loop.nowMilliseconds {
             let timeout = configuration.commandTimeoutMilliseconds
             for command in inflight[inflightHead...] { command.complete(.failure(.timedOut(milliseconds: timeout))) }
             inflight.removeAll()
@@ -242,7 +250,7 @@ public final class RedisConnection {
 
 /// A sent command awaiting its reply; completes exactly once (reply, timeout or disconnect).
 private final class PendingCommand {
-    let deadline: Int64
+    var deadline: Int64
     private var completion: ((Result<RedisReply, RedisError>) -> Void)?
 
     init(deadline: Int64, completion: @escaping (Result<RedisReply, RedisError>) -> Void) {

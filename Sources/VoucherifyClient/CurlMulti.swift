@@ -78,6 +78,11 @@ public final class CurlMulti {
         return transfer
     }
 
+    /// Abandons every transfer in flight (shutdown): their completions never run.
+    public func cancelAll() {
+        for transfer in Array(transfers.values) { transfer.cancel() }
+    }
+
     /// Abandons a transfer: its completion never runs. With HTTP/2 this resets only its stream.
     func cancel(_ transfer: HTTPTransfer) {
         guard transfers.removeValue(forKey: ObjectIdentifier(transfer)) != nil else { return }

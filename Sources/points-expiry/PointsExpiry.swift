@@ -65,6 +65,8 @@ struct Serve: ParsableCommand {
         let app = try PointsExpiryApp(configuration: configuration, logger: logger)
         do {
             try app.start()
+        } catch let error as ConfigurationError {
+            Self.exitWithConfigurationError(error.description)
         } catch {
             logger.critical("could not start", metadata: ["error": "\(error)"])
             throw ExitCode.failure

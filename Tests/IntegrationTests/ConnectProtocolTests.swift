@@ -83,6 +83,18 @@ import Testing
         #expect(try service.get(#"{"campaign":"c","member":"m"}"#, headers: ["connect-timeout-ms: 12345678901"]).code == "invalid_argument")
     }
 
+    @Test func requestEndingInTrailersIsAnswered() throws {
+        let service = try ServiceUnderTest()
+        try service.fake.putMember("CARD-T", buckets: buckets(1))
+        let body = FileManager.default.temporaryDirectory.appendingPathComponent("pe-trailer-\(UUID().uuidString).json")
+        try Data(#"{"campaign":"\#(FakeVoucherify.campaignID)","member":"CARD-T"}"#.utf8).write(to: body)
+        defer { try? FileManager.default.removeItem(at: body) }
+        // nghttp sends the body, then a HEADERS frame with END_STREAM (trailers).
+        let output = try run("/usr/bin/nghttp", ["-d", body.path, "--trailer=x-checksum: 1", "-H", "content-type: application/json",
+                                                 "-t", "10", service.baseURL + ServiceUnderTest.rpc])
+        #expect(output.contains(#""member":"CARD-T""#))
+    }
+
     @Test func healthEndpoints() throws {
         let service = try ServiceUnderTest()
         #expect(try CurlClient.request("GET", service.baseURL + "/healthz").status == 200)

@@ -13,6 +13,7 @@ import Testing
         ("VOUCHERIFY_APP_TOKEN", ""),
         ("VOUCHERIFY_PROJECT_TIMEZONE", "Mars/Olympus_Mons"),
         ("REDIS_URL", "http://localhost"),
+        ("REDIS_URL", "redis://no-such-host.invalid:6379"),
         ("VOUCHERIFY_API_URL", "ftp://api.voucherify.io"),
         ("LISTEN", "no-port"),
         ("WORKERS", "0"),

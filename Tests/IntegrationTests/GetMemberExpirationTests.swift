@@ -122,6 +122,14 @@ import Testing
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "hit")
     }
 
+    @Test func authenticatesToAPasswordProtectedRedis() throws {
+        let service = try ServiceUnderTest(redisPassword: "s3cret-redis")
+        try service.fake.putMember("CARD-A", buckets: buckets(1))
+        #expect(try service.get(member: "CARD-A").headers["x-cache"] == "miss")
+        #expect(try service.get(member: "CARD-A").headers["x-cache"] == "hit")
+        #expect(try service.redis.cli("DBSIZE") == "1")
+    }
+
     @Test func cacheEntryNeverOutlivesTheNextDeduction() throws {
         let service = try ServiceUnderTest(environment: ["VOUCHERIFY_PROJECT_TIMEZONE": "Pacific/Kiritimati"])
         // Last valid day = today in the project's zone (UTC+14): points go at its next midnight.

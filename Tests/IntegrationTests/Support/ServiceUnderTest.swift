@@ -13,9 +13,9 @@ final class ServiceUnderTest: @unchecked Sendable {
     let fake: FakeVoucherify
     static let rpc = "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
 
-    init(environment: [String: String] = [:]) throws {
+    init(environment: [String: String] = [:], redisPassword: String? = nil) throws {
         _ = curlReady
-        redis = try RedisServer()
+        redis = try RedisServer(password: redisPassword)
         fake = try FakeVoucherify()
         let settings = [
             "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
