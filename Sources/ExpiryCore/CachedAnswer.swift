@@ -10,14 +10,15 @@ public struct CachedAnswer: Equatable, Sendable {
     /// The instant after which the record must not be served.
     public let notAfter: Timestamp
     public let expirations: [ExpirationDate]
-    /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`.
-    public let bodyPrefix: [UInt8]
+    /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`. A slice, so a record
+    /// read from Redis shares the reply's bytes instead of copying them.
+    public let bodyPrefix: ArraySlice<UInt8>
 
     public init(_ expiration: MemberExpiration, notAfter: Timestamp) {
         fetchedAt = expiration.fetchedAt
         self.notAfter = notAfter
         expirations = expiration.expirations
-        bodyPrefix = encodeResponsePrefix(expiration)
+        bodyPrefix = encodeResponsePrefix(expiration)[...]
     }
 
     /// The full response body for one request.
@@ -54,12 +55,23 @@ public struct CachedAnswer: Equatable, Sendable {
         return out
     }
 
+    /// Reads a record; the body prefix stays a slice of `serialized` (no copy).
     public init(serialized: [UInt8]) throws {
-        self = try serialized.withUnsafeBytes { try CachedAnswer(serialized: $0) }
+        let (header, prefixStart) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
+        self.init(fetchedAt: header.fetchedAt, notAfter: header.notAfter, expirations: header.expirations,
+                  bodyPrefix: serialized[prefixStart...])
     }
 
-    /// Reads a record straight out of a borrowed buffer (a Redis reply), copying only the prefix.
-    public init(serialized: UnsafeRawBufferPointer) throws {
+    private init(fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate], bodyPrefix: ArraySlice<UInt8>) {
+        self.fetchedAt = fetchedAt
+        self.notAfter = notAfter
+        self.expirations = expirations
+        self.bodyPrefix = bodyPrefix
+    }
+
+    /// Everything before the body prefix, and where the prefix starts.
+    private static func readHeader(_ serialized: UnsafeRawBufferPointer) throws
+        -> (header: (fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]), prefixStart: Int) {
         guard serialized.starts(with: Self.magic) else {
             throw CachedAnswerFormatError(reason: "not a pe1 cache record")
         }
@@ -85,10 +97,7 @@ public struct CachedAnswer: Equatable, Sendable {
         guard prefixLength == reader.remaining, prefixLength > 0, serialized[reader.offset] == UInt8(ascii: "{") else {
             throw CachedAnswerFormatError(reason: "body prefix length mismatch")
         }
-        fetchedAt = Timestamp(millisecondsSince1970: fetched)
-        notAfter = Timestamp(millisecondsSince1970: limit)
-        self.expirations = expirations
-        bodyPrefix = Array(serialized[reader.offset...])
+        return ((Timestamp(millisecondsSince1970: fetched), Timestamp(millisecondsSince1970: limit), expirations), reader.offset)
     }
 }
 

@@ -56,13 +56,14 @@ final class ConnectRouter: HTTPHandler {
     }
 
     func handle(_ request: HTTPRequest, responder: Responder) {
-        if let route = plainRoutes[request.path] {
-            guard request.method == "GET" else {
-                return responder.respond(HTTPResponse(status: 405, headers: [("allow", "GET")]))
-            }
-            return responder.respond(route())
-        }
+        // RPCs first: they are the hot path, and each lookup hashes the whole path.
         guard let (method, counters) = methods[request.path] else {
+            if let route = plainRoutes[request.path] {
+                guard request.method == "GET" else {
+                    return responder.respond(HTTPResponse(status: 405, headers: [("allow", "GET")]))
+                }
+                return responder.respond(route())
+            }
             metrics.unknownMethod.count(.unimplemented)
             var response = Self.errorResponse(ConnectError(.unimplemented, "no such method: \(request.path)"))
             response.status = 404

@@ -25,7 +25,7 @@ public final class MemberCache {
     public var isAvailable: Bool { redis.isConnected }
 
     public func lookup(campaign: String, member: String, completion: @escaping (CacheLookup) -> Void) {
-        redis.send([Self.get, Array(CacheKey.entry(campaign: campaign, member: member).utf8)]) { [redis, logger] result in
+        redis.send([Self.get, Array(CacheKey.entry(campaign: campaign, member: member).utf8)]) { [self] result in
             switch result {
             case .failure(let error):
                 completion(.unavailable(error))
@@ -35,7 +35,7 @@ public final class MemberCache {
                     return completion(.miss)
                 }
                 // Redis expires the entry at notAfter too; this guards replies that crossed it in flight.
-                completion(answer.notAfter.millisecondsSince1970 > redis.nowMilliseconds ? .hit(answer) : .miss)
+                completion(answer.notAfter.millisecondsSince1970 > self.redis.nowMilliseconds ? .hit(answer) : .miss)
             case .success(.error(let message)):
                 completion(.unavailable(.server(message)))
             case .success:
