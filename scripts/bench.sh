@@ -10,7 +10,10 @@
 # request is a Redis cache hit (`x-cache: hit`). The miss path (Voucherify round trip) is not
 # benchmarked here.
 #
-# Settings (environment): REQUESTS (200000), CONNECTIONS (32), STREAMS (16, per connection),
+# Loads alternate between the two servers for ROUNDS rounds and each is reported at its median
+# round, so one noisy moment on a shared machine does not decide the ratio.
+#
+# Settings (environment): ROUNDS (3), REQUESTS (200000), CONNECTIONS (32), STREAMS (16, per connection),
 # WARMUP_REQUESTS (20000), LOAD_TIMEOUT (seconds per h2load run, 120), SERVER_CPU (0),
 # LOAD_CPU (1), REDIS_CPU (1), SCRATCH_PATH (passed to swift build as --scratch-path).
 # Exits non-zero when a build, a server or a load run fails, or when any request did not get a 2xx.
@@ -19,6 +22,7 @@ set -euo pipefail
 ensure_packages
 cd "$ROOT"
 
+ROUNDS="${ROUNDS:-3}"
 REQUESTS="${REQUESTS:-200000}"
 CONNECTIONS="${CONNECTIONS:-32}"
 STREAMS="${STREAMS:-16}"
@@ -179,32 +183,44 @@ metric() {  # value of points_expiry_cache_lookups_total{result="$1"}, empty whe
     awk -v want="points_expiry_cache_lookups_total{result=\"$1\"}" '$1 == want { print $2 }'
 }
 
-echo "bench: h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2
+echo "bench: $ROUNDS rounds of h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2
 misses_before="$(metric miss)"
 run_load service-warmup "$service_url" POST "$WARMUP_REQUESTS"
-run_load service "$service_url" POST "$REQUESTS" "$WORK/service-requests.tsv"
+run_load nghttpd-warmup "$reference_url" "$reference_method" "$WARMUP_REQUESTS"
+for round in $(seq 1 "$ROUNDS"); do
+  run_load "service-$round" "$service_url" POST "$REQUESTS" "$WORK/service-$round-requests.tsv"
+  run_load "nghttpd-$round" "$reference_url" "$reference_method" "$REQUESTS" "$WORK/nghttpd-$round-requests.tsv"
+  echo "bench: round $round: service $(requests_per_second "$WORK/h2load-service-$round.out") req/s," \
+       "nghttpd $(requests_per_second "$WORK/h2load-nghttpd-$round.out") req/s" >&2
+done
 service_rss="$(peak_rss_kib "$service_pid")"
+reference_rss="$(peak_rss_kib "$reference_pid")"
 misses_after="$(metric miss)"
 if [ -n "$misses_before" ] && [ "$misses_before" != "$misses_after" ]; then
   die "the service had cache misses during the load ($misses_before -> $misses_after); not a hit-path run"
 fi
 
-run_load nghttpd-warmup "$reference_url" "$reference_method" "$WARMUP_REQUESTS"
-run_load nghttpd "$reference_url" "$reference_method" "$REQUESTS" "$WORK/nghttpd-requests.tsv"
-reference_rss="$(peak_rss_kib "$reference_pid")"
+# median_round NAME: the round whose req/s is the median of NAME's rounds.
+median_round() {
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "$(requests_per_second "$WORK/h2load-$1-$round.out") $round"
+  done | sort -g | awk '{ rounds[NR] = $2 } END { print rounds[int((NR + 1) / 2)] }'
+}
 
 # --- report -----------------------------------------------------------------------------------
-service_rps="$(requests_per_second "$WORK/h2load-service.out")"
-reference_rps="$(requests_per_second "$WORK/h2load-nghttpd.out")"
-read -r service_p50 service_p99 < <(percentiles "$WORK/service-requests.tsv")
-read -r reference_p50 reference_p99 < <(percentiles "$WORK/nghttpd-requests.tsv")
+service_round="$(median_round service)"
+reference_round="$(median_round nghttpd)"
+service_rps="$(requests_per_second "$WORK/h2load-service-$service_round.out")"
+reference_rps="$(requests_per_second "$WORK/h2load-nghttpd-$reference_round.out")"
+read -r service_p50 service_p99 < <(percentiles "$WORK/service-$service_round-requests.tsv")
+read -r reference_p50 reference_p99 < <(percentiles "$WORK/nghttpd-$reference_round-requests.tsv")
 ratio="$(awk -v a="$service_rps" -v b="$reference_rps" 'BEGIN { printf "%.3f", a / b }')"
 verdict="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.5 ? "met" : "NOT met") }')"
 
 echo
 echo "GetMemberExpiration cache-hit path vs nghttpd static file (same body, $(wc -c < "$WORK/hit.body") bytes)"
-echo "h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1; servers on CPU $SERVER_CPU, h2load on CPU $LOAD_CPU;" \
-     "service POST, nghttpd $reference_method"
+echo "h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1, median of $ROUNDS alternating rounds;" \
+     "servers on CPU $SERVER_CPU, h2load on CPU $LOAD_CPU; service POST, nghttpd $reference_method"
 printf '%-28s %12s %10s %10s %14s\n' server 'req/s' 'p50 ms' 'p99 ms' 'peak RSS MiB'
 printf '%-28s %12.0f %10s %10s %14.1f\n' 'points-expiry (WORKERS=1)' "$service_rps" "$service_p50" "$service_p99" \
   "$(awk -v k="$service_rss" 'BEGIN { print k / 1024 }')"
