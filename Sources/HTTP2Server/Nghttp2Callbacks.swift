@@ -5,9 +5,12 @@ internal import CNghttp2
 final class Nghttp2Callbacks {
     let pointer: OpaquePointer
     let options: OpaquePointer
-    let readBody: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
-        guard let userData, let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-        return withConnection(userData) { $0.readBody(streamID: streamID, into: buffer, capacity: length, flags: flags) }
+    /// The data source's `ptr` is the stream (see ServerConnection.submit).
+    let readBody: nghttp2_data_source_read_callback = { _, _, buffer, length, flags, source, _ in
+        guard let buffer, let flags, let stream = source?.pointee.ptr else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        return Unmanaged<Responder>.fromOpaque(stream)._withUnsafeGuaranteedRef {
+            $0.readBody(into: buffer, capacity: length, flags: flags)
+        }
     }
 
     init(configuration: HTTP2ServerConfiguration) throws {

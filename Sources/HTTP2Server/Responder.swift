@@ -1,3 +1,5 @@
+internal import CNghttp2
+
 /// One request stream: collects the request as it arrives, then answers it. The application
 /// holds it while its work is in flight; when the peer resets the stream or the connection goes
 /// away first, `isCancelled` turns true, `onCancel` runs once, and a late `respond` is dropped.
@@ -41,7 +43,22 @@ public final class Responder {
         guard !hasResponded, !isCancelled else { return }
         hasResponded = true
         onCancel = nil
-        connection.submit(response, streamID: streamID)
+        connection.submit(response, for: self)
+    }
+
+    /// nghttp2's data source: copies the next piece of the response body into `buffer`.
+    func readBody(into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        let count = min(capacity, pendingBody.count - pendingOffset)
+        pendingBody.withUnsafeBufferPointer { body in
+            guard let base = body.baseAddress, count > 0 else { return }
+            buffer.update(from: base + pendingOffset, count: count)
+        }
+        pendingOffset += count
+        if pendingOffset == pendingBody.count {
+            flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+            pendingBody = []
+        }
+        return count
     }
 
     func cancel() {

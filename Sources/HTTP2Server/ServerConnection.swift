@@ -13,8 +13,9 @@ final class ServerConnection {
     private var bufferEvent: OpaquePointer?
     private var session: OpaquePointer?
     private var streams: [Int32: Responder] = [:]
-    /// The stream whose header block is being received: header callbacks come one per field.
-    private var receivingHeaders: Responder?
+    /// The stream the last callbacks were about: a request's callbacks (one per header field,
+    /// then its DATA) arrive in a run, so most lookups end here instead of hashing.
+    private var currentStream: Responder?
     private var glitches = 0
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
@@ -138,7 +139,7 @@ final class ServerConnection {
             return
         }
         isClosed = true
-        receivingHeaders = nil
+        currentStream = nil
         let open = streams.values
         streams.removeAll()
         for stream in open { stream.cancel() }
@@ -171,11 +172,11 @@ final class ServerConnection {
     func beginHeaders(streamID: Int32) {
         let stream = Responder(connection: self, streamID: streamID)
         streams[streamID] = stream
-        receivingHeaders = stream
+        currentStream = stream
     }
 
     func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
-        guard let stream = receivingHeaders, stream.streamID == streamID, !stream.headersTooLarge else { return }
+        guard let stream = stream(streamID), !stream.headersTooLarge, !stream.dispatched else { return }
         stream.headerListBytes += nameLength + valueLength + 32
         if stream.headerListBytes > limits.maxHeaderListBytes {
             stream.headersTooLarge = true
@@ -201,8 +202,7 @@ final class ServerConnection {
     }
 
     func headersComplete(streamID: Int32, endStream: Bool) {
-        receivingHeaders = nil
-        guard let stream = streams[streamID], !stream.dispatched else { return }
+        guard let stream = stream(streamID), !stream.dispatched else { return }
         let path = stream.path
         if stream.headersTooLarge {
             reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes), path: path)
@@ -218,7 +218,7 @@ final class ServerConnection {
     }
 
     func dataChunk(streamID: Int32, data: UnsafePointer<UInt8>, length: Int) {
-        guard let stream = streams[streamID], !stream.dispatched else { return }
+        guard let stream = stream(streamID), !stream.dispatched else { return }
         guard stream.body.count + length <= stream.bodyLimit else {
             reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: stream.path)
             return
@@ -227,13 +227,12 @@ final class ServerConnection {
     }
 
     func dataComplete(streamID: Int32) {
-        guard let stream = streams[streamID], !stream.dispatched else { return }
+        guard let stream = stream(streamID), !stream.dispatched else { return }
         dispatch(stream)
     }
 
     func streamClosed(streamID: Int32) {
-        // A header block cut short (reset, bad field) never reaches headersComplete.
-        if receivingHeaders?.streamID == streamID { receivingHeaders = nil }
+        if currentStream?.streamID == streamID { currentStream = nil }
         streams.removeValue(forKey: streamID)?.cancel()
     }
 
@@ -247,22 +246,13 @@ final class ServerConnection {
         nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
     }
 
-    func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let count = min(capacity, stream.pendingBody.count - stream.pendingOffset)
-        stream.pendingBody.withUnsafeBufferPointer { body in
-            guard let base = body.baseAddress, count > 0 else { return }
-            buffer.update(from: base + stream.pendingOffset, count: count)
-        }
-        stream.pendingOffset += count
-        if stream.pendingOffset == stream.pendingBody.count {
-            flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
-            stream.pendingBody = []
-        }
-        return count
-    }
-
     // MARK: requests and responses
+
+    private func stream(_ id: Int32) -> Responder? {
+        if let current = currentStream, current.streamID == id { return current }
+        currentStream = streams[id]
+        return currentStream
+    }
 
     private func dispatch(_ stream: Responder) {
         stream.dispatched = true
@@ -278,8 +268,10 @@ final class ServerConnection {
         stream.respond(handler.limitExceeded(violation, method: stream.method, path: path))
     }
 
-    func submit(_ response: HTTPResponse, streamID: Int32) {
-        guard let session, !isClosed, let stream = streams[streamID] else { return }
+    /// Only called by an open stream (Responder.respond checks), so no lookup is needed.
+    func submit(_ response: HTTPResponse, for stream: Responder) {
+        guard let session, !isClosed else { return }
+        let streamID = stream.streamID
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(response.headers.count + 2)
         fields.append((":status", String(response.status)))
@@ -291,7 +283,10 @@ final class ServerConnection {
             if response.body.isEmpty {
                 return nghttp2_submit_response(session, streamID, nva, count, nil)
             }
-            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: server.callbacks.readBody)
+            // The stream rides along as the data source: nghttp2 only reads it while the stream is
+            // open, and the stream table keeps it alive until then.
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: Unmanaged.passUnretained(stream).toOpaque()),
+                                                 read_callback: server.callbacks.readBody)
             return nghttp2_submit_response(session, streamID, nva, count, &provider)
         }
         if rv != 0 {
