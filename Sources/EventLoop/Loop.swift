@@ -18,8 +18,6 @@ public final class Loop: @unchecked Sendable {
     private var wakeEvent: OpaquePointer?
     private let queueLock = Mutex()
     private var queued: [@Sendable () -> Void] = []
-    /// Set by `run()`: the thread that owns the loop.
-    private var ownerThread: pthread_t?
 
     public init() throws {
         guard let config = event_config_new() else { throw EventLoopError("event_config_new") }
@@ -58,13 +56,7 @@ public final class Loop: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until `stop()`.
     public func run() {
-        ownerThread = pthread_self()
         event_base_loop(base, 0)
-    }
-
-    public var inLoopThread: Bool {
-        guard let ownerThread else { return false }
-        return pthread_equal(ownerThread, pthread_self()) != 0
     }
 
     /// Asks the loop to return from `run()`; callable from any thread.

@@ -23,11 +23,6 @@ public enum JSONValue: Equatable, Sendable {
         return nil
     }
 
-    public var boolValue: Bool? {
-        if case .bool(let b) = self { return b }
-        return nil
-    }
-
     /// An integer given as a JSON number or as a decimal string (ProtoJSON accepts both for int64).
     /// Fractions, exponents, empty strings and out-of-range values give nil.
     public var int64Value: Int64? {

@@ -65,8 +65,6 @@ public final class HTTP2Server {
         for connection in connections.values { connection.close() }
     }
 
-    public var connectionCount: Int { connections.count }
-
     /// `host:port` or `[v6]:port` to a socket address (start-up only: may consult the resolver).
     private static func resolve(_ listen: String) throws -> (sockaddr_storage, socklen_t) {
         guard let colon = listen.lastIndex(of: ":") else { throw HTTP2ServerError("listen address \"\(listen)\" has no port") }

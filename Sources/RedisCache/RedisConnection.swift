@@ -47,8 +47,6 @@ public final class RedisConnection {
     private var inflight: [PendingCommand] = []
     private var inflightHead = 0
 
-    /// Called on every transition, so owners can log, count and report readiness.
-    public var onStateChange: ((Bool) -> Void)?
 
     public init(loop: Loop, configuration: RedisConfiguration, logger: Logger) throws {
         self.loop = loop
@@ -166,16 +164,13 @@ public final class RedisConnection {
         let deadline = loop.nowMilliseconds + Int64(configuration.commandTimeoutMilliseconds)
         for command in inflight[inflightHead...] { command.deadline = deadline }
         logger.info("connected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
-        onStateChange?(true)
     }
 
     private func disconnected() {
         // hiredis frees the context after this callback returns (or we are inside redisAsyncFree).
         context = nil
-        let wasConnected = connected
         connected = false
         failInflight()
-        if wasConnected { onStateChange?(false) }
         if !closed { scheduleReconnect(reason: "disconnected") }
     }
 
@@ -192,7 +187,6 @@ public final class RedisConnection {
     private func dropContext(reason: String) {
         logger.warning("dropping Redis connection", metadata: ["reason": "\(reason)"])
         connectTimer.cancel()
-        let wasConnected = connected
         connected = false
         if let context {
             self.context = nil
@@ -200,7 +194,6 @@ public final class RedisConnection {
             redisAsyncFree(context)
         }
         failInflight()
-        if wasConnected { onStateChange?(false) }
         scheduleReconnect(reason: reason)
     }
 
