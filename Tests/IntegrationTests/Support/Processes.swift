@@ -24,7 +24,7 @@ final class ChildProcess: @unchecked Sendable {
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("pe-child-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        guard FileManager.default.createFile(atPath: outputURL.path, contents: nil) else { throw TestFailure("cannot create \(outputURL.path)") }
         let output = try FileHandle(forWritingTo: outputURL)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
