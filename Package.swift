@@ -53,6 +53,7 @@ let package = Package(
 
         .testTarget(name: "ExpiryCoreTests", dependencies: ["ExpiryCore"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
+        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache",
             .product(name: "Logging", package: "swift-log"),
