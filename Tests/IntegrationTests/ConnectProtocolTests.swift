@@ -95,6 +95,13 @@ import Testing
         #expect(output.contains(#""member":"CARD-T""#))
     }
 
+    @Test func advertisesStreamAndHeaderLimitsInSettings() throws {
+        let service = try ServiceUnderTest()
+        let trace = try run("/usr/bin/nghttp", ["-v", "-t", "10", service.baseURL + "/healthz"])
+        #expect(trace.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):256]"))
+        #expect(trace.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):16384]"))
+    }
+
     @Test func healthEndpoints() throws {
         let service = try ServiceUnderTest()
         #expect(try CurlClient.request("GET", service.baseURL + "/healthz").status == 200)

@@ -122,6 +122,23 @@ import Testing
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "hit")
     }
 
+    @Test func stalledRedisTimesOutAndTheAnswerComesFromVoucherify() throws {
+        let service = try ServiceUnderTest()
+        try service.fake.putMember("CARD-S", buckets: buckets(1))
+        // Redis accepts the command and says nothing for 1.5 s: only our own timeout (500 ms) helps.
+        try service.redis.cli("CLIENT", "PAUSE", "1500", "ALL")
+        let started = Date()
+        let during = try service.get(member: "CARD-S")
+        #expect(during.status == 200)
+        #expect(during.headers["x-cache"] == "miss")
+        #expect(Date().timeIntervalSince(started) < 1.3)
+
+        Thread.sleep(forTimeInterval: 1.2)
+        try service.waitUntilReady()
+        #expect(try service.get(member: "CARD-S").headers["x-cache"] == "miss")
+        #expect(try service.get(member: "CARD-S").headers["x-cache"] == "hit")
+    }
+
     @Test func authenticatesToAPasswordProtectedRedis() throws {
         let service = try ServiceUnderTest(redisPassword: "s3cret-redis")
         try service.fake.putMember("CARD-A", buckets: buckets(1))
