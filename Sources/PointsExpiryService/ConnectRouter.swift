@@ -87,27 +87,27 @@ final class ConnectRouter: HTTPHandler {
             return finish(method, counters, .failure(error), acceptsGzip: false, responder: responder)
         }
         let acceptsGzip = request.header("accept-encoding").map(ConnectUnary.acceptsGzip) ?? false
+        // Strong captures: the timer is cancelled (dropping its closure) as soon as the call
+        // answers or the stream ends, so nothing outlives the request.
+        var deadlineTimer: Timer?
         if let deadline {
             do {
-                // Strong captures: the timer is cancelled (dropping this closure) as soon as the
-                // call finishes or the stream ends, so nothing outlives the request.
-                let timer = try Timer.schedule(on: loop, after: deadline) { [self] in
+                deadlineTimer = try Timer.schedule(on: loop, after: deadline) { [self] in
                     self.finish(method, counters, .failure(.deadlineExceeded(milliseconds: deadline)), acceptsGzip: false, responder: responder)
                 }
-                responder.onCancel = { timer.cancel() }
+                responder.onCancel = { [deadlineTimer] in deadlineTimer?.cancel() }
             } catch {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
-        method.call(message) { [self] result in
+        method.call(message) { [self, deadlineTimer] result in
+            deadlineTimer?.cancel()
             self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: responder)
         }
     }
 
     private func finish(_ method: UnaryMethod, _ counters: Metrics.MethodCounters, _ result: Result<UnaryReply, ExpiryError>, acceptsGzip: Bool, responder: Responder) {
         guard !responder.hasResponded, !responder.isCancelled else { return }
-        // Stops the deadline timer, if any: an answer exists.
-        responder.onCancel?()
         switch result {
         case .success(let reply):
             counters.countSuccess()
