@@ -19,11 +19,13 @@ let package = Package(
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", dependencies: ["CCurl", "CHiredis", "CLibevent"]),
 
         .target(name: "ExpiryCore"),
         .target(name: "EventLoop", dependencies: ["CLibevent", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Gzip", dependencies: ["CZlib"]),
+        .target(name: "WebhookSigning", dependencies: ["ExpiryCore", "CCrypto"]),
         .target(name: "HTTP2Server", dependencies: [
             "EventLoop", "CNghttp2", "CLibevent", .product(name: "Logging", package: "swift-log"),
         ]),
@@ -34,7 +36,7 @@ let package = Package(
             "EventLoop", "ExpiryCore", "CCurl", "CShims", "CLibevent", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "PointsExpiryService", dependencies: [
-            "ExpiryCore", "EventLoop", "HTTP2Server", "RedisCache", "VoucherifyClient", "Gzip",
+            "ExpiryCore", "EventLoop", "HTTP2Server", "RedisCache", "VoucherifyClient", "Gzip", "WebhookSigning",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "points-expiry", dependencies: [
@@ -47,12 +49,13 @@ let package = Package(
             .linkedLibrary("jemalloc", .when(platforms: [.linux])),
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
-            "CLibevent", "ExpiryCore",
+            "CLibevent", "ExpiryCore", "WebhookSigning", "CCurl", "CShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "ExpiryCoreTests", dependencies: ["ExpiryCore"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
+        .testTarget(name: "WebhookSigningTests", dependencies: ["WebhookSigning", "ExpiryCore"]),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache",
