@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "WebhookSigningTests", dependencies: ["WebhookSigning", "ExpiryCore"]),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache",
+            "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache", "WebhookSigning",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ],

@@ -11,6 +11,20 @@ public enum CacheKey {
         key(campaign: campaign, member: member, suffix: "}:gen")
     }
 
+    /// `pe:{<campaign>|<member>}:event:<id>` — marks a webhook event as handled for this member,
+    /// in the member's slot so the invalidation and the mark are one atomic script.
+    public static func handledEvent(campaign: String, member: String, eventID: String) -> String {
+        key(campaign: campaign, member: member, suffix: "}:event:") + eventID
+    }
+
+    /// `pe:campaign:{<spelling>}:aka` — the other spellings (id ↔ names) of one campaign.
+    public static func campaignSpellings(_ campaign: String) -> String {
+        var out: [UInt8] = Array("pe:campaign:{".utf8)
+        appendEscaped(campaign, to: &out)
+        out.append(contentsOf: "}:aka".utf8)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     private static func key(campaign: String, member: String, suffix: StaticString) -> String {
         var out: [UInt8] = Array("pe:{".utf8)
         out.reserveCapacity(campaign.utf8.count + member.utf8.count + 16)

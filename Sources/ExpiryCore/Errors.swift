@@ -74,6 +74,8 @@ public enum ExpiryError: Error, Equatable, Sendable {
     case requestTooLarge(limit: Int, what: String)
     /// A protocol feature we do not offer (e.g. an unknown compression) → unimplemented.
     case unsupported(String)
+    /// Redis is needed for the answer (an invalidation) and could not give it.
+    case cacheUnavailable(String)
 
     public var connectError: ConnectError {
         switch self {
@@ -103,6 +105,8 @@ public enum ExpiryError: Error, Equatable, Sendable {
             return ConnectError(.resourceExhausted, "\(what) exceeds \(limit) bytes")
         case .unsupported(let message):
             return ConnectError(.unimplemented, message)
+        case .cacheUnavailable(let detail):
+            return ConnectError(.unavailable, "the cache is unavailable, retry later: \(detail)")
         }
     }
 }

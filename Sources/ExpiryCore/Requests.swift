@@ -80,3 +80,19 @@ public struct GetMemberExpirationRequest: Equatable, Sendable {
         expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
     }
 }
+
+public struct InvalidateMemberRequest: Equatable, Sendable {
+    public var campaign: String
+    public var member: String
+
+    public init(json: JSONValue) throws(ExpiryError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
+    }
+
+    /// `InvalidateMemberResponse` as ProtoJSON (scalars always emitted).
+    public static func responseBody(invalidated: Bool) -> [UInt8] {
+        Array((invalidated ? #"{"invalidated":true}"# : #"{"invalidated":false}"#).utf8)
+    }
+}

@@ -21,12 +21,32 @@ protocol UnaryMethod: AnyObject {
     func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void)
 }
 
-/// Routes HTTP/2 requests: plain endpoints (health, metrics) and Connect unary JSON methods,
+/// A plain HTTP endpoint beside the Connect methods: health, metrics, the webhook.
+struct PlainRoute {
+    /// The one HTTP method served; others get 405 with `allow`.
+    var method: String
+    /// Largest request body; nil = the router's default.
+    var bodyLimit: Int?
+    /// The answer when the request breaks a server limit; nil = the Connect error answer.
+    var limitExceeded: ((HTTPLimitViolation) -> HTTPResponse)?
+    /// Answers through `respond` exactly once, now or later on the loop.
+    var handle: (HTTPRequest, _ respond: @escaping (HTTPResponse) -> Void) -> Void
+
+    /// A GET endpoint answered at once.
+    static func get(_ answer: @escaping () -> HTTPResponse) -> PlainRoute {
+        PlainRoute(method: "GET", handle: { _, respond in respond(answer()) })
+    }
+}
+
+/// Routes HTTP/2 requests: plain endpoints (health, metrics, webhook) and Connect unary JSON methods,
 /// with the protocol's checks: method, content type, protocol version, timeout, compression, GET.
 final class ConnectRouter: HTTPHandler {
     private let loop: Loop
     private let methods: [String: (method: UnaryMethod, counters: Metrics.MethodCounters)]
-    private let plainRoutes: [String: () -> HTTPResponse]
+    private let plainRoutes: [String: PlainRoute]
+    /// Routes with their own body limit, checked by plain comparison (there are one or two), so
+    /// the RPC hot path pays no extra hash per request.
+    private let bodyLimits: [(path: String, limit: Int)]
     private let maxBodyBytes: Int
     private let metrics: Metrics
     private let logger: Logger
@@ -34,18 +54,23 @@ final class ConnectRouter: HTTPHandler {
     private let gzipThreshold = 1024
     private static let supportedEncodings = "gzip, identity"
 
-    init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: () -> HTTPResponse], maxBodyBytes: Int, metrics: Metrics, logger: Logger) {
+    init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: PlainRoute], maxBodyBytes: Int, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, metrics.counters(for: $0.name))) })
         self.plainRoutes = plainRoutes
+        bodyLimits = plainRoutes.compactMap { path, route in route.bodyLimit.map { (path, $0) } }
         self.maxBodyBytes = maxBodyBytes
         self.metrics = metrics
         self.logger = logger
     }
 
-    func requestBodyLimit(method: String, path: String) -> Int { maxBodyBytes }
+    func requestBodyLimit(method: String, path: String) -> Int {
+        for route in bodyLimits where route.path == path { return route.limit }
+        return maxBodyBytes
+    }
 
     func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+        if let answer = plainRoutes[path]?.limitExceeded { return answer(violation) }
         let error: ExpiryError
         switch violation {
         case .headerListTooLarge(let limit): error = .requestTooLarge(limit: limit, what: "request headers")
@@ -59,10 +84,10 @@ final class ConnectRouter: HTTPHandler {
         // RPCs first: they are the hot path, and each lookup hashes the whole path.
         guard let (method, counters) = methods[request.path] else {
             if let route = plainRoutes[request.path] {
-                guard request.method == "GET" else {
-                    return responder.respond(HTTPResponse(status: 405, headers: [("allow", "GET")]))
+                guard request.method == route.method else {
+                    return responder.respond(Self.methodNotAllowed(request.method, allowed: route.method))
                 }
-                return responder.respond(route())
+                return route.handle(request) { responder.respond($0) }
             }
             metrics.unknownMethod.count(.unimplemented)
             var response = Self.errorResponse(ConnectError(.unimplemented, "no such method: \(request.path)"))
@@ -71,8 +96,7 @@ final class ConnectRouter: HTTPHandler {
         }
         let allowed = method.hasNoSideEffects ? "GET, POST" : "POST"
         guard request.method == "POST" || (request.method == "GET" && method.hasNoSideEffects) else {
-            return responder.respond(HTTPResponse(status: 405, headers: [("allow", allowed), ("content-type", "application/json")],
-                                                  body: ConnectError(.unimplemented, "\(request.method) is not allowed; use \(allowed)").jsonBody()))
+            return responder.respond(Self.methodNotAllowed(request.method, allowed: allowed))
         }
         if let unsupported = unsupportedContentType(request) {
             return responder.respond(HTTPResponse(status: 415, headers: [("accept-post", "application/json"), ("content-type", "application/json")],
@@ -183,6 +207,11 @@ final class ConnectRouter: HTTPHandler {
         }
         if bytes.isEmpty { return .object(JSONObject(members: [])) }
         return try JSONParser.parseRequest(bytes)
+    }
+
+    private static func methodNotAllowed(_ method: String, allowed: String) -> HTTPResponse {
+        HTTPResponse(status: 405, headers: [("allow", allowed), ("content-type", "application/json")],
+                     body: ConnectError(.unimplemented, "\(method) is not allowed; use \(allowed)").jsonBody())
     }
 
     static func errorResponse(_ error: ConnectError) -> HTTPResponse {

@@ -13,6 +13,7 @@ final class GetMemberExpiration: UnaryMethod {
 
     private let loop: Loop
     private let cache: MemberCache
+    private let spellings: CampaignSpellings
     private let voucherify: VoucherifyAPI
     private let schedule: DeductionSchedule
     private let cacheTTLSeconds: Int
@@ -20,10 +21,11 @@ final class GetMemberExpiration: UnaryMethod {
     private let metrics: Metrics
     private let logger: Logger
 
-    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, schedule: DeductionSchedule, cacheTTLSeconds: Int,
-         lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
+    init(loop: Loop, cache: MemberCache, spellings: CampaignSpellings, voucherify: VoucherifyAPI, schedule: DeductionSchedule,
+         cacheTTLSeconds: Int, lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
+        self.spellings = spellings
         self.voucherify = voucherify
         self.schedule = schedule
         self.cacheTTLSeconds = cacheTTLSeconds
@@ -50,16 +52,24 @@ final class GetMemberExpiration: UnaryMethod {
                                           headers: [("x-cache", "hit"), ("age", String(age))])))
             case .miss:
                 metrics.cacheMisses.increment()
-                fetch(request, store: true, reply: reply)
+                // The generation is read before Voucherify is asked: an invalidation acknowledged
+                // after this point makes the store below a no-op.
+                cache.fence(campaign: request.campaign, member: request.member) { [self] fence in
+                    if case .failure(let error) = fence {
+                        logger.debug("cache fence unreadable; answer will not be stored", metadata: ["error": "\(error)"])
+                    }
+                    fetch(request, fence: try? fence.get(), reply: reply)
+                }
             case .unavailable(let error):
                 metrics.cacheUnavailable.increment()
                 logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
-                fetch(request, store: false, reply: reply)
+                fetch(request, fence: nil, reply: reply)
             }
         }
     }
 
-    private func fetch(_ request: GetMemberExpirationRequest, store: Bool, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+    /// Asks Voucherify; stores the answer only with a `fence` (read before the fetch began).
+    private func fetch(_ request: GetMemberExpirationRequest, fence: CacheFence?, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
         guard !lifecycle.stopped else { return reply(.failure(.upstreamUnavailable("the service is shutting down"))) }
         voucherify.fetchMemberBuckets(campaign: request.campaign, member: request.member) { [self] result in
             switch result {
@@ -74,11 +84,42 @@ final class GetMemberExpiration: UnaryMethod {
                                                       maxTTLSeconds: cacheTTLSeconds)
                 // One encoding serves both the cache entry and this response.
                 let answer = CachedAnswer(expiration, notAfter: notAfter ?? fetchedAt)
-                if store, notAfter != nil {
-                    cache.store(campaign: request.campaign, member: request.member, answer: answer, now: fetchedAt)
+                if let fence, notAfter != nil {
+                    cache.store(campaign: request.campaign, member: request.member, answer: answer, now: fetchedAt, fence: fence)
+                }
+                // Fetched by name, the buckets tell the id: invalidations by either will reach this entry.
+                if !expiration.campaignId.isEmpty, expiration.campaignId != request.campaign {
+                    spellings.record(id: expiration.campaignId, names: [request.campaign])
                 }
                 reply(.success(UnaryReply(body: answer.responseBody(expiringBefore: request.expiringBefore),
                                           headers: [("x-cache", "miss"), ("age", "0")])))
+            }
+        }
+    }
+}
+
+/// `InvalidateMember`: the webhook's invalidation path, for callers that know a member changed.
+final class InvalidateMember: UnaryMethod {
+    let path = "/pointsexpiry.v1.PointsExpiryService/InvalidateMember"
+    let name = "InvalidateMember"
+    let hasNoSideEffects = false
+    private let invalidator: MemberInvalidator
+
+    init(invalidator: MemberInvalidator) { self.invalidator = invalidator }
+
+    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
+        let request: InvalidateMemberRequest
+        do {
+            request = try InvalidateMemberRequest(json: message)
+        } catch {
+            return reply(.failure(error))
+        }
+        invalidator.invalidate(member: request.member, campaigns: [request.campaign], eventID: nil) { result in
+            switch result {
+            case .success(let outcome):
+                reply(.success(UnaryReply(body: InvalidateMemberRequest.responseBody(invalidated: outcome.droppedAny))))
+            case .failure(let error):
+                reply(.failure(.cacheUnavailable(error.description)))
             }
         }
     }

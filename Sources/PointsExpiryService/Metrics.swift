@@ -29,11 +29,43 @@ public final class Metrics: Sendable {
         }
     }
 
+    /// Counters under one label whose values are fixed at start-up; other values count as "other".
+    public final class LabeledCounters: Sendable {
+        private let label: String
+        private let values: [String]
+        private let counters: [Counter]
+
+        init(label: String, values: [String]) {
+            self.label = label
+            self.values = values + ["other"]
+            counters = self.values.map { _ in Counter() }
+        }
+
+        public func increment(_ value: String) {
+            counters[values.firstIndex(of: value) ?? values.count - 1].increment()
+        }
+
+        public func current(_ value: String) -> Int { values.firstIndex(of: value).map { counters[$0].current } ?? 0 }
+
+        fileprivate func render(_ metric: String, into text: inout String) {
+            text += "# TYPE \(metric) counter\n"
+            for (value, counter) in zip(values, counters) {
+                text += "\(metric){\(label)=\"\(value)\"} \(counter.current)\n"
+            }
+        }
+    }
+
     public let cacheHits = Counter()
     public let cacheMisses = Counter()
     public let cacheUnavailable = Counter()
     public let upstreamSuccesses = Counter()
     public let upstreamFailures = Counter()
+    /// Webhook deliveries by what became of them.
+    public let webhookEvents = LabeledCounters(label: "result", values: [
+        "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
+        "cache_unavailable", "not_configured",
+    ])
+
     /// Requests to no known method.
     public let unknownMethod: MethodCounters
     private let methods: [String: MethodCounters]
@@ -56,6 +88,7 @@ public final class Metrics: Sendable {
         for (result, counter) in [("ok", upstreamSuccesses), ("error", upstreamFailures)] {
             text += "points_expiry_upstream_fetches_total{result=\"\(result)\"} \(counter.current)\n"
         }
+        webhookEvents.render("points_expiry_webhook_events_total", into: &text)
         text += "# TYPE points_expiry_rpc_responses_total counter\n"
         for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
         unknownMethod.render(into: &text)

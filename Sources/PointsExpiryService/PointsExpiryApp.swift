@@ -20,7 +20,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        metrics = Metrics(methods: ["GetMemberExpiration", "HealthCheck"])
+        metrics = Metrics(methods: ["GetMemberExpiration", "InvalidateMember", "HealthCheck"])
         group = try LoopGroup(count: configuration.workers)
         workers = Array(repeating: nil, count: configuration.workers)
     }
@@ -57,6 +57,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
         logger.info("points-expiry listening", metadata: [
             "listen": "\(listen)", "workers": "\(configuration.workers)",
             "voucherify": "\(configuration.voucherify.baseURL)", "timezone": "\(configuration.timeZone)",
+            "webhook": "\(configuration.webhookSecret == nil ? "off (WEBHOOK_SECRET not set)" : "on")",
         ])
     }
 

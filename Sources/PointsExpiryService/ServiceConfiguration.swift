@@ -15,6 +15,12 @@ public struct ServiceConfiguration: Sendable {
     public var cacheTTLSeconds: Int
     /// Largest Connect request body (after gzip decoding too).
     public var maxRequestBodyBytes = 64 * 1024
+    /// Voucherify's webhook secret; nil turns the webhook endpoint off (it answers 503).
+    public var webhookSecret: String?
+    /// Largest webhook body (Voucherify's payloads are a few KiB; bulk bucket lists can be long).
+    public var maxWebhookBodyBytes = 1024 * 1024
+    /// A webhook delivery is answered within this, whatever Redis does (Voucherify waits 10 s).
+    public var webhookAnswerMilliseconds = 900
     /// How long a graceful stop waits for in-flight requests.
     public var drainSeconds = 10
 
@@ -69,13 +75,16 @@ public struct ServiceConfiguration: Sendable {
         guard let appToken = value("VOUCHERIFY_APP_TOKEN") else {
             throw ConfigurationError(variable: "VOUCHERIFY_APP_TOKEN", problem: "is required (Voucherify secret key)")
         }
-        return try ServiceConfiguration(
+        var configuration = try ServiceConfiguration(
             server: HTTP2ServerConfiguration(listen: listen),
             workers: try positiveInt("WORKERS", default: cores, max: 256),
             redis: redis,
             voucherify: VoucherifyConfiguration(baseURL: baseURL, appID: appID, appToken: appToken),
             timeZone: value("VOUCHERIFY_PROJECT_TIMEZONE") ?? "UTC",
             cacheTTLSeconds: try positiveInt("CACHE_TTL_SECONDS", default: 300, max: 86_400 * 30))
+        // Taken as written (not trimmed): a secret may legitimately contain any character.
+        if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
+        return configuration
     }
 }
 

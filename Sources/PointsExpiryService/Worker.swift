@@ -4,6 +4,7 @@ import HTTP2Server
 import Logging
 import RedisCache
 import VoucherifyClient
+import WebhookSigning
 
 /// Where a worker is in its life; read by the handlers that must behave differently on the way out.
 final class WorkerLifecycle {
@@ -30,22 +31,27 @@ final class Worker {
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
+        let spellings = CampaignSpellings(redis: redis, logger: logger)
+        let invalidator = MemberInvalidator(cache: cache, spellings: spellings)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
-        let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, voucherify: voucherify, schedule: configuration.schedule,
-                                                      cacheTTLSeconds: configuration.cacheTTLSeconds, lifecycle: lifecycle,
-                                                      metrics: metrics, logger: logger)
-        let health = HealthCheck(lifecycle: lifecycle)
+        let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, spellings: spellings, voucherify: voucherify,
+                                                      schedule: configuration.schedule, cacheTTLSeconds: configuration.cacheTTLSeconds,
+                                                      lifecycle: lifecycle, metrics: metrics, logger: logger)
+        let webhook = VoucherifyWebhook(loop: loop, signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)),
+                                        invalidator: invalidator, spellings: spellings, bodyLimit: configuration.maxWebhookBodyBytes,
+                                        answerWithinMilliseconds: configuration.webhookAnswerMilliseconds, metrics: metrics, logger: logger)
         let router = ConnectRouter(
             loop: loop,
-            methods: [getMemberExpiration, health],
+            methods: [getMemberExpiration, InvalidateMember(invalidator: invalidator), HealthCheck(lifecycle: lifecycle)],
             plainRoutes: [
-                "/healthz": { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
-                "/readyz": { [lifecycle, redis] in
+                "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
+                "/readyz": .get { [lifecycle, redis] in
                     let ready = !lifecycle.draining && redis.isConnected
                     return HTTPResponse(status: ready ? 200 : 503, headers: [("content-type", "text/plain")],
                                         body: Array((ready ? "ready\n" : "not ready: Redis unreachable or draining\n").utf8))
                 },
-                "/metrics": { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
+                "/metrics": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
+                VoucherifyWebhook.path: webhook.route,
             ],
             maxBodyBytes: configuration.maxRequestBodyBytes, metrics: metrics, logger: logger)
         self.router = router

@@ -32,8 +32,15 @@ import Testing
     func entryAndGenerationShareTheWholeHashTag(_ campaign: String, _ member: String) throws {
         let entry = CacheKey.entry(campaign: campaign, member: member)
         let generation = CacheKey.generation(campaign: campaign, member: member)
+        let handled = CacheKey.handledEvent(campaign: campaign, member: member, eventID: "evt_{1}")
         #expect(try hashTag(entry) == hashTag(generation))
+        #expect(try hashTag(entry) == hashTag(handled))
         // The tag spans both escaped parts, up to the key's suffix.
         #expect(entry.hasSuffix("\(try hashTag(entry))}:entry"))
+    }
+
+    @Test func handledEventAndCampaignSpellingKeys() {
+        #expect(CacheKey.handledEvent(campaign: "camp_1", member: "CARD-1", eventID: "evt_9") == "pe:{camp_1|CARD-1}:event:evt_9")
+        #expect(CacheKey.campaignSpellings("Loyalty {Club}") == "pe:campaign:{Loyalty %7BClub%7D}:aka")
     }
 }

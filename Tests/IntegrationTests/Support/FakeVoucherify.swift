@@ -44,7 +44,7 @@ final class FakeVoucherify: @unchecked Sendable {
         (try CurlClient.request("GET", "\(baseURL)/_fake/stats", http2: false).json["calls"] as? Int) ?? -1
     }
 
-    private func control(_ method: String, _ path: String, _ body: [String: Any]?) throws {
+    func control(_ method: String, _ path: String, _ body: [String: Any]?) throws {
         let data = try body.map { try JSONSerialization.data(withJSONObject: $0) }
         let result = try CurlClient.request(method, "\(baseURL)/_fake/\(path)", body: data, headers: ["content-type: application/json"], http2: false)
         guard (200..<300).contains(result.status) else { throw TestFailure("fake \(method) /_fake/\(path): \(result.status) \(result.text)") }

@@ -1,0 +1,235 @@
+import Foundation
+import Testing
+import WebhookSigning
+
+/// `POST /webhooks/voucherify` and `InvalidateMember` against redis-server, the fake and curl.
+@Suite(.serialized) struct WebhookTests {
+    /// Caches `member` under the campaign id and under its name; returns after both are hits.
+    func cacheUnderBothSpellings(_ service: ServiceUnderTest, member: String) throws {
+        for campaign in [FakeVoucherify.campaignID, FakeVoucherify.campaignName] {
+            #expect(try service.get(member: member, campaign: campaign).headers["x-cache"] == "miss")
+            #expect(try service.get(member: member, campaign: campaign).headers["x-cache"] == "hit")
+        }
+    }
+
+    func cacheStatus(_ service: ServiceUnderTest, _ member: String, _ campaign: String) throws -> String? {
+        try service.get(member: member, campaign: campaign).headers["x-cache"]
+    }
+
+    @Test func prettyEnvelopeSignedCompactDropsTheMemberUnderIdAndName() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W1", buckets: buckets(2))
+        try service.fake.putMember("CARD-OTHER", buckets: buckets(2))
+        try cacheUnderBothSpellings(service, member: "CARD-W1")
+        #expect(try cacheStatus(service, "CARD-OTHER", FakeVoucherify.campaignID) == "miss")
+
+        let answer = try service.deliver(pointsExpiredEnvelope(member: "CARD-W1"))
+        #expect(answer.status == 200)
+        #expect(answer.text == #"{"status":"invalidated"}"#)
+        #expect(answer.httpVersion == "2")
+
+        #expect(try cacheStatus(service, "CARD-W1", FakeVoucherify.campaignID) == "miss")
+        #expect(try cacheStatus(service, "CARD-W1", FakeVoucherify.campaignName) == "miss")
+        #expect(try cacheStatus(service, "CARD-OTHER", FakeVoucherify.campaignID) == "hit")
+    }
+
+    @Test func bareDataObjectSignedOverTheRawBodyInvalidates() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W2", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-W2")
+        let data = #"{"voucher":{"code":"CARD-W2","campaign":"\#(FakeVoucherify.campaignName)","campaign_id":"\#(FakeVoucherify.campaignID)"},"points":10,"buckets":[],"transaction":{"id":"vtx_bare_1","type":"POINTS_EXPIRATION"}}"#
+        // Compact already, so the raw-body and compact signatures coincide; a pretty body signed raw is below.
+        #expect(try service.deliver(data).status == 200)
+        #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignID) == "miss")
+        #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignName) == "miss")
+
+        let pretty = "{\n  \"voucher\": {\"code\": \"CARD-W2\", \"campaign_id\": \"\(FakeVoucherify.campaignID)\"},\n  \"buckets\": []\n}"
+        let rawSignature = WebhookSigner(secret: ServiceUnderTest.webhookSecret).signature(of: Array(pretty.utf8))
+        #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignID) == "hit")
+        #expect(try service.deliver(pretty, signature: rawSignature).status == 200)
+        #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignID) == "miss")
+    }
+
+    @Test func unicodeCampaignNamesAndCodesSurviveSigningAndKeys() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        let name = "Zürich Treue ✨"
+        try service.fake.control("PUT", "members", ["campaign": "camp_unicode", "campaign_name": name, "member": "KARTE-ÄÖÜ",
+                                                    "voucher_id": "v_u", "buckets": buckets(1)])
+        #expect(try service.get(member: "KARTE-ÄÖÜ", campaign: name).headers["x-cache"] == "miss")
+        #expect(try service.get(member: "KARTE-ÄÖÜ", campaign: name).headers["x-cache"] == "hit")
+        let answer = try service.deliver(pointsExpiredEnvelope(member: "KARTE-ÄÖÜ", campaignID: "camp_unicode", campaignName: name))
+        #expect(answer.status == 200)
+        #expect(try service.get(member: "KARTE-ÄÖÜ", campaign: name).headers["x-cache"] == "miss")
+    }
+
+    @Test func missingOrWrongSignaturesAreRefusedAndTouchNothing() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W3", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-W3")
+        let body = pointsExpiredEnvelope(member: "CARD-W3")
+
+        let unsigned = try service.deliver(body, signature: "")
+        #expect(unsigned.status == 401)
+        #expect(unsigned.code == "unauthenticated")
+        let wrongSecret = WebhookSigner(secret: "not-the-secret").signature(of: Array(body.utf8))
+        #expect(try service.deliver(body, signature: wrongSecret).status == 401)
+        #expect(try service.deliver(body, signature: "zz").status == 401)
+        // Signed for another body.
+        let other = WebhookSigner(secret: ServiceUnderTest.webhookSecret).signature(of: Array("{}".utf8))
+        #expect(try service.deliver(body, signature: other).status == 401)
+
+        #expect(try cacheStatus(service, "CARD-W3", FakeVoucherify.campaignID) == "hit")
+        #expect(try cacheStatus(service, "CARD-W3", FakeVoucherify.campaignName) == "hit")
+    }
+
+    @Test func withoutASecretTheEndpointSaysItIsNotConfigured() throws {
+        let service = try ServiceUnderTest()
+        let answer = try service.deliver(pointsExpiredEnvelope(member: "CARD-X"))
+        #expect(answer.status == 503)
+        #expect((answer.json["message"] as? String)?.contains("WEBHOOK_SECRET") == true)
+    }
+
+    @Test func redeliveredEventIsRecognisedAndDoesNoWork() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W4", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-W4")
+        let body = pointsExpiredEnvelope(member: "CARD-W4", eventID: "evt_dup_1")
+
+        #expect(try service.deliver(body).text == #"{"status":"invalidated"}"#)
+        // Refill after the first delivery: this fresh entry must survive the redelivery.
+        try cacheUnderBothSpellings(service, member: "CARD-W4")
+        let again = try service.deliver(body)
+        #expect(again.status == 200)
+        #expect(again.json["duplicate"] as? Bool == true)
+        #expect(try cacheStatus(service, "CARD-W4", FakeVoucherify.campaignID) == "hit")
+        #expect(try cacheStatus(service, "CARD-W4", FakeVoucherify.campaignName) == "hit")
+
+        // A new event for the same member is new work.
+        #expect(try service.deliver(pointsExpiredEnvelope(member: "CARD-W4", eventID: "evt_dup_2")).json["duplicate"] == nil)
+        #expect(try cacheStatus(service, "CARD-W4", FakeVoucherify.campaignID) == "miss")
+        let metrics = try CurlClient.request("GET", service.baseURL + "/metrics").text
+        #expect(metrics.contains(#"points_expiry_webhook_events_total{result="duplicate"} 1"#))
+        #expect(metrics.contains(#"points_expiry_webhook_events_total{result="invalidated"} 2"#))
+    }
+
+    @Test func otherEventsMalformedBodiesAndOversizedBodies() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        let other = try service.deliver(#"{"id":"whs_1","type":"voucher.published","data":{"voucher":{"code":"X"}},"event":{"id":"evt_o"}}"#)
+        #expect(other.status == 200)
+        #expect(other.text == #"{"status":"ignored"}"#)
+
+        let broken = #"{"type": "voucher.loyalty_card.points_expired", "data": "#
+        let brokenSignature = WebhookSigner(secret: ServiceUnderTest.webhookSecret).signature(of: Array(broken.utf8))
+        let malformed = try service.deliver(broken, signature: brokenSignature)
+        #expect(malformed.status == 400)
+        #expect(malformed.code == "invalid_argument")
+
+        let noCode = try service.deliver(#"{"type":"voucher.loyalty_card.points_expired","data":{"voucher":{"campaign_id":"c"}}}"#)
+        #expect(noCode.status == 400)
+        #expect((noCode.json["message"] as? String)?.contains("data.voucher.code") == true)
+
+        let big = #"{"pad":""# + String(repeating: "a", count: 1024 * 1024) + #""}"#
+        let tooLarge = try service.deliver(big, signature: "00")
+        #expect(tooLarge.status == 413)
+        #expect(tooLarge.code == "resource_exhausted")
+
+        let get = try CurlClient.request("GET", service.baseURL + ServiceUnderTest.webhookPath)
+        #expect(get.status == 405)
+        #expect(get.headers["allow"] == "POST")
+    }
+
+    /// Point 4 of the issue: a refill in flight when the webhook is acknowledged cannot store.
+    @Test func slowRefillInFlightCannotWriteBackAfterTheWebhook() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-RACE", buckets: buckets(2, points: 50))
+        try service.fake.resetStats()
+        try service.fake.fail(["mode": "slow", "latency_ms": 1500, "count": 1])
+
+        // The read starts, misses, reads the fence and waits on the slow upstream.
+        let slowRead = inBackground { try service.get(member: "CARD-RACE") }
+        let deadline = Date().addingTimeInterval(5)
+        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(try service.fake.totalCalls() == 1)
+
+        // Voucherify expires the points, then tells us; we acknowledge while the read is in flight.
+        try service.fake.putMember("CARD-RACE", buckets: buckets(1, points: 50))
+        let acknowledged = try service.deliver(pointsExpiredEnvelope(member: "CARD-RACE"))
+        #expect(acknowledged.status == 200)
+
+        let stale = try slowRead()
+        #expect(stale.json["activePoints"] as? String == "100")
+
+        let next = try service.get(member: "CARD-RACE")
+        #expect(next.headers["x-cache"] == "miss")
+        #expect(next.json["activePoints"] as? String == "50")
+        #expect(try service.fake.totalCalls() == 2)
+        #expect(try service.get(member: "CARD-RACE").headers["x-cache"] == "hit")
+    }
+
+    @Test func redisDownIsA503AndTheRetrySucceeds() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W5", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-W5")
+        let body = pointsExpiredEnvelope(member: "CARD-W5")
+
+        service.redis.stop()
+        let down = try service.deliver(body)
+        #expect(down.status == 503)
+        #expect(down.code == "unavailable")
+
+        try service.redis.start()
+        try service.waitUntilReady()
+        let retried = try service.deliver(body)
+        #expect(retried.status == 200)
+        #expect(retried.text == #"{"status":"invalidated"}"#)
+    }
+
+    @Test func stalledRedisIsAnsweredWithin900MillisecondsAsRetryLater() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-W6", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-W6")
+        try service.redis.cli("CLIENT", "PAUSE", "2500", "ALL")
+        // curl gives up after 2 s: the answer must come from the service's own deadline.
+        let stalled = try service.deliver(pointsExpiredEnvelope(member: "CARD-W6"), timeoutSeconds: 2)
+        #expect(stalled.status == 503)
+        #expect((stalled.json["message"] as? String)?.contains("retry later") == true)
+    }
+
+    @Test func invalidateMemberByIdReachesTheEntryCachedByName() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-R1", buckets: buckets(1))
+        try cacheUnderBothSpellings(service, member: "CARD-R1")
+
+        let first = try service.invalidate(member: "CARD-R1", campaign: FakeVoucherify.campaignID)
+        #expect(first.status == 200)
+        #expect(first.text == #"{"invalidated":true}"#)
+        #expect(try cacheStatus(service, "CARD-R1", FakeVoucherify.campaignName) == "miss")
+        #expect(try cacheStatus(service, "CARD-R1", FakeVoucherify.campaignID) == "miss")
+
+        // Both are cached again; by name reaches the id's entry too.
+        #expect(try service.invalidate(member: "CARD-R1", campaign: FakeVoucherify.campaignName).text == #"{"invalidated":true}"#)
+        #expect(try cacheStatus(service, "CARD-R1", FakeVoucherify.campaignID) == "miss")
+        #expect(try service.invalidate(member: "NOT-CACHED", campaign: FakeVoucherify.campaignID).text == #"{"invalidated":false}"#)
+
+        let invalid = try CurlClient.request("POST", service.baseURL + "/pointsexpiry.v1.PointsExpiryService/InvalidateMember",
+                                             body: Data(#"{"campaign":"c"}"#.utf8), headers: ["content-type: application/json"])
+        #expect(invalid.code == "invalid_argument")
+        #expect(try CurlClient.request("GET", service.baseURL + "/pointsexpiry.v1.PointsExpiryService/InvalidateMember").status == 405)
+    }
+}
+
+/// Runs `work` on its own thread (not the test's concurrency pool, which blocking calls could
+/// starve); the returned function waits for its result.
+func inBackground<T>(_ work: @escaping () throws -> T) -> () throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, Error>?
+    nonisolated(unsafe) let work = work
+    Thread.detachNewThread {
+        result = Result { try work() }
+        done.signal()
+    }
+    return {
+        done.wait()
+        return try result!.get()
+    }
+}
