@@ -89,8 +89,9 @@ public final class HTTP2Server {
     private func accept(_ fd: Int32) {
         do {
             let connection = try ServerConnection(server: self, fd: fd)
+            // No flush here: the server preface goes out after the client's first bytes, so a peer
+            // speaking HTTP/1.1 gets a readable answer rather than binary frames (see readable()).
             connections[ObjectIdentifier(connection)] = connection
-            connection.flush()
         } catch {
             logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
         }

@@ -20,6 +20,8 @@ final class ServerConnection {
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
     private var sendWanted = false
+    /// Set once a final plain-text answer is queued: close when the socket has written it.
+    private var closeWhenWritten = false
     private(set) var isClosed = false
 
     var logger: Logger { server.logger }
@@ -89,6 +91,9 @@ final class ServerConnection {
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)
         inSession = false
+        if consumed == Int(NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue), Self.looksLikeHTTP1(data, length) {
+            return refuseHTTP1(bev)
+        }
         guard consumed >= 0 else {
             logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(Int32(consumed))))"])
             close()
@@ -101,7 +106,28 @@ final class ServerConnection {
     private func writable() {
         guard let bev = bufferEvent else { return }
         if evbuffer_get_length(bufferevent_get_output(bev)) > 0 { return }
+        if closeWhenWritten { return close() }
         flush()
+    }
+
+    /// A relay or probe pointed at this port with HTTP/1.1 gets a 505 that says what to do,
+    /// instead of a silent close it would have to debug.
+    private func refuseHTTP1(_ bev: OpaquePointer) {
+        let body = "this port speaks HTTP/2 only: use h2c with prior knowledge (curl --http2-prior-knowledge)\n"
+        let response = "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+            + "content-length: \(body.utf8.count)\r\n\r\n" + body
+        logger.debug("refused an HTTP/1.x request on the HTTP/2 port")
+        var bytes = Array(response.utf8)
+        guard bufferevent_write(bev, &bytes, bytes.count) == 0 else { return close() }
+        bufferevent_disable(bev, Int16(EV_READ))
+        closeWhenWritten = true
+    }
+
+    /// An HTTP/1.x request line starts with an upper-case method and a space.
+    private static func looksLikeHTTP1(_ data: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        var index = 0
+        while index < length, index < 16, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(data[index]) { index += 1 }
+        return index > 0 && index < length && data[index] == UInt8(ascii: " ")
     }
 
     private func socketEvent(_ events: Int16) {

@@ -37,6 +37,15 @@ import Testing
         #expect(try service.get(#"{"campaign":"c","member":"m"}"#, headers: ["content-encoding: br"]).code == "unimplemented")
     }
 
+    @Test func http1PeersAreToldToSpeakHTTP2() throws {
+        let service = try ServiceUnderTest()
+        let answer = try CurlClient.request("POST", service.baseURL + "/webhooks/voucherify", body: Data("{}".utf8), http2: false)
+        #expect(answer.status == 505)
+        #expect(answer.text.contains("HTTP/2"))
+        // The port still serves HTTP/2 afterwards.
+        #expect(try CurlClient.request("GET", service.baseURL + "/healthz").status == 200)
+    }
+
     @Test func oversizedHeadersAreRejectedNotProcessed() throws {
         let service = try ServiceUnderTest()
         let result = try service.get(#"{"campaign":"c","member":"m"}"#, headers: ["x-padding: " + String(repeating: "a", count: 20_000)])
