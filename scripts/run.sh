@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the service locally. Without VOUCHERIFY_APP_ID/VOUCHERIFY_APP_TOKEN it starts the fake
-# Voucherify (1,000 generated members) on loopback; without REDIS_URL it starts a loopback
-# redis-server. Everything it starts stops with it (Ctrl-C).
+# Voucherify (1,000 generated members) on loopback, delivering its webhooks to the service;
+# without REDIS_URL it starts a loopback redis-server; without WEBHOOK_SECRET it uses a
+# development secret. Everything it starts stops with it (Ctrl-C).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_packages
 cd "$ROOT"
@@ -24,9 +25,18 @@ if [ -z "${REDIS_URL:-}" ]; then
   echo "started redis-server on 127.0.0.1:$port (log: run/redis.log)" >&2
 fi
 
+if [ -z "${WEBHOOK_SECRET:-}" ]; then
+  export WEBHOOK_SECRET=dev-webhook-secret
+  echo "WEBHOOK_SECRET not set: using the development secret \"$WEBHOOK_SECRET\"" >&2
+fi
+
 if [ -z "${VOUCHERIFY_APP_ID:-}" ] || [ -z "${VOUCHERIFY_APP_TOKEN:-}" ]; then
   port="${FAKE_VOUCHERIFY_PORT:-8090}"
+  listen="${LISTEN:-127.0.0.1:8080}"
+  service_host="${listen%:*}"
+  case "$service_host" in 0.0.0.0|"[::]"|"") service_host=127.0.0.1 ;; esac
   "$BIN/fake-voucherify" --host 127.0.0.1 --port "$port" --members 1000 --app-id dev-app-id --app-token dev-app-token \
+    --webhook-url "http://$service_host:${listen##*:}/webhooks/voucherify" --webhook-secret "$WEBHOOK_SECRET" \
     > "$STATE/fake-voucherify.log" 2>&1 &
   children+=($!)
   wait_for_port "$port"
