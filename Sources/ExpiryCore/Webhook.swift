@@ -74,8 +74,8 @@ public struct PointsExpiredEvent: Equatable, Sendable {
         guard !campaigns.isEmpty else {
             throw .malformed("a points_expired event must name its campaign (data.campaign.id or .name, data.voucher.campaign_id or .campaign)")
         }
-        for identifier in campaigns + [member] where identifier.utf8.count > maxIdentifierBytes {
-            throw .malformed("a campaign or card code in the event is longer than \(maxIdentifierBytes) bytes")
+        for identifier in campaigns + [member] + [self.eventID ?? ""] where identifier.utf8.count > maxIdentifierBytes {
+            throw .malformed("a campaign, card code or event id in the event is longer than \(maxIdentifierBytes) bytes")
         }
     }
 }

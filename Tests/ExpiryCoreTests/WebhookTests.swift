@@ -68,6 +68,13 @@ import Testing
         #expect(throws: WebhookRejection.self) { try WebhookEvent(payload: parseJSON(body)) }
     }
 
+    @Test func overlongIdentifiersAreMalformedNotKeys() throws {
+        let longID = String(repeating: "e", count: 513)
+        #expect(throws: WebhookRejection.self) { try WebhookEvent(payload: parseJSON(Self.envelope(eventID: longID))) }
+        let longCode = Self.data.replacingOccurrences(of: #""code":"LC-1""#, with: #""code":"\#(longID)""#)
+        #expect(throws: WebhookRejection.self) { try WebhookEvent(payload: parseJSON(longCode)) }
+    }
+
     @Test func whitespaceRemovalKeepsStringsAndEscapesIntact() {
         let body = "{ \"a\" : \"x \\\" y\\\\\" ,\n\t\"b\" : [ 1 , 2 ]\r\n}"
         #expect(text(WebhookPayload.removingWhitespace(Array(body.utf8))) == #"{"a":"x \" y\\","b":[1,2]}"#)
