@@ -5,14 +5,18 @@ struct StartupError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Owns every libevent handle: the event_base, the evhttp server, the signal events and one timer
-/// per delayed answer. C callbacks find this object again through Unmanaged and call one method each.
+/// Owns every libevent handle: the event_base, the evhttp server, the signal events, one timer
+/// per delayed answer and the inbox through which deferred answers come back from other threads.
+/// C callbacks find this object again through Unmanaged and call one method each.
 /// `teardown()` is the single place that frees them, in a safe order.
 final class EventServer {
     private var base: OpaquePointer?
     private var http: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
+    private var inbox: ReplyInbox?
     private var pending: [UInt64: PendingReply] = [:]
+    /// Requests whose deferred answer has not come back yet (ids shared with `pending`).
+    private var awaiting: [UInt64: OpaquePointer] = [:]
     private var nextPendingId: UInt64 = 0
     private let handler: (IncomingRequest) -> Dispatch
     private(set) var port: Int = 0
@@ -52,6 +56,7 @@ final class EventServer {
         self.base = base
         guard let http = evhttp_new(base) else { throw StartupError(description: "cannot create the libevent HTTP server") }
         self.http = http
+        inbox = try ReplyInbox(base: base) { [unowned self] id, response in deferredReplyArrived(id, response) }
 
         let me = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, arg in
@@ -104,14 +109,19 @@ final class EventServer {
         if let base { _ = event_base_loopbreak(base) }
     }
 
-    /// Frees every C handle once: pending timers (their requests are left to evhttp or freed if
-    /// detached), then the HTTP server with its connections, then signal events, then the base.
+    /// Frees every C handle once: pending timers and deferred answers (their requests are left to
+    /// evhttp or freed if detached), the inbox (later answers are dropped), then the HTTP server
+    /// with its connections, then signal events, then the base.
     func teardown() {
         for (_, p) in pending {
             event_free(p.timer)
-            if evhttp_request_get_connection(p.request) == nil { evhttp_request_free(p.request) }
+            freeIfDetached(p.request)
         }
         pending.removeAll()
+        for (_, request) in awaiting { freeIfDetached(request) }
+        awaiting.removeAll()
+        inbox?.close()
+        inbox = nil
         if let http { evhttp_free(http) }
         http = nil
         for ev in signalEvents { event_free(ev) }
@@ -125,11 +135,16 @@ final class EventServer {
     private func handleRequest(_ req: OpaquePointer) {
         guard let incoming = makeIncoming(req) else { return }
         let dispatch = handler(incoming)
-        if dispatch.delayMs <= 0, case .respond(let response) = dispatch.action {
-            send(req, response)
-        } else {
-            // Drops go through a timer too, so the connection is never freed inside libevent's own callback.
+        switch dispatch.action {
+        case .drop:
+            // Drops go through a timer even without delay, so the connection is never freed inside libevent's own callback.
             schedule(req, dispatch.action, afterMs: max(0, dispatch.delayMs))
+        case .respond, .deferred:
+            if dispatch.delayMs > 0 {
+                schedule(req, dispatch.action, afterMs: dispatch.delayMs)
+            } else {
+                finish(req, dispatch.action)
+            }
         }
     }
 
@@ -234,13 +249,17 @@ final class EventServer {
             return
         }
         pending[context.id] = PendingReply(request: req, action: action, timer: timer, context: context)
-        if let connection = evhttp_request_get_connection(req) {
-            // Learn when libevent frees this connection, so a late timer never touches a freed request.
-            evhttp_connection_set_closecb(connection, { connection, arg in
-                guard let connection, let arg else { return }
-                Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().connectionClosing(connection)
-            }, Unmanaged.passUnretained(self).toOpaque())
-        }
+        watchConnection(of: req)
+    }
+
+    /// Learn when libevent frees the request's connection, so a late timer or deferred answer never
+    /// touches a freed request.
+    private func watchConnection(of req: OpaquePointer) {
+        guard let connection = evhttp_request_get_connection(req) else { return }
+        evhttp_connection_set_closecb(connection, { connection, arg in
+            guard let connection, let arg else { return }
+            Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().connectionClosing(connection)
+        }, Unmanaged.passUnretained(self).toOpaque())
     }
 
     private func timerFired(_ id: UInt64) {
@@ -259,7 +278,23 @@ final class EventServer {
             } else {
                 evhttp_request_free(req)
             }
+        case .deferred(let start):
+            guard let inbox else {
+                send(req, .json(500, .object([("ok", .bool(false)), ("error", .string("the server is shutting down"))])))
+                return
+            }
+            nextPendingId += 1
+            let id = nextPendingId
+            awaiting[id] = req
+            watchConnection(of: req)
+            start(DeferredReply(id: id, inbox: inbox))
         }
+    }
+
+    private func deferredReplyArrived(_ id: UInt64, _ response: OutgoingResponse) {
+        // Absent when the client went away (or a second answer came for the same request).
+        guard let req = awaiting.removeValue(forKey: id) else { return }
+        send(req, response)
     }
 
     /// libevent is about to free `connection` and the requests still queued on it.
@@ -269,6 +304,11 @@ final class EventServer {
             event_free(p.timer)
             pending.removeValue(forKey: id)
         }
+        awaiting = awaiting.filter { evhttp_request_get_connection($0.value) != connection }
+    }
+
+    private func freeIfDetached(_ req: OpaquePointer) {
+        if evhttp_request_get_connection(req) == nil { evhttp_request_free(req) }
     }
 
     // MARK: - Helpers

@@ -8,12 +8,19 @@ final class FakeState {
     let appToken: String
     /// Added to every API answer (`--latency-ms`, `POST /_fake/latency`).
     var defaultLatencyMs: Int
+    /// Where `POST /_fake/expire` delivers and what it signs with, unless the request says otherwise.
+    let webhookURL: String?
+    let webhookSecret: String?
+    let eventIds = EventIdSource()
 
-    init(store: CampaignStore, rateLimit: RateLimitWindow, appId: String, appToken: String, latencyMs: Int) {
+    init(store: CampaignStore, rateLimit: RateLimitWindow, appId: String, appToken: String, latencyMs: Int,
+         webhookURL: String?, webhookSecret: String?) {
         self.store = store
         self.rateLimit = rateLimit
         self.appId = appId
         self.appToken = appToken
         self.defaultLatencyMs = latencyMs
+        self.webhookURL = webhookURL
+        self.webhookSecret = webhookSecret
     }
 }

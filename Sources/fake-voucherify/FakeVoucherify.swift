@@ -14,6 +14,16 @@ struct FakeVoucherify: ParsableCommand {
             Control (no auth):
               GET /_fake/stats    POST /_fake/stats/reset    GET|POST /_fake/fail
               PUT|DELETE /_fake/members    GET|POST /_fake/latency
+              POST /_fake/expire  runs Voucherify's nightly expiry job for one card:
+                  {"campaign":…,"member":…,"as_of":"YYYY-MM-DD"?,"webhook_url":…?,
+                   "secret":…?,"shape":"envelope"|"data"?,"pretty":false?,
+                   "deliver":true?}
+                  Buckets whose expires_at is before as_of (default today, UTC)
+                  are removed. If any were, the points_expired webhook, signed
+                  (x-voucherify-signature) when a secret is known, is POSTed to
+                  webhook_url or --webhook-url: h2c (prior knowledge) for
+                  http://, ALPN for https://, 10 s timeout. The answer comes
+                  after the delivery: payload, signature, receiver's reply.
             Once bound it prints: fake-voucherify listening on http://HOST:PORT
             """)
 
@@ -56,7 +66,19 @@ struct FakeVoucherify: ParsableCommand {
     @Flag(help: "Answer 429 once more than --rate-limit calls arrive in the current minute.")
     var enforceRateLimit = false
 
+    @Option(help: "Where POST /_fake/expire delivers the points_expired webhook (http:// = h2c, https://).")
+    var webhookUrl: String?
+
+    @Option(help: "Secret that signs delivered webhooks (x-voucherify-signature); unsigned without one.")
+    var webhookSecret: String?
+
     func run() throws {
+        // Before any thread exists: curl's global set-up is not thread-safe.
+        do {
+            try WebhookDelivery.initializeCurl()
+        } catch {
+            fail("\(error)")
+        }
         let campaigns: [LoyaltyCampaign]
         do {
             campaigns = try loadCampaigns()
@@ -65,10 +87,15 @@ struct FakeVoucherify: ParsableCommand {
         }
         guard latencyMs >= 0 else { fail("--latency-ms must be ≥ 0") }
         guard rateLimit >= 1 else { fail("--rate-limit must be ≥ 1") }
+        if let webhookUrl, WebhookDelivery.curlHTTPVersion(for: webhookUrl) == nil {
+            fail("--webhook-url must start with http:// or https://, got \"\(webhookUrl)\"")
+        }
 
         let state = FakeState(store: CampaignStore(campaigns: campaigns),
                               rateLimit: RateLimitWindow(limit: rateLimit, enforce: enforceRateLimit),
-                              appId: appId, appToken: appToken, latencyMs: latencyMs)
+                              appId: appId, appToken: appToken, latencyMs: latencyMs,
+                              webhookURL: webhookUrl.flatMap { $0.isEmpty ? nil : $0 },
+                              webhookSecret: webhookSecret.flatMap { $0.isEmpty ? nil : $0 })
         let router = Router(state: state)
         let server = EventServer(handler: router.route)
         let boundPort: Int

@@ -31,7 +31,7 @@ struct IncomingRequest {
 }
 
 /// What to send back.
-struct OutgoingResponse {
+struct OutgoingResponse: Sendable {
     var status: Int32
     var headers: [(String, String)]
     var body: [UInt8]
@@ -41,17 +41,33 @@ struct OutgoingResponse {
     }
 }
 
-/// A handler's decision: answer (maybe after a delay) or close the connection without a word.
+/// A handler's decision: answer (maybe after a delay), close the connection without a word, or
+/// answer later from work done elsewhere.
 struct Dispatch {
     enum Action {
         case respond(OutgoingResponse)
         case drop
+        /// `start` runs on the loop thread (after the delay, if any) and hands the answer to the
+        /// `DeferredReply` whenever it is ready, from any thread.
+        case deferred(start: (DeferredReply) -> Void)
     }
 
     var action: Action
     var delayMs: Int
 
     static func now(_ response: OutgoingResponse) -> Dispatch { Dispatch(action: .respond(response), delayMs: 0) }
+}
+
+/// Carries one deferred answer back to the loop. `send` may be called from any thread, once; the
+/// answer goes through the server's `ReplyInbox` and is written on the loop thread, or dropped if
+/// the client has gone away meanwhile.
+struct DeferredReply: Sendable {
+    let id: UInt64
+    let inbox: ReplyInbox
+
+    func send(_ response: OutgoingResponse) {
+        inbox.post(id: id, response: response)
+    }
 }
 
 /// Reason phrases for the status line.

@@ -1,5 +1,6 @@
 /// A tiny JSON writer with ordered object keys, so answers read like Voucherify's documented ones.
-indirect enum JSONValue {
+/// Non-ASCII characters are written as raw UTF-8, never as `\u` escapes.
+indirect enum JSONValue: Sendable {
     case string(String)
     case int(Int64)
     case bool(Bool)
@@ -14,33 +15,50 @@ indirect enum JSONValue {
 
     var serialized: String {
         var out = ""
-        write(into: &out)
+        write(into: &out, indent: nil)
         return out
     }
 
-    private func write(into out: inout String) {
+    /// Two-space indentation and `": "`. It differs from `serialized` only by whitespace outside
+    /// strings, so removing that whitespace gives back the compact form.
+    var prettySerialized: String {
+        var out = ""
+        write(into: &out, indent: "")
+        return out
+    }
+
+    /// `indent` nil: compact; otherwise the indentation of the line this value starts on.
+    private func write(into out: inout String, indent: String?) {
         switch self {
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .int(let i): out += String(i)
         case .bool(let b): out += b ? "true" : "false"
         case .null: out += "null"
         case .array(let items):
-            out += "["
-            for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                item.write(into: &out)
+            JSONValue.writeContainer("[", "]", items, into: &out, indent: indent) { item, out, inner in
+                item.write(into: &out, indent: inner)
             }
-            out += "]"
         case .object(let pairs):
-            out += "{"
-            for (i, (key, value)) in pairs.enumerated() {
-                if i > 0 { out += "," }
-                JSONValue.writeString(key, into: &out)
-                out += ":"
-                value.write(into: &out)
+            JSONValue.writeContainer("{", "}", pairs, into: &out, indent: indent) { pair, out, inner in
+                JSONValue.writeString(pair.0, into: &out)
+                out += inner == nil ? ":" : ": "
+                pair.1.write(into: &out, indent: inner)
             }
-            out += "}"
         }
+    }
+
+    /// Comma-separated items between `open` and `close`; pretty: one item per line, one level deeper.
+    private static func writeContainer<Item>(_ open: String, _ close: String, _ items: [Item], into out: inout String,
+                                             indent: String?, _ writeItem: (Item, inout String, String?) -> Void) {
+        out += open
+        let inner = indent.map { $0 + "  " }
+        for (i, item) in items.enumerated() {
+            if i > 0 { out += "," }
+            if let inner { out += "\n" + inner }
+            writeItem(item, &out, inner)
+        }
+        if let indent, !items.isEmpty { out += "\n" + indent }
+        out += close
     }
 
     private static func writeString(_ s: String, into out: inout String) {

@@ -30,6 +30,11 @@ struct LoyaltyMember {
     var code: String
     var voucherId: String
     var buckets: [PointsBucket]
+
+    /// The card's balance as Voucherify reports it: points in ACTIVE buckets.
+    var activePoints: Int64 {
+        buckets.reduce(0) { $0 + ($1.status == "ACTIVE" ? $1.points : 0) }
+    }
 }
 
 final class LoyaltyCampaign {

@@ -14,7 +14,7 @@ struct Router {
             return .now(.json(e.0, e.1))
         }
         if segments.first == "_fake" {
-            return .now(control.handle(request, path: Array(segments.dropFirst())))
+            return control.handle(request, path: Array(segments.dropFirst()))
         }
         if segments.count == 6, segments[0] == "v1", segments[1] == "loyalties", segments[3] == "members",
            segments[5] == "points-expiration", !segments[2].isEmpty, !segments[4].isEmpty {
