@@ -20,8 +20,14 @@ final class ServerConnection {
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
     private var sendWanted = false
-    /// Set once a final plain-text answer is queued: close when the socket has written it.
-    private var closeWhenWritten = false
+    /// Set once the HTTP/1 refusal is queued: from then on input is discarded, and once the
+    /// answer is written the socket is half-closed and closed at the peer's EOF (closing with
+    /// unread input would reset the connection and could destroy the answer in flight).
+    private var refusedHTTP1 = false
+    /// False until the peer's first bytes were read: nothing is sent before that (libevent calls
+    /// the write callback once on a fresh socket), so the server preface never precedes our
+    /// HTTP/1 refusal.
+    private var heardFromPeer = false
     private(set) var isClosed = false
 
     var logger: Logger { server.logger }
@@ -87,6 +93,10 @@ final class ServerConnection {
         guard let bev = bufferEvent, let session else { return }
         let input = bufferevent_get_input(bev)
         let length = evbuffer_get_length(input)
+        if refusedHTTP1 {
+            evbuffer_drain(input, length)
+            return
+        }
         guard length > 0, let data = evbuffer_pullup(input, -1) else { return }
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)
@@ -99,6 +109,7 @@ final class ServerConnection {
             close()
             return
         }
+        heardFromPeer = true
         evbuffer_drain(input, Int(consumed))
         flush()
     }
@@ -106,8 +117,13 @@ final class ServerConnection {
     private func writable() {
         guard let bev = bufferEvent else { return }
         if evbuffer_get_length(bufferevent_get_output(bev)) > 0 { return }
-        if closeWhenWritten { return close() }
-        flush()
+        if refusedHTTP1 {
+            shutdown(bufferevent_getfd(bev), Int32(SHUT_WR))
+            var linger = timeval(tv_sec: 2, tv_usec: 0)
+            bufferevent_set_timeouts(bev, &linger, nil)
+            return
+        }
+        if heardFromPeer { flush() }
     }
 
     /// A relay or probe pointed at this port with HTTP/1.1 gets a 505 that says what to do,
@@ -119,8 +135,7 @@ final class ServerConnection {
         logger.debug("refused an HTTP/1.x request on the HTTP/2 port")
         var bytes = Array(response.utf8)
         guard bufferevent_write(bev, &bytes, bytes.count) == 0 else { return close() }
-        bufferevent_disable(bev, Int16(EV_READ))
-        closeWhenWritten = true
+        refusedHTTP1 = true
     }
 
     /// An HTTP/1.x request line starts with an upper-case method and a space.

@@ -233,3 +233,38 @@ func inBackground<T>(_ work: @escaping () throws -> T) -> () throws -> T {
         return try result!.get()
     }
 }
+
+/// The whole loop a person can watch locally: the fake runs Voucherify's nightly job for one
+/// member and delivers the signed webhook to the service over HTTP/2.
+@Suite(.serialized) struct FakeVoucherifyWebhookTests {
+    @Test func fakeExpiresDuePointsAndTheServiceDropsTheMember() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-E2E", buckets: buckets(2, points: 10, firstDay: 5))
+        #expect(try service.get(member: "CARD-E2E").headers["x-cache"] == "miss")
+        let cached = try service.get(member: "CARD-E2E", campaign: FakeVoucherify.campaignName)
+        #expect(cached.json["activePoints"] as? String == "20")
+        #expect(try service.get(member: "CARD-E2E", campaign: FakeVoucherify.campaignName).headers["x-cache"] == "hit")
+
+        // The nightly job of the day after the first bucket's last day.
+        let asOf = String(ISO8601DateFormatter().string(from: Date().addingTimeInterval(6 * 86_400)).prefix(10))
+        let expiry = try service.fake.expire(["campaign": FakeVoucherify.campaignID, "member": "CARD-E2E", "as_of": asOf,
+                                              "webhook_url": service.baseURL + ServiceUnderTest.webhookPath,
+                                              "secret": ServiceUnderTest.webhookSecret])
+        #expect(expiry["expired_buckets"] as? Int == 1)
+        let delivery = expiry["webhook"] as? [String: Any]
+        #expect(delivery?["status"] as? Int == 200)
+        #expect(delivery?["body"] as? String == #"{"status":"invalidated"}"#)
+
+        for campaign in [FakeVoucherify.campaignID, FakeVoucherify.campaignName] {
+            let fresh = try service.get(member: "CARD-E2E", campaign: campaign)
+            #expect(fresh.headers["x-cache"] == "miss")
+            #expect(fresh.json["activePoints"] as? String == "10")
+        }
+
+        // Voucherify's retry of the same delivery is recognised.
+        let payload = try #require(expiry["payload"] as? String)
+        let redelivery = try service.deliver(payload, signature: expiry["signature"] as? String)
+        #expect(redelivery.json["duplicate"] as? Bool == true)
+        #expect(try service.get(member: "CARD-E2E").headers["x-cache"] == "hit")
+    }
+}

@@ -34,6 +34,14 @@ final class FakeVoucherify: @unchecked Sendable {
 
     func resetStats() throws { try control("POST", "stats/reset", nil) }
 
+    /// `POST /_fake/expire`: drops the member's due buckets and delivers the webhook; returns the fake's report.
+    func expire(_ request: [String: Any]) throws -> [String: Any] {
+        let result = try CurlClient.request("POST", "\(baseURL)/_fake/expire", body: try JSONSerialization.data(withJSONObject: request),
+                                            headers: ["content-type: application/json"], http2: false)
+        guard result.status == 200 else { throw TestFailure("fake POST /_fake/expire: \(result.status) \(result.text)") }
+        return result.json
+    }
+
     /// API calls received, per "campaign|member|page" key.
     func pageCalls() throws -> [String: Int] {
         let result = try CurlClient.request("GET", "\(baseURL)/_fake/stats", http2: false)
