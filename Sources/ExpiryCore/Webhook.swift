@@ -42,48 +42,29 @@ public enum WebhookEvent: Equatable, Sendable {
 }
 
 /// `voucher.loyalty_card.points_expired`: whose cached answers to drop, and how to recognise a
-/// redelivery.
+/// redelivery. The campaign (`data.campaign`, `data.voucher.campaign[_id]`) is not needed: card
+/// codes are unique within a project, and the member's answers go under every campaign spelling.
 public struct PointsExpiredEvent: Equatable, Sendable {
     /// The loyalty card code (`data.voucher.code`).
     public var member: String
-    /// Every spelling of the campaign the event names, ids first, without repeats.
-    public var campaigns: [String]
-    /// Campaign ids and names as pairs the event proves belong together (for later lookups by either).
-    public var campaignIDs: [String]
-    public var campaignNames: [String]
     /// `event.id`, else `data.transaction.id`; nil when the payload has neither.
     public var eventID: String?
 
-    public init(member: String, campaignIDs: [String], campaignNames: [String], eventID: String?) {
+    public init(member: String, eventID: String?) {
         self.member = member
-        self.campaignIDs = campaignIDs
-        self.campaignNames = campaignNames
         self.eventID = eventID
-        campaigns = uniqueNonEmpty(campaignIDs + campaignNames)
     }
 
     init(data: JSONObject, eventID: String?) throws(WebhookRejection) {
-        let voucher = data["voucher"]?.objectValue
-        let campaign = data["campaign"]?.objectValue
-        guard let member = voucher?["code"]?.stringValue, !member.isEmpty else {
+        guard let member = data["voucher"]?.objectValue?["code"]?.stringValue, !member.isEmpty else {
             throw .malformed("a points_expired event must name the loyalty card in data.voucher.code")
         }
-        let ids = uniqueNonEmpty([campaign?["id"]?.stringValue, voucher?["campaign_id"]?.stringValue].compactMap { $0 })
-        let names = uniqueNonEmpty([campaign?["name"]?.stringValue, voucher?["campaign"]?.stringValue].compactMap { $0 })
-        self.init(member: member, campaignIDs: ids, campaignNames: names, eventID: eventID.flatMap { $0.isEmpty ? nil : $0 })
-        guard !campaigns.isEmpty else {
-            throw .malformed("a points_expired event must name its campaign (data.campaign.id or .name, data.voucher.campaign_id or .campaign)")
+        let eventID = eventID.flatMap { $0.isEmpty ? nil : $0 }
+        for identifier in [member, eventID ?? ""] where identifier.utf8.count > maxIdentifierBytes {
+            throw .malformed("the card code or event id in the event is longer than \(maxIdentifierBytes) bytes")
         }
-        for identifier in campaigns + [member] + [self.eventID ?? ""] where identifier.utf8.count > maxIdentifierBytes {
-            throw .malformed("a campaign, card code or event id in the event is longer than \(maxIdentifierBytes) bytes")
-        }
+        self.init(member: member, eventID: eventID)
     }
-}
-
-private func uniqueNonEmpty(_ values: [String]) -> [String] {
-    var seen: [String] = []
-    for value in values where !value.isEmpty && !seen.contains(value) { seen.append(value) }
-    return seen
 }
 
 /// Why a webhook delivery was not acknowledged, with the HTTP status the relay sees. 4xx means
@@ -95,6 +76,7 @@ public enum WebhookRejection: Error, Equatable, Sendable {
     case badSignature
     case malformed(String)
     case tooLarge(limit: Int)
+    /// A `content-encoding` was applied: the signature covers the payload as Voucherify sent it.
     case unsupportedEncoding(String)
     /// Redis could not record the invalidation; nothing was acknowledged.
     case cacheUnavailable(String)
@@ -123,7 +105,7 @@ public enum WebhookRejection: Error, Equatable, Sendable {
         case .tooLarge(let limit):
             return ConnectError(.resourceExhausted, "the webhook body exceeds \(limit) bytes")
         case .unsupportedEncoding(let encoding):
-            return ConnectError(.unimplemented, "content-encoding \"\(encoding)\" is not supported; use identity or gzip")
+            return ConnectError(.unimplemented, "content-encoding \"\(encoding)\" is not supported: forward the body as Voucherify sent it")
         case .cacheUnavailable(let detail):
             return ConnectError(.unavailable, "the cache could not be invalidated, retry later: \(detail)")
         }

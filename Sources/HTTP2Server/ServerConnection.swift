@@ -98,6 +98,8 @@ final class ServerConnection {
             return
         }
         guard length > 0, let data = evbuffer_pullup(input, -1) else { return }
+        // Only letters so far: the client preface ("PRI ") or an HTTP/1 method; wait for the space.
+        if !heardFromPeer, Self.isMethodPrefix(data, length) { return }
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)
         inSession = false
@@ -140,9 +142,21 @@ final class ServerConnection {
 
     /// An HTTP/1.x request line starts with an upper-case method and a space.
     private static func looksLikeHTTP1(_ data: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        let letters = leadingCapitals(data, length)
+        return letters > 0 && letters < length && data[letters] == UInt8(ascii: " ")
+    }
+
+    /// The bytes so far are a few capitals and nothing else (a request line cut short).
+    private static func isMethodPrefix(_ data: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        length < maxMethodLength && leadingCapitals(data, length) == length
+    }
+
+    private static let maxMethodLength = 16
+
+    private static func leadingCapitals(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
         var index = 0
-        while index < length, index < 16, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(data[index]) { index += 1 }
-        return index > 0 && index < length && data[index] == UInt8(ascii: " ")
+        while index < length, index < maxMethodLength, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(data[index]) { index += 1 }
+        return index
     }
 
     private func socketEvent(_ events: Int16) {

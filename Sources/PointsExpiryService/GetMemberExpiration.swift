@@ -13,7 +13,6 @@ final class GetMemberExpiration: UnaryMethod {
 
     private let loop: Loop
     private let cache: MemberCache
-    private let spellings: CampaignSpellings
     private let voucherify: VoucherifyAPI
     private let schedule: DeductionSchedule
     private let cacheTTLSeconds: Int
@@ -21,11 +20,10 @@ final class GetMemberExpiration: UnaryMethod {
     private let metrics: Metrics
     private let logger: Logger
 
-    init(loop: Loop, cache: MemberCache, spellings: CampaignSpellings, voucherify: VoucherifyAPI, schedule: DeductionSchedule,
-         cacheTTLSeconds: Int, lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
+    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, schedule: DeductionSchedule, cacheTTLSeconds: Int,
+         lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
-        self.spellings = spellings
         self.voucherify = voucherify
         self.schedule = schedule
         self.cacheTTLSeconds = cacheTTLSeconds
@@ -54,7 +52,7 @@ final class GetMemberExpiration: UnaryMethod {
                 metrics.cacheMisses.increment()
                 // The generation is read before Voucherify is asked: an invalidation acknowledged
                 // after this point makes the store below a no-op.
-                cache.fence(campaign: request.campaign, member: request.member) { [self] fence in
+                cache.fence(member: request.member) { [self] fence in
                     if case .failure(let error) = fence {
                         logger.debug("cache fence unreadable; answer will not be stored", metadata: ["error": "\(error)"])
                     }
@@ -87,10 +85,6 @@ final class GetMemberExpiration: UnaryMethod {
                 if let fence, notAfter != nil {
                     cache.store(campaign: request.campaign, member: request.member, answer: answer, now: fetchedAt, fence: fence)
                 }
-                // Fetched by name, the buckets tell the id: invalidations by either will reach this entry.
-                if !expiration.campaignId.isEmpty, expiration.campaignId != request.campaign {
-                    spellings.record(id: expiration.campaignId, names: [request.campaign])
-                }
                 reply(.success(UnaryReply(body: answer.responseBody(expiringBefore: request.expiringBefore),
                                           headers: [("x-cache", "miss"), ("age", "0")])))
             }
@@ -99,13 +93,15 @@ final class GetMemberExpiration: UnaryMethod {
 }
 
 /// `InvalidateMember`: the webhook's invalidation path, for callers that know a member changed.
+/// Card codes are unique within a Voucherify project, so the member's answers go under every
+/// campaign spelling, not only the one named.
 final class InvalidateMember: UnaryMethod {
     let path = "/pointsexpiry.v1.PointsExpiryService/InvalidateMember"
     let name = "InvalidateMember"
     let hasNoSideEffects = false
-    private let invalidator: MemberInvalidator
+    private let cache: MemberCache
 
-    init(invalidator: MemberInvalidator) { self.invalidator = invalidator }
+    init(cache: MemberCache) { self.cache = cache }
 
     func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, ExpiryError>) -> Void) {
         let request: InvalidateMemberRequest
@@ -114,10 +110,10 @@ final class InvalidateMember: UnaryMethod {
         } catch {
             return reply(.failure(error))
         }
-        invalidator.invalidate(member: request.member, campaigns: [request.campaign], eventID: nil) { result in
+        cache.invalidate(member: request.member, eventID: nil) { result in
             switch result {
             case .success(let outcome):
-                reply(.success(UnaryReply(body: InvalidateMemberRequest.responseBody(invalidated: outcome.droppedAny))))
+                reply(.success(UnaryReply(body: InvalidateMemberRequest.responseBody(invalidated: outcome == .dropped))))
             case .failure(let error):
                 reply(.failure(.cacheUnavailable(error.description)))
             }

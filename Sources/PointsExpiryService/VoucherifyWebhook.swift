@@ -1,21 +1,19 @@
 import EventLoop
 import ExpiryCore
-import Gzip
 import HTTP2Server
 import Logging
 import RedisCache
 import WebhookSigning
 
 /// `POST /webhooks/voucherify`: verifies the signature over the body as received, then drops the
-/// member named by a `points_expired` event through `MemberInvalidator`. The relay sees 200 only
+/// member named by a `points_expired` event (the same `MemberCache.invalidate` as InvalidateMember). The relay sees 200 only
 /// once the invalidation happened; 503 asks it to retry; 4xx means the delivery can never succeed.
 final class VoucherifyWebhook {
     static let path = "/webhooks/voucherify"
 
     private let loop: Loop
     private let signer: WebhookSigner?
-    private let invalidator: MemberInvalidator
-    private let spellings: CampaignSpellings
+    private let cache: MemberCache
     private let bodyLimit: Int
     private let answerWithinMilliseconds: Int
     private let metrics: Metrics
@@ -23,12 +21,11 @@ final class VoucherifyWebhook {
 
     /// `signer` nil: no `WEBHOOK_SECRET`, the endpoint is off. `answerWithinMilliseconds` bounds
     /// the wait for Redis (Voucherify gives up after 10 s; we promise far less).
-    init(loop: Loop, signer: WebhookSigner?, invalidator: MemberInvalidator, spellings: CampaignSpellings, bodyLimit: Int,
-         answerWithinMilliseconds: Int, metrics: Metrics, logger: Logger) {
+    init(loop: Loop, signer: WebhookSigner?, cache: MemberCache, bodyLimit: Int, answerWithinMilliseconds: Int,
+         metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.signer = signer
-        self.invalidator = invalidator
-        self.spellings = spellings
+        self.cache = cache
         self.bodyLimit = bodyLimit
         self.answerWithinMilliseconds = answerWithinMilliseconds
         self.metrics = metrics
@@ -70,7 +67,11 @@ final class VoucherifyWebhook {
             throw .notConfigured
         }
         guard let signature = request.header("x-voucherify-signature") else { throw .missingSignature }
-        let body = try decodedBody(request)
+        // Relays forward the body byte for byte; a re-encoded one could not match the signature.
+        if let encoding = request.header("content-encoding"), !encoding.isEmpty, encoding.lowercased() != "identity" {
+            throw .unsupportedEncoding(encoding)
+        }
+        let body = request.body
         guard signer.isValid(signature: signature, body: body) else {
             logger.warning("webhook delivery with a wrong signature refused")
             throw .badSignature
@@ -84,26 +85,7 @@ final class VoucherifyWebhook {
         return try WebhookEvent(payload: payload)
     }
 
-    /// The payload as signed: relays normally forward it untouched; a gzip'd one is unpacked first.
-    private func decodedBody(_ request: HTTPRequest) throws(WebhookRejection) -> [UInt8] {
-        switch request.header("content-encoding")?.lowercased() {
-        case nil, "", "identity":
-            return request.body
-        case "gzip":
-            do {
-                return try Gzip.decompress(request.body, limit: bodyLimit)
-            } catch .tooLarge(let limit) {
-                throw .tooLarge(limit: limit)
-            } catch {
-                throw .malformed("the webhook body is not valid gzip")
-            }
-        case let other?:
-            throw .unsupportedEncoding(other)
-        }
-    }
-
     private func invalidate(_ event: PointsExpiredEvent, respond: @escaping (HTTPResponse) -> Void) {
-        for id in event.campaignIDs { spellings.record(id: id, names: event.campaignNames) }
         // Whichever comes first answers: the invalidation or the deadline; the other is dropped.
         var answered = false
         var deadline: Timer?
@@ -117,12 +99,12 @@ final class VoucherifyWebhook {
             // Redis' own command timeout still bounds the wait.
             logger.error("could not arm the webhook deadline timer", metadata: ["error": "\(error)"])
         }
-        invalidator.invalidate(member: event.member, campaigns: event.campaigns, eventID: event.eventID) { [self] result in
+        cache.invalidate(member: event.member, eventID: event.eventID) { [self] result in
             deadline?.cancel()
             guard !answered else { return }
             answered = true
             switch result {
-            case .success(let outcome) where outcome.alreadyHandled:
+            case .success(.alreadyHandled):
                 metrics.webhookEvents.increment("duplicate")
                 respond(Self.acknowledgement(#"{"status":"invalidated","duplicate":true}"#))
             case .success:

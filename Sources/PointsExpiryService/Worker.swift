@@ -31,18 +31,16 @@ final class Worker {
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
-        let spellings = CampaignSpellings(redis: redis, logger: logger)
-        let invalidator = MemberInvalidator(cache: cache, spellings: spellings)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
-        let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, spellings: spellings, voucherify: voucherify,
-                                                      schedule: configuration.schedule, cacheTTLSeconds: configuration.cacheTTLSeconds,
-                                                      lifecycle: lifecycle, metrics: metrics, logger: logger)
+        let getMemberExpiration = GetMemberExpiration(loop: loop, cache: cache, voucherify: voucherify, schedule: configuration.schedule,
+                                                      cacheTTLSeconds: configuration.cacheTTLSeconds, lifecycle: lifecycle,
+                                                      metrics: metrics, logger: logger)
         let webhook = VoucherifyWebhook(loop: loop, signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)),
-                                        invalidator: invalidator, spellings: spellings, bodyLimit: configuration.maxWebhookBodyBytes,
+                                        cache: cache, bodyLimit: configuration.maxWebhookBodyBytes,
                                         answerWithinMilliseconds: configuration.webhookAnswerMilliseconds, metrics: metrics, logger: logger)
         let router = ConnectRouter(
             loop: loop,
-            methods: [getMemberExpiration, InvalidateMember(invalidator: invalidator), HealthCheck(lifecycle: lifecycle)],
+            methods: [getMemberExpiration, InvalidateMember(cache: cache), HealthCheck(lifecycle: lifecycle)],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
                 "/readyz": .get { [lifecycle, redis] in

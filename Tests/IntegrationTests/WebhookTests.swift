@@ -133,6 +133,9 @@ import WebhookSigning
         #expect(tooLarge.status == 413)
         #expect(tooLarge.code == "resource_exhausted")
 
+        let gzipped = try service.deliver(#"{"type":"x"}"#, headers: ["content-encoding: gzip"])
+        #expect(gzipped.status == 415)
+
         let get = try CurlClient.request("GET", service.baseURL + ServiceUnderTest.webhookPath)
         #expect(get.status == 405)
         #expect(get.headers["allow"] == "POST")
@@ -166,22 +169,37 @@ import WebhookSigning
         #expect(try service.get(member: "CARD-RACE").headers["x-cache"] == "hit")
     }
 
-    @Test func redisDownIsA503AndTheRetrySucceeds() throws {
+    @Test func redisRefusingIsA503ThatTouchesNothingAndTheRetrySucceeds() throws {
         let service = try ServiceUnderTest.withWebhook()
         try service.fake.putMember("CARD-W5", buckets: buckets(1))
         try cacheUnderBothSpellings(service, member: "CARD-W5")
         let body = pointsExpiredEnvelope(member: "CARD-W5")
 
-        service.redis.stop()
-        let down = try service.deliver(body)
-        #expect(down.status == 503)
-        #expect(down.code == "unavailable")
+        // Redis stays up with its data but refuses the service (its reconnects carry no password).
+        try service.redis.cli("CONFIG", "SET", "requirepass", "locked-out")
+        try service.redis.cli("-a", "locked-out", "--no-auth-warning", "CLIENT", "KILL", "TYPE", "normal")
+        let refused = try service.deliver(body)
+        #expect(refused.status == 503)
+        #expect(refused.code == "unavailable")
+        try service.redis.cli("-a", "locked-out", "--no-auth-warning", "CONFIG", "SET", "requirepass", "")
+        #expect(try service.redis.cli("HLEN", "pe:{CARD-W5}:answers") == "2")
 
-        try service.redis.start()
         try service.waitUntilReady()
         let retried = try service.deliver(body)
         #expect(retried.status == 200)
         #expect(retried.text == #"{"status":"invalidated"}"#)
+        #expect(try cacheStatus(service, "CARD-W5", FakeVoucherify.campaignID) == "miss")
+        #expect(try cacheStatus(service, "CARD-W5", FakeVoucherify.campaignName) == "miss")
+    }
+
+    @Test func redisDownIsA503AndTheRetrySucceeds() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        let body = pointsExpiredEnvelope(member: "CARD-W7")
+        service.redis.stop()
+        #expect(try service.deliver(body).status == 503)
+        try service.redis.start()
+        try service.waitUntilReady()
+        #expect(try service.deliver(body).text == #"{"status":"invalidated"}"#)
     }
 
     @Test func stalledRedisIsAnsweredWithin900MillisecondsAsRetryLater() throws {
@@ -193,6 +211,40 @@ import WebhookSigning
         let stalled = try service.deliver(pointsExpiredEnvelope(member: "CARD-W6"), timeoutSeconds: 2)
         #expect(stalled.status == 503)
         #expect((stalled.json["message"] as? String)?.contains("retry later") == true)
+    }
+
+    /// The fence does not depend on knowing a campaign's other spelling: a read by name that is in
+    /// flight is fenced by an invalidation by id.
+    @Test func invalidateMemberByIdFencesARefillByName() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-RACE2", buckets: buckets(2, points: 50))
+        try service.fake.resetStats()
+        try service.fake.fail(["mode": "slow", "latency_ms": 1500, "count": 1])
+        let slowRead = inBackground { try service.get(member: "CARD-RACE2", campaign: FakeVoucherify.campaignName) }
+        let deadline = Date().addingTimeInterval(5)
+        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+
+        try service.fake.putMember("CARD-RACE2", buckets: buckets(1, points: 50))
+        #expect(try service.invalidate(member: "CARD-RACE2", campaign: FakeVoucherify.campaignID).text == #"{"invalidated":false}"#)
+        #expect(try slowRead().json["activePoints"] as? String == "100")
+
+        let next = try service.get(member: "CARD-RACE2", campaign: FakeVoucherify.campaignName)
+        #expect(next.headers["x-cache"] == "miss")
+        #expect(next.json["activePoints"] as? String == "50")
+    }
+
+    /// A generation token that vanished mid-refill (eviction, failover, expiry) fences it too.
+    @Test func refillWhoseTokenVanishedDoesNotStore() throws {
+        let service = try ServiceUnderTest.withWebhook()
+        try service.fake.putMember("CARD-EVICT", buckets: buckets(1))
+        try service.fake.resetStats()
+        try service.fake.fail(["mode": "slow", "latency_ms": 1000, "count": 1])
+        let slowRead = inBackground { try service.get(member: "CARD-EVICT") }
+        let deadline = Date().addingTimeInterval(5)
+        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(try service.redis.cli("DEL", "pe:{CARD-EVICT}:gen") == "1")
+        #expect(try slowRead().status == 200)
+        #expect(try service.redis.cli("EXISTS", "pe:{CARD-EVICT}:answers") == "0")
     }
 
     @Test func invalidateMemberByIdReachesTheEntryCachedByName() throws {
