@@ -72,7 +72,7 @@ if [ "$(nproc)" -lt 2 ]; then
   pin_server=() pin_load=() pin_redis=()
 fi
 
-# Redis is on the hit path (every lookup is a GET); it shares h2load's core so that the server
+# Redis is on the hit path (every lookup is an HGET); it shares h2load's core so that the server
 # under test has its core to itself, as nghttpd does.
 redis_port="$(free_port)"
 "${pin_redis[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \

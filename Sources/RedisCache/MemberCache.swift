@@ -10,7 +10,8 @@ public enum CacheLookup {
 
 /// What a refill saw of the member's generation before it asked Voucherify: a unique token. The
 /// refill may store its answer only while the token is unchanged; every invalidation replaces it,
-/// and a token that disappeared (expiry, eviction, failover) never matches, so the fence fails safe.
+/// and a token that disappeared (expiry, eviction) never matches, so the fence fails safe. (It
+/// cannot survive Redis losing an acknowledged write, e.g. a failover before replication.)
 public struct CacheFence: Equatable, Sendable {
     let token: [UInt8]
 }
@@ -73,10 +74,12 @@ public final class MemberCache {
 
     /// KEYS: answers, generation, handled-event mark (optional). ARGV: new token, its lifetime ms,
     /// mark lifetime ms. Returns -1 for an event already handled, else 1 if answers were dropped.
+    /// The token is replaced first: Redis does not roll back a script that fails midway (e.g. out
+    /// of memory), and a fence without a delete is harmless where a delete without a fence is not.
     private static let invalidateAndFence = Array("""
         if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-        local dropped = redis.call('DEL', KEYS[1])
         redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+        local dropped = redis.call('DEL', KEYS[1])
         if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) end
         return dropped
         """.utf8)
