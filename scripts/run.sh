@@ -31,12 +31,13 @@ if [ -z "${WEBHOOK_SECRET:-}" ]; then
 fi
 
 if [ -z "${VOUCHERIFY_APP_ID:-}" ] || [ -z "${VOUCHERIFY_APP_TOKEN:-}" ]; then
+  # The fake signs its webhooks with the exported WEBHOOK_SECRET (read from its environment).
   port="${FAKE_VOUCHERIFY_PORT:-8090}"
   listen="${LISTEN:-127.0.0.1:8080}"
   service_host="${listen%:*}"
   case "$service_host" in 0.0.0.0|"[::]"|"") service_host=127.0.0.1 ;; esac
   "$BIN/fake-voucherify" --host 127.0.0.1 --port "$port" --members 1000 --app-id dev-app-id --app-token dev-app-token \
-    --webhook-url "http://$service_host:${listen##*:}/webhooks/voucherify" --webhook-secret "$WEBHOOK_SECRET" \
+    --webhook-url "http://$service_host:${listen##*:}/webhooks/voucherify" \
     > "$STATE/fake-voucherify.log" 2>&1 &
   children+=($!)
   wait_for_port "$port"

@@ -69,7 +69,7 @@ struct FakeVoucherify: ParsableCommand {
     @Option(help: "Where POST /_fake/expire delivers the points_expired webhook (http:// = h2c, https://).")
     var webhookUrl: String?
 
-    @Option(help: "Secret that signs delivered webhooks (x-voucherify-signature); unsigned without one.")
+    @Option(help: "Secret that signs delivered webhooks (x-voucherify-signature); default: $WEBHOOK_SECRET (kept off the command line, where ps shows it); unsigned without either.")
     var webhookSecret: String?
 
     func run() throws {
@@ -95,7 +95,7 @@ struct FakeVoucherify: ParsableCommand {
                               rateLimit: RateLimitWindow(limit: rateLimit, enforce: enforceRateLimit),
                               appId: appId, appToken: appToken, latencyMs: latencyMs,
                               webhookURL: webhookUrl.flatMap { $0.isEmpty ? nil : $0 },
-                              webhookSecret: webhookSecret.flatMap { $0.isEmpty ? nil : $0 })
+                              webhookSecret: (webhookSecret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"]).flatMap { $0.isEmpty ? nil : $0 })
         let router = Router(state: state)
         let server = EventServer(handler: router.route)
         let boundPort: Int
