@@ -45,8 +45,6 @@ public final class Metrics: Sendable {
             counters[values.firstIndex(of: value) ?? values.count - 1].increment()
         }
 
-        public func current(_ value: String) -> Int { values.firstIndex(of: value).map { counters[$0].current } ?? 0 }
-
         fileprivate func render(_ metric: String, into text: inout String) {
             text += "# TYPE \(metric) counter\n"
             for (value, counter) in zip(values, counters) {
