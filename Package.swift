@@ -1,10 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// C libraries come from Debian (see README); each is a system-library target with no code in it.
+// The tree is the architecture (see README, "Modules"):
+//   generic adapters (EventLoop, HTTPServer, RedisClient, HTTPClient) know nothing of points;
+//   Codecs, ExpiryDomain and RPC are pure; Voucherify speaks the upstream API over HTTPClient;
+//   PointsExpiryServer composes them; the executables only parse arguments and start it.
+// C libraries come from Debian; each is a system-library target with no code in it, imported
+// `internal` by exactly the adapters that wrap it.
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "points-expiry",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "points-expiry", targets: ["points-expiry"]),
         .executable(name: "fake-voucherify", targets: ["fake-voucherify"]),
@@ -14,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        // C libraries (Debian packages) and the only C we write.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
@@ -22,44 +30,46 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", dependencies: ["CCurl", "CHiredis", "CLibevent"]),
 
-        .target(name: "ExpiryCore"),
-        .target(name: "EventLoop", dependencies: ["CLibevent", .product(name: "Logging", package: "swift-log")]),
+        // Pure building blocks: no I/O.
+        .target(name: "Codecs"),
+        .target(name: "ExpiryDomain", dependencies: ["Codecs"]),
+
+        // Generic adapters: each wraps one C library on the event loop and knows nothing of points.
+        .target(name: "EventLoop", dependencies: ["CLibevent"]),
         .target(name: "Gzip", dependencies: ["CZlib"]),
-        .target(name: "WebhookSigning", dependencies: ["ExpiryCore", "CCrypto"]),
-        .target(name: "HTTP2Server", dependencies: [
-            "EventLoop", "CNghttp2", "CLibevent", .product(name: "Logging", package: "swift-log"),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CLibevent", logging]),
+        .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis", "CShims", logging]),
+        .target(name: "HTTPClient", dependencies: ["EventLoop", "CCurl", "CShims"]),
+
+        // Wire protocols (Connect today; gRPC next) over the HTTP server's handler interface.
+        .target(name: "RPC", dependencies: ["HTTPServer", "EventLoop", "Codecs", "Gzip", logging]),
+        // The Voucherify API over the HTTP client, and its webhook format and signatures.
+        .target(name: "Voucherify", dependencies: ["HTTPClient", "EventLoop", "Codecs", "ExpiryDomain", "CCrypto", logging]),
+
+        // The application: one file per RPC, MemberAnswers, the Redis layout, webhook, health, metrics.
+        .target(name: "PointsExpiryServer", dependencies: [
+            "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", logging,
         ]),
-        .target(name: "RedisCache", dependencies: [
-            "EventLoop", "ExpiryCore", "CHiredis", "CShims", .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "VoucherifyClient", dependencies: [
-            "EventLoop", "ExpiryCore", "CCurl", "CShims", "CLibevent", .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "PointsExpiryService", dependencies: [
-            "ExpiryCore", "EventLoop", "HTTP2Server", "RedisCache", "VoucherifyClient", "Gzip", "WebhookSigning",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .executableTarget(name: "points-expiry", dependencies: [
-            "PointsExpiryService", "ExpiryCore",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], linkerSettings: [
+        .executableTarget(name: "points-expiry", dependencies: ["PointsExpiryServer", "HTTPClient", logging, argumentParser], linkerSettings: [
             // jemalloc replaces glibc malloc process-wide: the request path makes many small,
             // short-lived allocations, and glibc's cost ~12% of hit-path throughput (scripts/bench.sh).
             .linkedLibrary("jemalloc", .when(platforms: [.linux])),
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
-            "CLibevent", "ExpiryCore", "WebhookSigning", "CCurl", "CShims",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
         ]),
 
-        .testTarget(name: "ExpiryCoreTests", dependencies: ["ExpiryCore"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs"]),
+        .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
-        .testTarget(name: "WebhookSigningTests", dependencies: ["WebhookSigning", "ExpiryCore"]),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
+        .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip"]),
+        .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "HTTPClient", "EventLoop", logging]),
+        .testTarget(name: "PointsExpiryServerTests", dependencies: ["PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "PointsExpiryService", "ExpiryCore", "EventLoop", "VoucherifyClient", "RedisCache", "WebhookSigning",
-            .product(name: "Logging", package: "swift-log"),
+            "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", logging,
         ]),
     ],
     swiftLanguageModes: [.v5]

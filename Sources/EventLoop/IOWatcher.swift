@@ -1,7 +1,7 @@
 internal import CLibevent
 
 /// Watches one file descriptor for readiness on a loop (persistent until cancelled or freed).
-/// Loop thread only; the owner keeps it alive for as long as it wants callbacks.
+/// Loop-confined; the owner keeps it alive for as long as it wants callbacks.
 public final class IOWatcher {
     public struct Interest: OptionSet, Sendable {
         public let rawValue: Int
@@ -25,6 +25,7 @@ public final class IOWatcher {
 
     /// Replaces the watched interest; an empty set stops watching.
     public func watch(_ interest: Interest) throws {
+        loop.assertInLoop()
         if let event {
             event_free(event)
             self.event = nil

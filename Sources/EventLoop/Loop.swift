@@ -1,5 +1,7 @@
 internal import CLibevent
+import Dispatch
 import Glibc
+import Synchronization
 
 /// Errors from the event-loop layer; each names the libevent call that failed.
 public struct EventLoopError: Error, CustomStringConvertible {
@@ -8,7 +10,8 @@ public struct EventLoopError: Error, CustomStringConvertible {
 }
 
 /// One libevent `event_base`, driven by exactly one thread. Everything that touches the loop's
-/// handles runs on that thread; other threads reach it only through `execute`.
+/// handles runs on that thread: code already there defers work with `nextTick`; other threads
+/// reach it only through `execute`.
 public final class Loop: @unchecked Sendable {
     /// `event_base*`; package-visible so adapters in this package can attach C clients to it.
     package let base: OpaquePointer
@@ -16,10 +19,20 @@ public final class Loop: @unchecked Sendable {
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private var wakeEvent: OpaquePointer?
-    private let queueLock = Mutex()
-    private var queued: [@Sendable () -> Void] = []
+    private let queued = Mutex<[@Sendable () -> Void]>([])
+    /// Same-thread deferrals: an always-allocated event made active by `nextTick` (no syscall,
+    /// no lock), run after the callbacks of the current loop iteration.
+    private var tickEvent: OpaquePointer?
+    private var ticks: [() -> Void] = []
+    /// The thread running `run()`, for the debug-build confinement checks (`assertInLoop`).
+    private let owner = Atomic<UInt>(0)
+    private let wallClock: (@Sendable () -> Int64)?
 
-    public init() throws {
+    /// `wallClock` replaces the system's wall-clock time (milliseconds since the epoch) for
+    /// `nowMilliseconds`, so tests can move business time without touching timers and deadlines,
+    /// which run on the monotonic clock.
+    public init(wallClock: (@Sendable () -> Int64)? = nil) throws {
+        self.wallClock = wallClock
         guard let config = event_config_new() else { throw EventLoopError("event_config_new") }
         defer { event_config_free(config) }
         // One thread per loop: libevent needs no locks of its own.
@@ -27,36 +40,48 @@ public final class Loop: @unchecked Sendable {
         guard let base = event_base_new_with_config(config) else { throw EventLoopError("event_base_new_with_config") }
         self.base = base
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0, fds.allSatisfy({ evutil_make_socket_nonblocking($0) == 0 && evutil_make_socket_closeonexec($0) == 0 }) else {
+        guard pipe(&fds) == 0 else {
             event_base_free(base)
-            throw EventLoopError("pipe2")
+            throw EventLoopError("pipe")
         }
         wakeRead = fds[0]
         wakeWrite = fds[1]
-        let event = event_new(base, wakeRead, Int16(EV_READ | EV_PERSIST), { _, _, arg in
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let wake = event_new(base, wakeRead, Int16(EV_READ | EV_PERSIST), { _, _, arg in
             guard let arg else { return }
             Unmanaged<Loop>.fromOpaque(arg).takeUnretainedValue().runQueued()
-        }, Unmanaged.passUnretained(self).toOpaque())
-        guard let event, event_add(event, nil) == 0 else {
-            if let event { event_free(event) }
-            close(fds[0])
-            close(fds[1])
-            event_base_free(base)
+        }, me)
+        let tick = event_new(base, -1, 0, { _, _, arg in
+            guard let arg else { return }
+            Unmanaged<Loop>.fromOpaque(arg).takeUnretainedValue().runTicks()
+        }, me)
+        wakeEvent = wake
+        tickEvent = tick
+        // Every stored property is set: a throw from here on runs deinit, which frees them.
+        guard fds.allSatisfy({ evutil_make_socket_nonblocking($0) == 0 && evutil_make_socket_closeonexec($0) == 0 }),
+              let wake, tick != nil, event_add(wake, nil) == 0 else {
             throw EventLoopError("event_new(wake pipe)")
         }
-        wakeEvent = event
     }
 
-    deinit {
+    deinit { freeHandles() }
+
+    /// The one teardown path (deinit; also after a failed init).
+    private func freeHandles() {
         if let wakeEvent { event_free(wakeEvent) }
+        if let tickEvent { event_free(tickEvent) }
+        wakeEvent = nil
+        tickEvent = nil
         close(wakeRead)
         close(wakeWrite)
         event_base_free(base)
     }
 
-    /// Runs the loop on the calling thread until `stop()`.
+    /// Runs the loop on the calling thread until `stop()`. That thread owns the loop until then.
     public func run() {
+        owner.store(UInt(pthread_self()), ordering: .releasing)
         event_base_loop(base, 0)
+        owner.store(0, ordering: .releasing)
     }
 
     /// Asks the loop to return from `run()`; callable from any thread.
@@ -64,9 +89,10 @@ public final class Loop: @unchecked Sendable {
         execute { [self] in _ = event_base_loopbreak(base) }
     }
 
-    /// Queues `work` to run on the loop thread; callable from any thread.
+    /// Queues `work` to run on the loop thread; callable from any thread (mutex + pipe write).
+    /// On the loop's own thread, `nextTick` is the cheaper way to defer.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        let wasEmpty = queueLock.withLock { () -> Bool in
+        let wasEmpty = queued.withLock { queued in
             queued.append(work)
             return queued.count == 1
         }
@@ -77,20 +103,107 @@ public final class Loop: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the loop thread and blocks the calling thread until it returns (start-up,
+    /// shutdown and tests; never call it from the loop's own thread). The caller is blocked for
+    /// the whole call, so `body` and its result are never used by two threads at once.
+    public func runAndWait<T>(_ body: @escaping () throws -> T) throws -> T {
+        precondition(!inLoop, "runAndWait called from its own loop would wait forever")
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<T, any Error>?
+        nonisolated(unsafe) var work: (() throws -> T)? = body
+        execute {
+            result = Result { try work!() }
+            // Released here, while the caller still waits: whatever `body` captured is never
+            // freed on the loop thread after the caller has moved on.
+            work = nil
+            done.signal()
+        }
+        done.wait()
+        return try result!.get()
+    }
+
+    /// Runs `work` on this loop after the callbacks of the current iteration: the way loop code
+    /// defers (never call back into a C library from inside its own callback). Loop thread only.
+    public func nextTick(_ work: @escaping () -> Void) {
+        assertInLoop()
+        ticks.append(work)
+        if ticks.count == 1, let tickEvent { event_active(tickEvent, 0, 0) }
+    }
+
     private func runQueued() {
         var drain = [UInt8](repeating: 0, count: 64)
         while read(wakeRead, &drain, drain.count) > 0 {}
-        let work = queueLock.withLock { () -> [@Sendable () -> Void] in
+        let work = queued.withLock { queued in
             defer { queued.removeAll(keepingCapacity: true) }
             return queued
         }
         for item in work { item() }
     }
 
-    /// Milliseconds since the epoch, from the loop's cached clock (cheap on hot paths).
+    private func runTicks() {
+        // Work queued by these items runs on the following tick, so a loop of deferrals cannot
+        // starve the loop's I/O.
+        let work = ticks
+        ticks.removeAll(keepingCapacity: true)
+        for item in work { item() }
+    }
+
+    /// True on the thread currently running this loop.
+    public var inLoop: Bool {
+        owner.load(ordering: .acquiring) == UInt(pthread_self())
+    }
+
+    /// Debug builds: traps when called off the loop's thread while the loop runs (as NIO's
+    /// `NIOLoopBound` does). Before `run()` and after it returns, set-up and teardown may happen
+    /// on the thread that owns the loop's objects. Release builds: nothing.
+    @inlinable
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        #if DEBUG
+        precondition(isConfinedHere, "loop-confined object used off its loop's thread", file: file, line: line)
+        #endif
+    }
+
+    @usableFromInline
+    var isConfinedHere: Bool {
+        let running = owner.load(ordering: .acquiring)
+        return running == 0 || running == UInt(pthread_self())
+    }
+
+    /// Wall-clock milliseconds since the epoch, from the loop's cached clock (cheap on hot
+    /// paths). Business time only (fetched-at, ages, deduction instants): deadlines and timeouts
+    /// use `monotonicMilliseconds`, which an NTP step cannot move.
     public var nowMilliseconds: Int64 {
+        if let wallClock { return wallClock() }
         var tv = timeval()
         event_base_gettimeofday_cached(base, &tv)
         return Int64(tv.tv_sec) * 1000 + Int64(tv.tv_usec) / 1000
+    }
+
+    /// Milliseconds on a clock that only moves forward (CLOCK_MONOTONIC): for deadlines.
+    public var monotonicMilliseconds: Int64 { Self.monotonicMilliseconds() }
+
+    public static func monotonicMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+
+/// A value that belongs to one loop, in a box that may cross threads: it can be handed to
+/// `execute` and opened only on that loop's thread (checked in debug builds), as NIO's
+/// `NIOLoopBound` does. The way non-Sendable loop objects travel through `@Sendable` closures.
+public struct LoopBound<Value>: @unchecked Sendable {
+    public let loop: Loop
+    private let wrapped: Value
+
+    public init(_ value: Value, loop: Loop) {
+        loop.assertInLoop()
+        self.loop = loop
+        wrapped = value
+    }
+
+    public var value: Value {
+        loop.assertInLoop()
+        return wrapped
     }
 }

@@ -6,9 +6,13 @@ public final class LoopGroup: @unchecked Sendable {
     public let loops: [Loop]
     private var threads: [pthread_t] = []
 
-    public init(count: Int) throws {
+    public convenience init(count: Int) throws {
         precondition(count > 0, "a loop group needs at least one loop")
-        loops = try (0..<count).map { _ in try Loop() }
+        self.init(loops: try (0..<count).map { _ in try Loop() })
+    }
+
+    public init(loops: [Loop]) {
+        self.loops = loops
     }
 
     /// Starts one thread per loop.

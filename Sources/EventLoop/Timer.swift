@@ -1,22 +1,30 @@
 internal import CLibevent
 import Glibc
 
-/// A one-shot timer on a loop. While armed it keeps itself alive, so a caller may drop it after
-/// `schedule`; `cancel()` disarms it and releases that hold. Loop thread only.
+/// A one-shot timer on a loop (monotonic: libevent measures timeouts on CLOCK_MONOTONIC). While
+/// armed it keeps itself alive, so a caller may drop it after `schedule`; `cancel()` disarms it
+/// and releases that hold. Loop-confined.
 public final class Timer {
+    private let loop: Loop
     private let event: OpaquePointer
     private var action: (() -> Void)?
     private var armedHold: Unmanaged<Timer>?
+
+    /// Longest delay accepted; larger ones (e.g. a caller's absurd deadline) are clamped to it,
+    /// so the arithmetic inside libevent cannot overflow.
+    public static let maxMilliseconds = 366 * 86_400_000
 
     /// Schedules `action` to run once after `milliseconds`.
     @discardableResult
     public static func schedule(on loop: Loop, after milliseconds: Int, _ action: @escaping () -> Void) throws -> Timer {
         let timer = try Timer(loop: loop)
-        timer.arm(milliseconds: milliseconds, action)
+        try timer.arm(milliseconds: milliseconds, action)
         return timer
     }
 
     public init(loop: Loop) throws {
+        loop.assertInLoop()
+        self.loop = loop
         guard let event = event_new(loop.base, -1, 0, { _, _, arg in
             guard let arg else { return }
             Unmanaged<Timer>.fromOpaque(arg).takeUnretainedValue().fire()
@@ -30,15 +38,22 @@ public final class Timer {
 
     public var isArmed: Bool { armedHold != nil }
 
-    /// (Re)arms the timer; a pending run is replaced.
-    public func arm(milliseconds: Int, _ action: @escaping () -> Void) {
+    /// (Re)arms the timer; a pending run is replaced. Throws, leaving the timer disarmed, when
+    /// libevent refuses the timeout.
+    public func arm(milliseconds: Int, _ action: @escaping () -> Void) throws {
+        loop.assertInLoop()
+        let delay = min(max(0, milliseconds), Self.maxMilliseconds)
+        var tv = timeval(tv_sec: delay / 1000, tv_usec: (delay % 1000) * 1000)
+        guard event_add(event, &tv) == 0 else {
+            cancel()
+            throw EventLoopError("event_add(timer)")
+        }
         self.action = action
-        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
-        event_add(event, &tv)
         if armedHold == nil { armedHold = Unmanaged.passRetained(self) }
     }
 
     public func cancel() {
+        loop.assertInLoop()
         event_del(event)
         action = nil
         armedHold?.release()

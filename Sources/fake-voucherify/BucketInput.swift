@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 import Foundation
 
 /// The bucket format of the data file and of `PUT /_fake/members`.

@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 
 /// `/_fake/…`: stats, failure injection, member edits, latency and the expiry job, for tests and
 /// people. No auth.

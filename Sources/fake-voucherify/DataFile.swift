@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 import Foundation
 
 /// `--data FILE`: `{"campaigns":[{"id":"camp_…","name":"…","members":{"CARD":{"voucher_id":"v_…","buckets":[…]}}}]}`.

@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 /// SplitMix64: small, fast and the same on every platform, so a seed always gives the same data.
 struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64

@@ -1,5 +1,5 @@
-import ExpiryCore
-import WebhookSigning
+import ExpiryDomain
+import Voucherify
 
 /// `POST /_fake/expire`: runs the expiry job for one card now and, when buckets expired, delivers
 /// the signed points_expired webhook. The answer waits for the delivery to finish, so a test

@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 import ArgumentParser
 import Foundation
 

@@ -1,4 +1,5 @@
-import ExpiryCore
+import ExpiryDomain
+import Voucherify
 
 /// The `voucher.loyalty_card.points_expired` event Voucherify sends after its expiry job deducted
 /// buckets from a card: the v2024-01-01 envelope, or the bare `data` object older docs show.

@@ -1,4 +1,4 @@
-import ExpiryCore
+import ExpiryDomain
 
 /// Voucherify's nightly expiry for one card. Run at the start of day `asOf`, it deducts every
 /// bucket whose last valid day (`expires_at`) has passed, i.e. is before `asOf`. Buckets without

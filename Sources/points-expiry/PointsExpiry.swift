@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
-import PointsExpiryService
-import VoucherifyClient
+import PointsExpiryServer
+import HTTPClient
 
 @main
 struct PointsExpiry: ParsableCommand {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WebhookSigning
+import Voucherify
 
 /// `POST /webhooks/voucherify` and `InvalidateMember` against redis-server, the fake and curl.
 @Suite(.serialized) struct WebhookTests {

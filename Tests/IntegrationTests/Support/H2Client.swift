@@ -1,6 +1,6 @@
 import EventLoop
 import Foundation
-import VoucherifyClient
+import HTTPClient
 
 /// The project's own libcurl client (the one that calls Voucherify), speaking h2c to the service
 /// on its own loop thread. Lets a test reset one stream while the connection stays up.

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PointsExpiryService
-import VoucherifyClient
+import PointsExpiryServer
+import HTTPClient
 
 /// libcurl wants one global init before threads use it.
 let curlReady: Void = { try? Curl.globalInit() }()

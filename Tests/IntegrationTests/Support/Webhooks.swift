@@ -1,6 +1,6 @@
-import ExpiryCore
+import ExpiryDomain
 import Foundation
-import WebhookSigning
+import Voucherify
 
 /// Signed webhook deliveries to a service under test, as a relay would forward them.
 extension ServiceUnderTest {

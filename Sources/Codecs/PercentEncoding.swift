@@ -1,0 +1,43 @@
+public enum PercentEncoding {
+    /// Encodes one URL path segment: RFC 3986 unreserved characters stay, every other UTF-8 byte
+    /// becomes `%XX` (uppercase), so `/`, spaces and `%` cannot change the path's meaning.
+    public static func pathSegment(_ segment: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(segment.utf8.count)
+        for byte in segment.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(byte)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHexDigits[Int(byte >> 4)])
+                out.append(upperHexDigits[Int(byte & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes one `application/x-www-form-urlencoded` component: `%XX` escapes and `+` as space.
+    /// Nil when an escape is truncated or not hexadecimal.
+    public static func decodeQueryComponent(_ component: some Collection<UInt8>) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(component.count)
+        var iterator = component.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexDigitValue),
+                      let low = iterator.next().flatMap(hexDigitValue) else { return nil }
+                out.append(high << 4 | low)
+            case UInt8(ascii: "+"):
+                out.append(UInt8(ascii: " "))
+            default:
+                out.append(byte)
+            }
+        }
+        return out
+    }
+}
+

@@ -1,0 +1,77 @@
+internal import CNghttp2
+
+/// One HTTP/2 request stream: collects the request as it arrives, then is its response writer.
+/// The application holds it while its work is in flight; when the peer resets the stream or the
+/// connection goes away first, `isCancelled` turns true, `onCancel` runs once, and a late
+/// `respond` is dropped. Loop-confined.
+///
+/// The connection is held strongly (a weak reference would put a side table on the hottest
+/// object and slow every retain of it); the connection's stream table drops the stream when it
+/// or the connection closes, which ends the stream → connection → stream cycle.
+final class HTTP2Stream: HTTPResponseWriter {
+    private let connection: HTTP2Connection
+    let streamID: Int32
+    private(set) var isCancelled = false
+    private(set) var hasResponded = false
+    var onCancel: (() -> Void)?
+
+    // Request state, filled by the connection while headers and body arrive.
+    var method = ""
+    /// `:path` split at `?` once, when it arrives.
+    var path = ""
+    var query: String?
+    var headers = HTTPHeaders()
+    var headerListBytes = 0
+    var headersTooLarge = false
+    var body: [UInt8] = []
+    var bodyLimit = 0
+    /// Set once the request was handed to the application or rejected; later DATA is discarded.
+    var dispatched = false
+
+    /// Response body not yet handed to nghttp2, and the trailers that follow it.
+    var pendingBody: [UInt8] = []
+    var pendingOffset = 0
+    var pendingTrailers: [(name: String, value: String)] = []
+
+    init(connection: HTTP2Connection, streamID: Int32) {
+        self.connection = connection
+        self.streamID = streamID
+    }
+
+    func respond(_ response: HTTPResponse) {
+        connection.loop.assertInLoop()
+        guard !hasResponded, !isCancelled else { return }
+        hasResponded = true
+        onCancel = nil
+        connection.submit(response, for: self)
+    }
+
+    /// nghttp2's data source: copies the next piece of the response body into `buffer`. At the
+    /// end, trailers (if any) go out as a HEADERS frame that ends the stream instead of DATA.
+    func readBody(into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        let count = min(capacity, pendingBody.count - pendingOffset)
+        pendingBody.withUnsafeBufferPointer { body in
+            guard let base = body.baseAddress, count > 0 else { return }
+            buffer.update(from: base + pendingOffset, count: count)
+        }
+        pendingOffset += count
+        if pendingOffset == pendingBody.count {
+            flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+            pendingBody = []
+            if !pendingTrailers.isEmpty {
+                guard connection.submitTrailers(pendingTrailers, for: self) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
+                pendingTrailers = []
+            }
+        }
+        return count
+    }
+
+    func cancel() {
+        guard !hasResponded, !isCancelled else { return }
+        isCancelled = true
+        let action = onCancel
+        onCancel = nil
+        action?()
+    }
+}

@@ -1,0 +1,132 @@
+/// A complete request as the server hands it to a handler, whatever the HTTP version.
+public struct HTTPRequest: Sendable {
+    public let method: String
+    /// The request target's path, up to `?`, not decoded.
+    public let path: String
+    /// What follows `?`, not decoded; nil when there is none.
+    public let query: String?
+    /// Regular header fields as received (HTTP/2 names are lowercase).
+    public let headers: HTTPHeaders
+    public let body: [UInt8]
+
+    public init(method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The first value of a header, by lowercase name.
+    public func header(_ name: String) -> String? { headers.first(named: name) }
+}
+
+/// Header fields packed into one byte buffer (u32 name length, u32 value length, name, value),
+/// so receiving a request makes no String per field; values are decoded only when asked for.
+public struct HTTPHeaders: Sendable {
+    private(set) var bytes: [UInt8] = []
+
+    public init() { bytes.reserveCapacity(256) }
+
+    public init(_ fields: [(name: String, value: String)]) {
+        self.init()
+        for field in fields { append(name: field.name, value: field.value) }
+    }
+
+    public mutating func append(name: String, value: String) {
+        var name = name
+        var value = value
+        name.withUTF8 { name in value.withUTF8 { value in append(name: name, value: value) } }
+    }
+
+    mutating func append(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        appendLength(name.count)
+        appendLength(value.count)
+        bytes.append(contentsOf: name)
+        bytes.append(contentsOf: value)
+    }
+
+    /// Lengths are stored in 32 bits: far above any header list a server accepts, so no limit
+    /// configuration can make them wrap.
+    private mutating func appendLength(_ length: Int) {
+        let value = UInt32(clamping: length)
+        bytes.append(UInt8(truncatingIfNeeded: value >> 24))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: value))
+    }
+
+    mutating func removeAll() { bytes.removeAll() }
+
+    public var isEmpty: Bool { bytes.isEmpty }
+
+    /// The first value of a header, by exact (lowercase) name.
+    public func first(named name: String) -> String? {
+        var name = name
+        return name.withUTF8 { wanted in
+            var offset = 0
+            while offset + 8 <= bytes.count {
+                let nameLength = readLength(at: offset)
+                let valueLength = readLength(at: offset + 4)
+                let nameStart = offset + 8
+                let valueStart = nameStart + nameLength
+                if nameLength == wanted.count, bytes[nameStart..<valueStart].elementsEqual(wanted) {
+                    return String(decoding: bytes[valueStart..<(valueStart + valueLength)], as: UTF8.self)
+                }
+                offset = valueStart + valueLength
+            }
+            return nil
+        }
+    }
+
+    private func readLength(at offset: Int) -> Int {
+        Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+    }
+}
+
+/// A whole response: status and headers, body, then trailers (sent after the body, as gRPC
+/// needs for its status).
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// Trailer fields; empty means none are sent.
+    public var trailers: [(name: String, value: String)]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+                trailers: [(name: String, value: String)] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.trailers = trailers
+    }
+}
+
+/// Where a handler sends its answer: one writer per request, whatever the connection type
+/// (HTTP/2 today, HTTP/1.1 next), or an in-memory one in tests. Loop-confined.
+public protocol HTTPResponseWriter: AnyObject {
+    /// True once the peer reset the stream or the connection went away; a response is then dropped.
+    var isCancelled: Bool { get }
+    /// True once a response was given.
+    var hasResponded: Bool { get }
+    /// Runs once if the request ends before a response was given (client reset, connection lost).
+    var onCancel: (() -> Void)? { get set }
+    /// Sends the status and headers, the body, then the trailers. Ignored after a first response
+    /// or after cancellation.
+    func respond(_ response: HTTPResponse)
+}
+
+/// The application side of the server. Called on the connection's loop thread.
+public protocol HTTPHandler: AnyObject {
+    /// Largest request body accepted for this route; a larger one is answered with `bodyTooLarge`.
+    func requestBodyLimit(method: String, path: String) -> Int
+    /// The answer when a request breaks a server limit (headers or body too large).
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse
+    /// Handles one request; answers through `writer`, now or later on the same loop.
+    func handle(_ request: HTTPRequest, writer: HTTPResponseWriter)
+}
+
+public enum HTTPLimitViolation: Sendable, Equatable {
+    case headerListTooLarge(limit: Int)
+    case bodyTooLarge(limit: Int)
+}

@@ -1,0 +1,121 @@
+internal import CLibevent
+import EventLoop
+import Glibc
+import Logging
+
+public struct HTTPServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ call: String, code: Int? = nil) {
+        description = code.map { "\(call) failed (\($0))" } ?? "\(call) failed"
+    }
+}
+
+/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge): its own
+/// SO_REUSEPORT listener and its connections, each handing requests to one `HTTPHandler`.
+/// Loop-confined: create, use and drop it on the loop's thread.
+public final class HTTPServer {
+    private let context: ServerContext
+    private var listener: OpaquePointer?
+    private var connections: [ObjectIdentifier: HTTP2Connection] = [:]
+    private var onDrained: (() -> Void)?
+    /// The port actually bound (useful when the configuration asked for port 0).
+    public let port: Int
+
+    public init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
+        loop.assertInLoop()
+        context = try ServerContext(loop: loop, configuration: configuration, handler: handler, logger: logger)
+
+        var (address, length) = try Self.resolve(configuration.listen)
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
+        let listener = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                evconnlistener_new_bind(loop.base, { _, fd, _, _, arg in
+                    guard let arg else { close(fd); return }
+                    Unmanaged<HTTPServer>.fromOpaque(arg).takeUnretainedValue().accept(fd)
+                }, nil, flags, 1024, $0, Int32(length))
+            }
+        }
+        guard let listener else {
+            throw HTTPServerError("listening on \(configuration.listen): \(String(cString: strerror(errno)))")
+        }
+        self.listener = listener
+        var bound = sockaddr_storage()
+        var boundLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(evconnlistener_get_fd(listener), $0, &boundLength) }
+        }
+        port = Int(bound.ss_family == sa_family_t(AF_INET6)
+            ? withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+            : withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } })
+        // The accept callback's argument can only name `self` now that it exists.
+        evconnlistener_set_cb(listener, { _, fd, _, _, arg in
+            guard let arg else { close(fd); return }
+            Unmanaged<HTTPServer>.fromOpaque(arg).takeUnretainedValue().accept(fd)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        if let listener { evconnlistener_free(listener) }
+        for connection in connections.values { connection.close() }
+    }
+
+    /// `host:port` or `[v6]:port` to a socket address (start-up only: may consult the resolver).
+    private static func resolve(_ listen: String) throws -> (sockaddr_storage, socklen_t) {
+        guard let colon = listen.lastIndex(of: ":") else { throw HTTPServerError("listen address \"\(listen)\" has no port") }
+        var host = String(listen[..<colon])
+        let port = String(listen[listen.index(after: colon)...])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host.isEmpty ? nil : host, port, &hints, &found)
+        guard rc == 0, let first = found, let address = first.pointee.ai_addr else {
+            throw HTTPServerError("resolving listen address \"\(listen)\": \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(found) }
+        var storage = sockaddr_storage()
+        let length = first.pointee.ai_addrlen
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(length))) }
+        return (storage, length)
+    }
+
+    /// Internal for tests, which hand it sockets that cannot be set up.
+    func accept(_ fd: Int32) {
+        do {
+            let connection = try HTTP2Connection.accept(fd: fd, context: context, server: self)
+            // No flush here: the server preface goes out after the client's first bytes, so a peer
+            // speaking HTTP/1.1 gets a readable answer rather than binary frames (see readable()).
+            connections[ObjectIdentifier(connection)] = connection
+        } catch {
+            context.logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Connections currently open.
+    public var openConnections: Int { connections.count }
+
+    func connectionClosed(_ connection: HTTP2Connection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+        if connections.isEmpty, listener == nil, let onDrained {
+            self.onDrained = nil
+            onDrained()
+        }
+    }
+
+    /// Graceful stop: no new connections, GOAWAY to every open one; `onDrained` runs once every
+    /// connection has finished its in-flight streams and closed.
+    public func drain(onDrained: @escaping () -> Void) {
+        context.loop.assertInLoop()
+        if let listener { evconnlistener_free(listener) }
+        listener = nil
+        guard !connections.isEmpty else { return onDrained() }
+        self.onDrained = onDrained
+        for connection in Array(connections.values) { connection.goAway() }
+    }
+
+    /// Hard stop after the drain deadline: closes whatever is still open.
+    public func closeAll() {
+        for connection in Array(connections.values) { connection.close() }
+    }
+}

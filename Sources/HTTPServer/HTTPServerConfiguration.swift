@@ -1,0 +1,21 @@
+/// Listener address and the per-connection limits that protect the server from its peers.
+public struct HTTPServerConfiguration: Sendable {
+    /// `host:port` (`[v6]:port` for IPv6); port 0 picks a free port shared by every worker.
+    public var listen: String
+    public var maxConcurrentStreams: UInt32 = 256
+    /// Our SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113 does (name + value + 32 per field).
+    public var maxHeaderListBytes: Int = 16 * 1024
+    /// Bytes queued for a slow reader before nghttp2 is told to stop producing (backpressure).
+    public var outputBufferLimit: Int = 256 * 1024
+    /// A connection with no traffic for this long is closed.
+    public var idleTimeoutSeconds: Int = 120
+    /// Rapid Reset (CVE-2023-44487): token bucket of stream resets the peer may cause.
+    public var streamResetBurst: UInt64 = 1000
+    public var streamResetRatePerSecond: UInt64 = 33
+    /// CONTINUATION flood: most CONTINUATION frames after one HEADERS frame.
+    public var maxContinuations: Int = 8
+    /// Invalid frames a connection may send before it is sent away (GOAWAY).
+    public var maxGlitchesPerConnection: Int = 1000
+
+    public init(listen: String) { self.listen = listen }
+}

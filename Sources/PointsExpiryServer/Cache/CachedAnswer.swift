@@ -1,0 +1,125 @@
+import Codecs
+import ExpiryDomain
+
+/// Why a stored cache record could not be read back.
+public struct CachedAnswerFormatError: Error, Equatable, Sendable {
+    public let reason: String
+}
+
+/// What the cache stores for one member: the response JSON without its per-request tail, plus
+/// the expirations needed to compute that tail (`pointsExpiringBefore`) for any request.
+public struct CachedAnswer: Equatable, Sendable {
+    public let fetchedAt: Timestamp
+    /// The instant after which the record must not be served.
+    public let notAfter: Timestamp
+    public let expirations: [ExpirationDate]
+    /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`. A slice, so a record
+    /// read from Redis shares the reply's bytes instead of copying them.
+    public let bodyPrefix: ArraySlice<UInt8>
+
+    public init(_ expiration: MemberExpiration, notAfter: Timestamp) {
+        fetchedAt = expiration.fetchedAt
+        self.notAfter = notAfter
+        expirations = expiration.expirations
+        bodyPrefix = encodeResponsePrefix(expiration)[...]
+    }
+
+    /// The full response body for one request.
+    public func responseBody(expiringBefore: CalendarDate?) -> [UInt8] {
+        var writer = JSONWriter(capacity: bodyPrefix.count + 48)
+        writer.appendRaw(bodyPrefix)
+        writer.appendRaw(",\"pointsExpiringBefore\":")
+        writer.appendInt64String(expirations.points(before: expiringBefore))
+        writer.appendRaw(byte: UInt8(ascii: "}"))
+        return writer.bytes
+    }
+
+    // Record layout, all integers big-endian:
+    //   "pe1"  fetchedAt i64  notAfter i64  count u32  count × (days-since-1970 i32, points i64, buckets i32)
+    //   prefixLength u32  prefix bytes
+    // Dates travel as day numbers so decoding needs no text parsing on the hit path.
+    static let magic: [UInt8] = Array("pe1".utf8)
+    static let expirationSize = 16
+
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(3 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count)
+        out.append(contentsOf: Self.magic)
+        out.appendBigEndian(fetchedAt.millisecondsSince1970)
+        out.appendBigEndian(notAfter.millisecondsSince1970)
+        out.appendBigEndian(UInt32(expirations.count))
+        for expiration in expirations {
+            out.appendBigEndian(Int32(expiration.date.daysSince1970))
+            out.appendBigEndian(expiration.points)
+            out.appendBigEndian(expiration.buckets)
+        }
+        out.appendBigEndian(UInt32(bodyPrefix.count))
+        out.append(contentsOf: bodyPrefix)
+        return out
+    }
+
+    /// Reads a record; the body prefix stays a slice of `serialized` (no copy).
+    public init(serialized: [UInt8]) throws {
+        let (header, prefixStart) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
+        self.init(fetchedAt: header.fetchedAt, notAfter: header.notAfter, expirations: header.expirations,
+                  bodyPrefix: serialized[prefixStart...])
+    }
+
+    private init(fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate], bodyPrefix: ArraySlice<UInt8>) {
+        self.fetchedAt = fetchedAt
+        self.notAfter = notAfter
+        self.expirations = expirations
+        self.bodyPrefix = bodyPrefix
+    }
+
+    /// Everything before the body prefix, and where the prefix starts.
+    private static func readHeader(_ serialized: UnsafeRawBufferPointer) throws
+        -> (header: (fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]), prefixStart: Int) {
+        guard serialized.starts(with: Self.magic) else {
+            throw CachedAnswerFormatError(reason: "not a pe1 cache record")
+        }
+        var reader = BigEndianReader(bytes: serialized, offset: Self.magic.count)
+        let fetched = try reader.read(Int64.self)
+        let limit = try reader.read(Int64.self)
+        let count = Int(try reader.read(UInt32.self))
+        guard count <= reader.remaining / Self.expirationSize else {
+            throw CachedAnswerFormatError(reason: "expiration count exceeds the record")
+        }
+        var expirations: [ExpirationDate] = []
+        expirations.reserveCapacity(count)
+        for _ in 0..<count {
+            guard let date = CalendarDate(validatingDaysSince1970: Int(try reader.read(Int32.self))) else {
+                throw CachedAnswerFormatError(reason: "date out of range")
+            }
+            let points = try reader.read(Int64.self)
+            let buckets = try reader.read(Int32.self)
+            expirations.append(ExpirationDate(date: date, points: points, buckets: buckets))
+        }
+        let prefixLength = Int(try reader.read(UInt32.self))
+        guard prefixLength == reader.remaining, prefixLength > 0, serialized[reader.offset] == UInt8(ascii: "{") else {
+            throw CachedAnswerFormatError(reason: "body prefix length mismatch")
+        }
+        return ((Timestamp(millisecondsSince1970: fetched), Timestamp(millisecondsSince1970: limit), expirations), reader.offset)
+    }
+}
+
+extension [UInt8] {
+    fileprivate mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+}
+
+private struct BigEndianReader {
+    let bytes: UnsafeRawBufferPointer
+    var offset: Int
+
+    var remaining: Int { bytes.count - offset }
+
+    mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        let size = MemoryLayout<T>.size
+        guard remaining >= size else { throw CachedAnswerFormatError(reason: "record truncated") }
+        let value = bytes.loadUnaligned(fromByteOffset: offset, as: T.self)
+        offset += size
+        return T(bigEndian: value)
+    }
+}

@@ -1,0 +1,96 @@
+import RPC
+import Synchronization
+
+/// Process-wide counters shared by every worker (atomics: no locks on the request path).
+/// Label values come from fixed sets, never from request data.
+public final class Metrics: Sendable {
+    public final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        public func increment() { value.add(1, ordering: .relaxed) }
+        public var current: Int { value.load(ordering: .relaxed) }
+    }
+
+    /// One method's responses by outcome: "ok" then every Connect code, resolved once per method.
+    public final class MethodCounters: RPCOutcomeCounter {
+        static let outcomes = ["ok"] + RPCCode.allCases.map(\.rawValue)
+        let name: String
+        private let counters: [Counter] = MethodCounters.outcomes.map { _ in Counter() }
+        private let codeIndex: [RPCCode: Int] = Dictionary(uniqueKeysWithValues: RPCCode.allCases.enumerated().map { ($1, $0 + 1) })
+
+        init(name: String) { self.name = name }
+
+        public func countSuccess() { counters[0].increment() }
+        public func count(_ code: RPCCode) { counters[codeIndex[code] ?? 0].increment() }
+
+        fileprivate func render(into text: inout String) {
+            for (outcome, counter) in zip(Self.outcomes, counters) where counter.current > 0 {
+                text += "points_expiry_rpc_responses_total{method=\"\(name)\",code=\"\(outcome)\"} \(counter.current)\n"
+            }
+        }
+    }
+
+    /// Counters under one label whose values are fixed at start-up; other values count as "other".
+    public final class LabeledCounters: Sendable {
+        private let label: String
+        private let values: [String]
+        private let counters: [Counter]
+
+        init(label: String, values: [String]) {
+            self.label = label
+            self.values = values + ["other"]
+            counters = self.values.map { _ in Counter() }
+        }
+
+        public func increment(_ value: String) {
+            counters[values.firstIndex(of: value) ?? values.count - 1].increment()
+        }
+
+        fileprivate func render(_ metric: String, into text: inout String) {
+            text += "# TYPE \(metric) counter\n"
+            for (value, counter) in zip(values, counters) {
+                text += "\(metric){\(label)=\"\(value)\"} \(counter.current)\n"
+            }
+        }
+    }
+
+    public let cacheHits = Counter()
+    public let cacheMisses = Counter()
+    public let cacheUnavailable = Counter()
+    public let upstreamSuccesses = Counter()
+    public let upstreamFailures = Counter()
+    /// Webhook deliveries by what became of them.
+    public let webhookEvents = LabeledCounters(label: "result", values: [
+        "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
+        "cache_unavailable", "not_configured",
+    ])
+
+    /// Requests to no known method.
+    public let unknownMethod: MethodCounters
+    private let methods: [String: MethodCounters]
+
+    public init(methods names: [String]) {
+        methods = Dictionary(uniqueKeysWithValues: names.map { ($0, MethodCounters(name: $0)) })
+        unknownMethod = MethodCounters(name: "unknown")
+    }
+
+    /// The counters of a method named at start-up (unknown names share the "unknown" row).
+    public func counters(for method: String) -> MethodCounters { methods[method] ?? unknownMethod }
+
+
+    /// Prometheus text exposition format.
+    public func render() -> String {
+        var text = "# TYPE points_expiry_cache_lookups_total counter\n"
+        for (result, counter) in [("hit", cacheHits), ("miss", cacheMisses), ("unavailable", cacheUnavailable)] {
+            text += "points_expiry_cache_lookups_total{result=\"\(result)\"} \(counter.current)\n"
+        }
+        text += "# TYPE points_expiry_upstream_fetches_total counter\n"
+        for (result, counter) in [("ok", upstreamSuccesses), ("error", upstreamFailures)] {
+            text += "points_expiry_upstream_fetches_total{result=\"\(result)\"} \(counter.current)\n"
+        }
+        webhookEvents.render("points_expiry_webhook_events_total", into: &text)
+        text += "# TYPE points_expiry_rpc_responses_total counter\n"
+        for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
+        unknownMethod.render(into: &text)
+        return text
+    }
+}

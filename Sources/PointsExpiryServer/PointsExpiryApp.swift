@@ -1,0 +1,83 @@
+import EventLoop
+import ExpiryDomain
+import Foundation
+import Logging
+import Voucherify
+
+/// The whole service: N loops, each with its own `Worker`. Shared by `main` and the tests, so
+/// tests run exactly what production runs.
+public final class PointsExpiryApp: @unchecked Sendable {
+    public let configuration: ServiceConfiguration
+    public let metrics: Metrics
+    private let logger: Logger
+    private let group: LoopGroup
+    /// Voucherify's rate limit is per project: one gate for every worker.
+    private let rateLimit = RateLimitGate()
+    private var workers: [Worker?]
+    /// The port every worker listens on (resolved when LISTEN asked for port 0).
+    public private(set) var port = 0
+
+    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        metrics = Metrics(methods: ["GetMemberExpiration", "InvalidateMember", "HealthCheck"])
+        group = try LoopGroup(count: configuration.workers)
+        workers = Array(repeating: nil, count: configuration.workers)
+    }
+
+    /// Starts the loops and builds each worker on its own thread. The first worker binds the
+    /// configured address; the others join its port with SO_REUSEPORT.
+    public func start() throws {
+        var configuration = self.configuration
+        do {
+            configuration.redis = try configuration.redis.resolvingHost()
+        } catch {
+            throw ConfigurationError(variable: "REDIS_URL", problem: error.description)
+        }
+        try group.start()
+        var listen = configuration.server.listen
+        for (index, loop) in group.loops.enumerated() {
+            let address = listen
+            let worker: Worker
+            do {
+                worker = try loop.runAndWait { [configuration, rateLimit, metrics, logger] in
+                    try Worker(loop: loop, configuration: configuration, listen: address, rateLimit: rateLimit, metrics: metrics, logger: logger)
+                }
+            } catch {
+                group.stopAndWait()
+                throw error
+            }
+            workers[index] = worker
+            if index == 0 {
+                port = try loop.runAndWait { worker.port }
+                listen = String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]) + ":\(port)"
+            }
+        }
+        logger.info("points-expiry listening", metadata: [
+            "listen": "\(listen)", "workers": "\(configuration.workers)",
+            "voucherify": "\(configuration.voucherify.baseURL)", "timezone": "\(configuration.timeZone)",
+            "webhook": "\(configuration.webhookSecret == nil ? "off (WEBHOOK_SECRET not set)" : "on")",
+        ])
+    }
+
+    /// Graceful stop: every worker stops accepting and sends GOAWAY; in-flight requests get up to
+    /// `drainSeconds` to finish; then connections, Redis and curl close and the loops end.
+    public func shutdown() {
+        let drained = DispatchGroup()
+        for worker in workers.compactMap({ $0 }) {
+            drained.enter()
+            worker.loop.execute { worker.drain { drained.leave() } }
+        }
+        if drained.wait(timeout: .now() + .seconds(configuration.drainSeconds)) == .timedOut {
+            logger.warning("drain deadline passed; closing remaining connections")
+        }
+        for worker in workers.compactMap({ $0 }) {
+            try? worker.loop.runAndWait { worker.close() }
+        }
+        // Stop the loops before the workers are freed: their handles belong to loop threads,
+        // which must no longer be running when this thread releases them.
+        group.stopAndWait()
+        workers = workers.map { _ in nil }
+        logger.info("points-expiry stopped")
+    }
+}

@@ -1,0 +1,27 @@
+import Codecs
+import RPC
+
+/// `GetMemberExpiration` (no side effects): one member's answer from MemberAnswers, with the
+/// request's own `pointsExpiringBefore` appended.
+final class GetMemberExpiration: UnaryMethod {
+    let path = "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+    let name = "GetMemberExpiration"
+    let hasNoSideEffects = true
+    private let answers: MemberAnswers
+
+    init(answers: MemberAnswers) { self.answers = answers }
+
+    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+        let request: GetMemberExpirationRequest
+        do {
+            request = try GetMemberExpirationRequest(json: message)
+        } catch {
+            return reply(.failure(error))
+        }
+        answers.answer(campaign: request.campaign, member: request.member) { result in
+            reply(result.map { found in
+                UnaryReply(body: found.answer.responseBody(expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
+            })
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Codecs
+import RPC
+
+/// `InvalidateMember`: the webhook's invalidation path, for callers that know a member changed.
+/// Card codes are unique within a Voucherify project, so the member's answers go under every
+/// campaign spelling, not only the one named.
+final class InvalidateMember: UnaryMethod {
+    let path = "/pointsexpiry.v1.PointsExpiryService/InvalidateMember"
+    let name = "InvalidateMember"
+    let hasNoSideEffects = false
+    private let cache: MemberCache
+
+    init(cache: MemberCache) { self.cache = cache }
+
+    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+        let request: InvalidateMemberRequest
+        do {
+            request = try InvalidateMemberRequest(json: message)
+        } catch {
+            return reply(.failure(error))
+        }
+        cache.invalidate(member: request.member, eventID: nil) { result in
+            switch result {
+            case .success(let outcome):
+                reply(.success(UnaryReply(body: InvalidateMemberRequest.responseBody(invalidated: outcome == .dropped))))
+            case .failure(let error):
+                reply(.failure(.cacheUnavailable(error.description)))
+            }
+        }
+    }
+}

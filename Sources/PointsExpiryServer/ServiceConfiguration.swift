@@ -1,0 +1,106 @@
+import ExpiryDomain
+import HTTPServer
+import RedisClient
+import Voucherify
+
+/// Everything the service needs to start, parsed and validated up front: nothing starts
+/// half-configured.
+public struct ServiceConfiguration: Sendable {
+    public var server: HTTPServerConfiguration
+    public var workers: Int
+    public var redis: RedisConfiguration
+    public var voucherify: VoucherifyConfiguration
+    public var schedule: DeductionSchedule
+    public var timeZone: String
+    public var cacheTTLSeconds: Int
+    /// Largest Connect request body (after gzip decoding too).
+    public var maxRequestBodyBytes = 64 * 1024
+    /// Voucherify's webhook secret; nil turns the webhook endpoint off (it answers 503).
+    public var webhookSecret: String?
+    /// Largest webhook body (Voucherify's payloads are a few KiB; bulk bucket lists can be long).
+    public var maxWebhookBodyBytes = 1024 * 1024
+    /// How long a graceful stop waits for in-flight requests.
+    public var drainSeconds = 10
+
+    public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
+                timeZone: String, cacheTTLSeconds: Int) throws(ConfigurationError) {
+        guard let schedule = DeductionSchedule(timeZoneIdentifier: timeZone) else {
+            throw ConfigurationError(variable: "VOUCHERIFY_PROJECT_TIMEZONE", problem: "unknown IANA time zone \"\(timeZone)\"")
+        }
+        self.server = server
+        self.workers = workers
+        self.redis = redis
+        self.voucherify = voucherify
+        self.schedule = schedule
+        self.timeZone = timeZone
+        self.cacheTTLSeconds = cacheTTLSeconds
+    }
+
+    /// Reads the contract's environment variables (see README). `cores` is the WORKERS default.
+    public static func fromEnvironment(_ environment: [String: String], cores: Int) throws(ConfigurationError) -> ServiceConfiguration {
+        func value(_ name: String) -> String? {
+            guard let raw = environment[name]?.trimmingSpaces, !raw.isEmpty else { return nil }
+            return raw
+        }
+        func positiveInt(_ name: String, default fallback: Int, max: Int) throws(ConfigurationError) -> Int {
+            guard let raw = value(name) else { return fallback }
+            guard let number = Int(raw), number > 0, number <= max else {
+                throw ConfigurationError(variable: name, problem: "must be a whole number from 1 to \(max), got \"\(raw)\"")
+            }
+            return number
+        }
+
+        let listen = value("LISTEN") ?? "127.0.0.1:8080"
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigurationError(variable: "LISTEN", problem: "must be host:port, got \"\(listen)\"")
+        }
+        let redisURL = value("REDIS_URL") ?? "redis://127.0.0.1:6379"
+        let redis: RedisConfiguration
+        do {
+            redis = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw ConfigurationError(variable: "REDIS_URL", problem: "\(error) (expected redis://[:password@]host:port[/db])")
+        }
+        let baseURL = value("VOUCHERIFY_API_URL") ?? "https://api.voucherify.io"
+        guard let appID = value("VOUCHERIFY_APP_ID") else {
+            throw ConfigurationError(variable: "VOUCHERIFY_APP_ID", problem: "is required (Voucherify application id)")
+        }
+        guard let appToken = value("VOUCHERIFY_APP_TOKEN") else {
+            throw ConfigurationError(variable: "VOUCHERIFY_APP_TOKEN", problem: "is required (Voucherify secret key)")
+        }
+        var configuration = try ServiceConfiguration(
+            server: HTTPServerConfiguration(listen: listen),
+            workers: try positiveInt("WORKERS", default: cores, max: 256),
+            redis: redis,
+            voucherify: try voucherifyConfiguration(baseURL: baseURL, appID: appID, appToken: appToken),
+            timeZone: value("VOUCHERIFY_PROJECT_TIMEZONE") ?? "UTC",
+            cacheTTLSeconds: try positiveInt("CACHE_TTL_SECONDS", default: 300, max: 86_400 * 30))
+        // Taken as written (not trimmed): a secret may legitimately contain any character.
+        if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
+        return configuration
+    }
+}
+
+private func voucherifyConfiguration(baseURL: String, appID: String, appToken: String) throws(ConfigurationError) -> VoucherifyConfiguration {
+    do {
+        return try VoucherifyConfiguration(baseURL: baseURL, appID: appID, appToken: appToken)
+    } catch {
+        throw ConfigurationError(variable: "VOUCHERIFY_API_URL", problem: error.description)
+    }
+}
+
+/// A start-up configuration problem, named by its variable. Never carries a secret's value.
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    public let variable: String
+    public let problem: String
+    public var description: String { "\(variable) \(problem)" }
+}
+
+private extension String {
+    var trimmingSpaces: String {
+        var slice = Substring(self)
+        while slice.first?.isWhitespace == true { slice = slice.dropFirst() }
+        while slice.last?.isWhitespace == true { slice = slice.dropLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,110 @@
+import Codecs
+import HTTPServer
+import Logging
+import RPC
+import Voucherify
+
+/// `POST /webhooks/voucherify`: verifies the signature over the body as received, then drops the
+/// member named by a `points_expired` event (the same `MemberCache.invalidate` as InvalidateMember). The relay sees 200 only
+/// once the invalidation happened; 503 asks it to retry; 4xx means the delivery can never succeed.
+final class VoucherifyWebhook {
+    static let path = "/webhooks/voucherify"
+
+    private let signer: WebhookSigner?
+    private let cache: MemberCache
+    private let bodyLimit: Int
+    private let metrics: Metrics
+    private let logger: Logger
+
+    /// `signer` nil: no `WEBHOOK_SECRET`, the endpoint is off.
+    init(signer: WebhookSigner?, cache: MemberCache, bodyLimit: Int, metrics: Metrics, logger: Logger) {
+        self.signer = signer
+        self.cache = cache
+        self.bodyLimit = bodyLimit
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    var route: PlainRoute {
+        PlainRoute(method: "POST", bodyLimit: bodyLimit, limitExceeded: { [self] violation in
+            switch violation {
+            case .bodyTooLarge(let limit): return rejection(.tooLarge(limit: limit))
+            case .headerListTooLarge:
+                metrics.webhookEvents.increment("too_large")
+                return HTTPResponse(status: 431, headers: [("content-type", "application/json")],
+                                    body: RPCError(.resourceExhausted, "request headers are too large").jsonBody())
+            }
+        }, handle: { [self] request, respond in handle(request, respond: respond) })
+    }
+
+    func handle(_ request: HTTPRequest, respond: @escaping (HTTPResponse) -> Void) {
+        let event: PointsExpiredEvent
+        do {
+            switch try verifiedEvent(request) {
+            case .other(let type):
+                logger.debug("webhook event ignored", metadata: ["type": "\(type)"])
+                metrics.webhookEvents.increment("ignored")
+                return respond(Self.acknowledgement(#"{"status":"ignored"}"#))
+            case .pointsExpired(let pointsExpired):
+                event = pointsExpired
+            }
+        } catch {
+            return respond(rejection(error))
+        }
+        invalidate(event, respond: respond)
+    }
+
+    private func verifiedEvent(_ request: HTTPRequest) throws(WebhookRejection) -> WebhookEvent {
+        guard let signer else {
+            logger.error("webhook delivery refused: WEBHOOK_SECRET is not set, so signatures cannot be checked")
+            throw .notConfigured
+        }
+        guard let signature = request.header("x-voucherify-signature") else { throw .missingSignature }
+        // Relays forward the body byte for byte; a re-encoded one could not match the signature.
+        if let encoding = request.header("content-encoding"), !encoding.isEmpty, encoding.lowercased() != "identity" {
+            throw .unsupportedEncoding(encoding)
+        }
+        let body = request.body
+        guard signer.isValid(signature: signature, body: body) else {
+            logger.warning("webhook delivery with a wrong signature refused")
+            throw .badSignature
+        }
+        let payload: JSONValue
+        do {
+            payload = try JSONParser.parse(body)
+        } catch {
+            throw .malformed("the webhook body is not valid JSON: \(error)")
+        }
+        do {
+            return try WebhookEvent(payload: payload)
+        } catch {
+            throw .malformed(error.reason)
+        }
+    }
+
+    /// Answers once Redis confirmed the invalidation, or with 503 when it could not; the Redis
+    /// client's command timeout bounds the wait (far inside the 10 s Voucherify allows).
+    private func invalidate(_ event: PointsExpiredEvent, respond: @escaping (HTTPResponse) -> Void) {
+        cache.invalidate(member: event.member, eventID: event.eventID) { [self] result in
+            switch result {
+            case .success(.alreadyHandled):
+                metrics.webhookEvents.increment("duplicate")
+                respond(Self.acknowledgement(#"{"status":"invalidated","duplicate":true}"#))
+            case .success:
+                metrics.webhookEvents.increment("invalidated")
+                respond(Self.acknowledgement(#"{"status":"invalidated"}"#))
+            case .failure(let error):
+                respond(rejection(.cacheUnavailable(error.description)))
+            }
+        }
+    }
+
+    private func rejection(_ rejection: WebhookRejection) -> HTTPResponse {
+        metrics.webhookEvents.increment(rejection.metricLabel)
+        return HTTPResponse(status: rejection.httpStatus, headers: [("content-type", "application/json")], body: rejection.error.jsonBody())
+    }
+
+    private static func acknowledgement(_ json: String) -> HTTPResponse {
+        HTTPResponse(status: 200, headers: [("content-type", "application/json")], body: Array(json.utf8))
+    }
+}

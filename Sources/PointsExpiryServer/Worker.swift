@@ -1,0 +1,76 @@
+import EventLoop
+import HTTPClient
+import HTTPServer
+import Logging
+import RPC
+import RedisClient
+import Voucherify
+
+/// Where a worker is in its life; read by the handlers that must behave differently on the way out.
+final class WorkerLifecycle {
+    /// GOAWAY sent: finishing in-flight requests, not ready for new ones.
+    var draining = false
+    /// Closing: start no new upstream work.
+    var stopped = false
+}
+
+/// Everything one loop owns: its listener and connections, its Redis connection and its curl
+/// multi handle. Created, used and torn down on the loop's thread only.
+final class Worker {
+    let loop: Loop
+    private let redis: RedisConnection
+    private let curl: CurlMulti
+    private var server: HTTPServer?
+    private var router: ConnectRouter?
+    private let lifecycle = WorkerLifecycle()
+
+    var port: Int { server?.port ?? 0 }
+
+    init(loop: Loop, configuration: ServiceConfiguration, listen: String, rateLimit: RateLimitGate, metrics: Metrics, logger: Logger) throws {
+        self.loop = loop
+        redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
+        curl = try CurlMulti(loop: loop)
+        let cache = MemberCache(redis: redis, logger: logger)
+        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
+        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify,
+                                    policy: MemberAnswerPolicy(schedule: configuration.schedule, ttlSeconds: configuration.cacheTTLSeconds),
+                                    lifecycle: lifecycle, metrics: metrics, logger: logger)
+        let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
+                                        bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)
+        let router = ConnectRouter(
+            loop: loop,
+            methods: [GetMemberExpiration(answers: answers), InvalidateMember(cache: cache), HealthCheck(lifecycle: lifecycle)],
+            plainRoutes: [
+                "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
+                "/readyz": Readiness(redis: redis, lifecycle: lifecycle).route,
+                "/metrics": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
+                VoucherifyWebhook.path: webhook.route,
+            ],
+            maxBodyBytes: configuration.maxRequestBodyBytes, counters: metrics.counters(for:), unknownMethod: metrics.unknownMethod,
+            logger: logger)
+        self.router = router
+        var serverConfiguration = configuration.server
+        serverConfiguration.listen = listen
+        server = try HTTPServer(loop: loop, configuration: serverConfiguration, handler: router, logger: logger)
+        redis.start()
+    }
+
+    /// Stops accepting, sends GOAWAY, and calls `done` once in-flight requests finished.
+    func drain(done: @escaping () -> Void) {
+        lifecycle.draining = true
+        guard let server else { return done() }
+        server.drain(onDrained: done)
+    }
+
+    /// Last step of shutdown, on the loop: close what is left and stop all upstream work, so
+    /// nothing is in flight when the loop stops. (Pending Redis lookups fail now; with
+    /// `stopped` set they end without starting a Voucherify call.)
+    func close() {
+        lifecycle.stopped = true
+        server?.closeAll()
+        server = nil
+        router = nil
+        curl.cancelAll()
+        redis.close()
+    }
+}

@@ -1,0 +1,90 @@
+import Codecs
+
+/// The decoded parameters of a Connect unary GET.
+public struct ConnectGetQuery: Equatable, Sendable {
+    /// The request message, percent- and base64-decoded but still compressed if `compression` says so.
+    public var message: [UInt8]
+    public var compression: String?
+
+    public init(message: [UInt8], compression: String?) {
+        self.message = message
+        self.compression = compression
+    }
+}
+
+/// Pure pieces of the Connect unary protocol.
+public enum ConnectUnary {
+    /// `application/json`, optionally with `charset=utf-8`; case-insensitive, spaces allowed
+    /// around the parameter.
+    public static func isJSONContentType(_ value: String) -> Bool {
+        // What nearly every caller sends: skip the general parse.
+        if value == "application/json" { return true }
+        let parts = value.lowercased().split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)
+        guard trimmingOWS(parts[0]) == "application/json" else { return false }
+        guard parts.count == 2 else { return true }
+        let parameter = parts[1].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parameter.count == 2, trimmingOWS(parameter[0]) == "charset" else { return false }
+        let charset = trimmingOWS(parameter[1])
+        return charset == "utf-8" || charset == "\"utf-8\""
+    }
+
+    /// Whether an `accept-encoding` value admits gzip ("gzip;q=0" is an explicit refusal).
+    public static func acceptsGzip(_ acceptEncoding: String) -> Bool {
+        acceptEncoding.split(separator: ",").contains { part in
+            let fields = part.split(separator: ";").map { $0.filter { $0 != " " && $0 != "\t" }.lowercased() }
+            guard fields.first == "gzip" else { return false }
+            return !fields.dropFirst().contains { $0 == "q=0" || $0 == "q=0.0" || $0 == "q=0.00" || $0 == "q=0.000" }
+        }
+    }
+
+    /// `connect-timeout-ms`: 1–10 ASCII digits, else nil (the header is then invalid).
+    public static func parseTimeoutMilliseconds(_ value: String) -> Int? {
+        let utf8 = value.utf8
+        guard (1...10).contains(utf8.count), utf8.allSatisfy(isDigit) else { return nil }
+        return Int(value)
+    }
+
+    /// Decodes a Connect GET query string (without the `?`). Parameters may come in any order and
+    /// unknown ones are ignored; like connect-go, the first occurrence of a name counts and `+`
+    /// decodes to a space.
+    public static func parseGetQuery(_ query: String) throws(RPCError) -> ConnectGetQuery {
+        var encoding: [UInt8]?
+        var message: [UInt8]?
+        var base64: [UInt8]?
+        var compression: [UInt8]?
+        for pair in query.utf8.split(separator: UInt8(ascii: "&")) {
+            let nameEnd = pair.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
+            guard let name = PercentEncoding.decodeQueryComponent(pair[pair.startIndex..<nameEnd]) else {
+                throw RPCError(.invalidArgument, "malformed percent-encoding in the query string")
+            }
+            let rawValue = nameEnd == pair.endIndex ? pair[nameEnd...] : pair[pair.index(after: nameEnd)...]
+            func value() throws(RPCError) -> [UInt8] {
+                guard let decoded = PercentEncoding.decodeQueryComponent(rawValue) else {
+                    throw RPCError(.invalidArgument, "malformed percent-encoding in query parameter \"\(String(decoding: name, as: UTF8.self))\"")
+                }
+                return decoded
+            }
+            switch String(decoding: name, as: UTF8.self) {
+            case "encoding" where encoding == nil: encoding = try value()
+            case "message" where message == nil: message = try value()
+            case "base64" where base64 == nil: base64 = try value()
+            case "compression" where compression == nil: compression = try value()
+            default: continue
+            }
+        }
+        guard let encoding else { throw RPCError(.invalidArgument, "missing query parameter \"encoding\" (expected encoding=json)") }
+        guard encoding.elementsEqual("json".utf8) else {
+            throw RPCError(.invalidArgument, "unsupported encoding \"\(String(decoding: encoding, as: UTF8.self))\"; only encoding=json is served")
+        }
+        guard var payload = message else { throw RPCError(.invalidArgument, "missing query parameter \"message\"") }
+        if let base64, base64.elementsEqual("1".utf8) {
+            guard let decoded = decodeBase64(payload) else {
+                throw RPCError(.invalidArgument, "query parameter \"message\" is not valid base64")
+            }
+            payload = decoded
+        }
+        let compressionName = compression.map { String(decoding: $0, as: UTF8.self) }
+        return ConnectGetQuery(message: payload, compression: compressionName?.isEmpty == false ? compressionName : nil)
+    }
+}
+

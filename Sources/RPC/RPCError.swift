@@ -1,0 +1,66 @@
+import Codecs
+
+/// RPC status codes (the gRPC set, with Connect's names as raw values) and their HTTP status
+/// mapping (connectrpc.com/docs/protocol). The one place an error code becomes wire bytes.
+public enum RPCCode: String, Sendable, CaseIterable {
+    case canceled
+    case unknown
+    case invalidArgument = "invalid_argument"
+    case deadlineExceeded = "deadline_exceeded"
+    case notFound = "not_found"
+    case alreadyExists = "already_exists"
+    case permissionDenied = "permission_denied"
+    case resourceExhausted = "resource_exhausted"
+    case failedPrecondition = "failed_precondition"
+    case aborted
+    case outOfRange = "out_of_range"
+    case unimplemented
+    case `internal`
+    case unavailable
+    case dataLoss = "data_loss"
+    case unauthenticated
+
+    public var httpStatus: Int {
+        switch self {
+        case .canceled: return 499
+        case .unknown, .internal, .dataLoss: return 500
+        case .invalidArgument, .failedPrecondition, .outOfRange: return 400
+        case .deadlineExceeded: return 504
+        case .notFound: return 404
+        case .alreadyExists, .aborted: return 409
+        case .permissionDenied: return 403
+        case .resourceExhausted: return 429
+        case .unimplemented: return 501
+        case .unavailable: return 503
+        case .unauthenticated: return 401
+        }
+    }
+}
+
+/// An error as callers see it: a code and a message, written as Connect's error JSON.
+public struct RPCError: Error, Equatable, Sendable {
+    public let code: RPCCode
+    public let message: String
+
+    public init(_ code: RPCCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// `{"code":"...","message":"..."}`
+    public func jsonBody() -> [UInt8] {
+        var writer = JSONWriter(capacity: 48 + message.utf8.count)
+        appendJSON(to: &writer)
+        return writer.bytes
+    }
+
+    /// The same object written into a larger document (batch results, failure lists).
+    public func appendJSON(to writer: inout JSONWriter) {
+        writer.appendRaw("{\"code\":")
+        writer.appendString(code.rawValue)
+        writer.appendRaw(",\"message\":")
+        writer.appendString(message)
+        writer.appendRaw(byte: UInt8(ascii: "}"))
+    }
+}
+

@@ -1,0 +1,18 @@
+/// Every way a Voucherify call can fail, as the API client reports it. The application maps
+/// these to its callers' error codes; nothing here knows about RPC.
+public enum VoucherifyError: Error, Equatable, Sendable {
+    /// 404 naming the campaign.
+    case campaignNotFound
+    /// 404 for anything else: the loyalty card is not in the campaign.
+    case memberNotFound
+    /// 5xx, a timeout, a network error, or the client could not start the call.
+    case unavailable(String)
+    /// 429, or calls paused after one; seconds until Voucherify accepts calls again.
+    case rateLimited(retryAfterSeconds: Int?)
+    /// 401/403: the configured credentials are wrong.
+    case rejectedCredentials(status: Int)
+    /// Any other 4xx, with Voucherify's own words (for logs; not for callers).
+    case rejectedRequest(status: Int, detail: String)
+    /// A 200 whose body is not the documented shape.
+    case malformed(String)
+}

@@ -1,0 +1,117 @@
+import Dispatch
+import EventLoop
+import Synchronization
+import Testing
+
+/// A loop running on its own thread for the length of a test.
+final class RunningLoop: Sendable {
+    let loop: Loop
+    private let group: LoopGroup
+
+    init(wallClock: (@Sendable () -> Int64)? = nil) throws {
+        group = try LoopGroup(loops: [try Loop(wallClock: wallClock)])
+        loop = group.loops[0]
+        try group.start()
+    }
+
+    deinit { group.stopAndWait() }
+}
+
+@Suite struct NextTickTests {
+    @Test func runsAfterTheCurrentCallbackInOrder() throws {
+        let running = try RunningLoop()
+        let order = try running.loop.runAndWait { () -> [String] in [] }
+        #expect(order.isEmpty)
+        let recorded = Mutex<[String]>([])
+        let finished = DispatchSemaphore(value: 0)
+        running.loop.execute {
+            let loop = running.loop
+            loop.nextTick { recorded.withLock { $0.append("tick 1") } }
+            loop.nextTick {
+                recorded.withLock { $0.append("tick 2") }
+                // Queued by a tick: runs on a later turn, after the rest of this batch.
+                loop.nextTick {
+                    recorded.withLock { $0.append("tick 4") }
+                    finished.signal()
+                }
+            }
+            loop.nextTick { recorded.withLock { $0.append("tick 3") } }
+            recorded.withLock { $0.append("callback") }
+        }
+        finished.wait()
+        #expect(recorded.withLock { $0 } == ["callback", "tick 1", "tick 2", "tick 3", "tick 4"])
+    }
+
+    @Test func runsOnTheLoopThread() throws {
+        let running = try RunningLoop()
+        let onLoop = Mutex<Bool?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        running.loop.execute {
+            running.loop.nextTick {
+                onLoop.withLock { $0 = running.loop.inLoop }
+                finished.signal()
+            }
+        }
+        finished.wait()
+        #expect(onLoop.withLock { $0 } == true)
+        #expect(!running.loop.inLoop)
+    }
+}
+
+@Suite struct ClockTests {
+    @Test func wallClockCanBeReplacedWithoutMovingTheMonotonicClock() throws {
+        let loop = try Loop(wallClock: { 42_000 })
+        #expect(loop.nowMilliseconds == 42_000)
+        let first = loop.monotonicMilliseconds
+        #expect(first > 0)
+        #expect(loop.monotonicMilliseconds >= first)
+    }
+}
+
+@Suite struct TimerTests {
+    @Test func firesOnceAndCanBeCancelled() throws {
+        let running = try RunningLoop()
+        let fired = Mutex(0)
+        let done = DispatchSemaphore(value: 0)
+        try running.loop.runAndWait {
+            let cancelled = try Timer.schedule(on: running.loop, after: 5) { fired.withLock { $0 += 100 } }
+            cancelled.cancel()
+            #expect(!cancelled.isArmed)
+            try Timer.schedule(on: running.loop, after: 10) {
+                fired.withLock { $0 += 1 }
+                done.signal()
+            }
+        }
+        done.wait()
+        try running.loop.runAndWait {}
+        #expect(fired.withLock { $0 } == 1)
+    }
+
+    /// Delays outside libevent's range (negative, or beyond a year) are clamped rather than
+    /// handed to `event_add`; the timer stays armed only when libevent accepted it.
+    @Test(arguments: [-1_500, Int.min, Int.max])
+    func outOfRangeDelaysAreClamped(_ milliseconds: Int) throws {
+        let running = try RunningLoop()
+        let armed = try running.loop.runAndWait { () -> Bool in
+            let timer = try Timer.schedule(on: running.loop, after: milliseconds) {}
+            defer { timer.cancel() }
+            return timer.isArmed
+        }
+        #expect(armed)
+    }
+}
+
+@Suite struct LoopBoundTests {
+    @Test func carriesALoopObjectThroughExecute() throws {
+        final class Counter { var value = 0 }
+        let running = try RunningLoop()
+        let bound = try running.loop.runAndWait { LoopBound(Counter(), loop: running.loop) }
+        let done = DispatchSemaphore(value: 0)
+        running.loop.execute {
+            bound.value.value += 1
+            done.signal()
+        }
+        done.wait()
+        #expect(try running.loop.runAndWait { bound.value.value } == 1)
+    }
+}

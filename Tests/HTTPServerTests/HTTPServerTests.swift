@@ -1,0 +1,187 @@
+import Dispatch
+import EventLoop
+import Glibc
+import HTTPClient
+import Logging
+import Synchronization
+import Testing
+@testable import HTTPServer
+
+/// Answers every request with the response its path names, and keeps the writers of `/hold`.
+final class ScriptedHandler: HTTPHandler {
+    var held: [HTTPResponseWriter] = []
+
+    func requestBodyLimit(method: String, path: String) -> Int { 1024 }
+
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+        HTTPResponse(status: 413)
+    }
+
+    func handle(_ request: HTTPRequest, writer: HTTPResponseWriter) {
+        switch request.path {
+        case "/trailers":
+            writer.respond(HTTPResponse(status: 200, headers: [("content-type", "application/grpc")], body: Array("payload".utf8),
+                                        trailers: [("grpc-status", "0"), ("grpc-message", "all%20good")]))
+        case "/trailers-only":
+            writer.respond(HTTPResponse(status: 200, headers: [("content-type", "application/grpc")],
+                                        trailers: [("grpc-status", "5"), ("grpc-message", "missing")]))
+        case "/hold":
+            held.append(writer)
+        default:
+            writer.respond(HTTPResponse(status: 200, body: Array("plain".utf8)))
+        }
+    }
+}
+
+/// One loop thread with an HTTP server and a curl client on it.
+final class ServerFixture: @unchecked Sendable {
+    let group: LoopGroup
+    var loop: Loop { group.loops[0] }
+    let handler = ScriptedHandler()
+    private(set) var server: HTTPServer?
+    private var curl: CurlMulti?
+    let port: Int
+
+    init() throws {
+        _ = curlReady
+        group = try LoopGroup(count: 1)
+        try group.start()
+        let loop = group.loops[0]
+        let handler = handler
+        let (server, curl) = try loop.runAndWait {
+            (try HTTPServer(loop: loop, configuration: HTTPServerConfiguration(listen: "127.0.0.1:0"), handler: handler,
+                            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }),
+             try CurlMulti(loop: loop))
+        }
+        self.server = server
+        self.curl = curl
+        port = try loop.runAndWait { server.port }
+    }
+
+    deinit {
+        try? loop.runAndWait { [self] in
+            server?.closeAll()
+            server = nil
+            curl?.cancelAll()
+            curl = nil
+            handler.held.removeAll()
+        }
+        group.stopAndWait()
+    }
+
+    /// One h2c request with the project's libcurl client; waits for its answer.
+    func get(_ path: String) throws -> HTTPClientResponse {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<HTTPClientResponse, HTTPClientError>?>(nil)
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)", version: .http2PriorKnowledge)
+        try loop.runAndWait { [self] in
+            _ = try curl!.start(request) { result in
+                outcome.withLock { $0 = result }
+                done.signal()
+            }
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
+    func onLoop<T>(_ body: @escaping () throws -> T) throws -> T { try loop.runAndWait(body) }
+
+    /// Drops the server (as a worker does at shutdown) while the fixture keeps its loop.
+    func dropServer() throws {
+        try loop.runAndWait { [self] in
+            server?.closeAll()
+            server = nil
+        }
+    }
+}
+
+let curlReady: Void = { try? Curl.globalInit() }()
+
+@Suite(.serialized) struct HTTPServerTests {
+    @Test func sendsTrailersAfterTheBody() throws {
+        let fixture = try ServerFixture()
+        let response = try fixture.get("/trailers")
+        #expect(response.status == 200)
+        #expect(response.httpVersion == 2)
+        #expect(String(decoding: response.body, as: UTF8.self) == "payload")
+        // libcurl reports trailer fields through the header callback, after the body.
+        #expect(response.header("grpc-status") == "0")
+        #expect(response.header("grpc-message") == "all%20good")
+        #expect(response.header("content-type") == "application/grpc")
+    }
+
+    @Test func sendsTrailersWithoutABody() throws {
+        let fixture = try ServerFixture()
+        let response = try fixture.get("/trailers-only")
+        #expect(response.status == 200)
+        #expect(response.body.isEmpty)
+        #expect(response.header("grpc-status") == "5")
+        #expect(response.header("grpc-message") == "missing")
+    }
+
+    @Test func anAcceptedSocketThatCannotBeWatchedIsClosedAndTheServerGoesOn() throws {
+        let fixture = try ServerFixture()
+        // A descriptor that is not open: libevent cannot watch it, so set-up fails after the
+        // connection object exists. It must close through its one teardown path, not linger.
+        let open = try fixture.onLoop { () -> Int in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            Glibc.close(fd)
+            fixture.server!.accept(fd)
+            return fixture.server!.openConnections
+        }
+        #expect(open == 0)
+        #expect(try fixture.get("/").status == 200)
+    }
+
+    @Test func aWriterHeldPastTheServerIsCancelledAndIgnoresALateResponse() throws {
+        let fixture = try ServerFixture()
+        let started = DispatchSemaphore(value: 0)
+        let client = try fixture.onLoop { () -> Int32 in
+            // A raw h2c client: preface, empty SETTINGS, then HEADERS for GET /hold (HPACK: static
+            // table indexes for :method GET, :scheme http, :path /, then a literal :path).
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(fixture.port).bigEndian
+            _ = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            let block: [UInt8] = [0x82, 0x86, 0x44, 0x05] + Array("/hold".utf8) + [0x41, 0x01, UInt8(ascii: "x")]
+            let headers: [UInt8] = [0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, 1] + block
+            let bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 0x04, 0, 0, 0, 0, 0] + headers
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            return fd
+        }
+        defer { Glibc.close(client) }
+        // Wait until the handler holds the writer.
+        for _ in 0..<500 where try fixture.onLoop({ fixture.handler.held.isEmpty }) { usleep(2_000) }
+        started.signal()
+        #expect(try fixture.onLoop { fixture.handler.held.count } == 1)
+        try fixture.dropServer()
+        let late = try fixture.onLoop { () -> Bool in
+            let writer = fixture.handler.held[0]
+            writer.respond(HTTPResponse(status: 200, body: Array("late".utf8)))
+            return writer.isCancelled && !writer.hasResponded
+        }
+        #expect(late)
+    }
+}
+
+@Suite struct HTTPHeadersTests {
+    @Test func valuesLongerThan64KiBKeepTheirLength() {
+        let long = String(repeating: "v", count: 70_000)
+        var headers = HTTPHeaders()
+        headers.append(name: "x-long", value: long)
+        headers.append(name: "x-after", value: "after")
+        #expect(headers.first(named: "x-long") == long)
+        #expect(headers.first(named: "x-after") == "after")
+    }
+
+    @Test func firstValueWinsAndNamesAreExact() {
+        let headers = HTTPHeaders([("a", "1"), ("b", "2"), ("a", "3")])
+        #expect(headers.first(named: "a") == "1")
+        #expect(headers.first(named: "B") == nil)
+        #expect(headers.first(named: "c") == nil)
+    }
+}

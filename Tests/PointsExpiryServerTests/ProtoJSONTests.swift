@@ -1,0 +1,251 @@
+import Codecs
+import ExpiryDomain
+import RPC
+import Testing
+@testable import PointsExpiryServer
+
+@Suite struct RequestDecodingTests {
+    func request(_ json: String) throws -> GetMemberExpirationRequest {
+        try GetMemberExpirationRequest(json: parseJSON(json))
+    }
+
+    func failure(_ json: String) throws -> String? {
+        let value = try parseJSON(json)
+        guard let error = rpcError({ () throws(RPCError) in try GetMemberExpirationRequest(json: value) }) else { return nil }
+        #expect(error.code == .invalidArgument)
+        return error.message
+    }
+
+    @Test func acceptsLowerCamelCase() throws {
+        let r = try request(#"{"campaign":"camp_1","member":"CARD-1","expiringBefore":"2026-12-01"}"#)
+        #expect(r == GetMemberExpirationRequest(campaign: "camp_1", member: "CARD-1", expiringBefore: try day("2026-12-01")))
+    }
+
+    @Test func acceptsSnakeCase() throws {
+        let r = try request(#"{"campaign":"Loyalty Campaign","member":"CARD-1","expiring_before":"2028-02-29"}"#)
+        #expect(r.campaign == "Loyalty Campaign")
+        #expect(r.expiringBefore == (try day("2028-02-29")))
+    }
+
+    @Test func theLastSpellingWins() throws {
+        let r = try request(#"{"campaign":"c","member":"m","expiring_before":"2026-01-01","expiringBefore":"2026-02-01"}"#)
+        #expect(r.expiringBefore == (try day("2026-02-01")))
+        let r2 = try request(#"{"campaign":"first","member":"m","campaign":"second"}"#)
+        #expect(r2.campaign == "second")
+    }
+
+    @Test func nullMeansUnset() throws {
+        let r = try request(#"{"campaign":"c","member":"m","expiringBefore":null}"#)
+        #expect(r.expiringBefore == nil)
+        #expect(try failure(#"{"campaign":null,"member":"m"}"#) == "campaign is required")
+    }
+
+    @Test func ignoresUnknownFields() throws {
+        let r = try request(#"{"campaign":"c","member":"m","future":{"x":[1,2]},"flag":true}"#)
+        #expect(r == GetMemberExpirationRequest(campaign: "c", member: "m", expiringBefore: nil))
+    }
+
+    @Test func requiresNonEmptyCampaignAndMember() throws {
+        #expect(try failure(#"{"member":"m"}"#) == "campaign is required")
+        #expect(try failure(#"{"campaign":"","member":"m"}"#) == "campaign is required")
+        #expect(try failure(#"{"campaign":"c"}"#) == "member is required")
+        #expect(try failure(#"{"campaign":"c","member":""}"#) == "member is required")
+    }
+
+    @Test func limitsIdentifierLength() throws {
+        let ok = String(repeating: "ż", count: 256) // 512 UTF-8 bytes
+        #expect(try request(#"{"campaign":"\#(ok)","member":"m"}"#).campaign == ok)
+        let message = try failure(#"{"campaign":"c","member":"\#(ok)x"}"#)
+        #expect(message?.contains("member") == true)
+        #expect(message?.contains("512") == true)
+    }
+
+    @Test(arguments: [#"{"campaign":1,"member":"m"}"#, #"{"campaign":"c","member":["m"]}"#,
+                      #"{"campaign":"c","member":"m","expiringBefore":20260101}"#, #"{"campaign":{},"member":"m"}"#])
+    func wrongTypesNameTheField(_ json: String) throws {
+        let message = try #require(try failure(json))
+        #expect(message.contains("must be a string"))
+        #expect(["campaign", "member", "expiring_before"].contains { message.hasPrefix($0) })
+    }
+
+    @Test(arguments: ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-1", "", "tomorrow", "2026-01-01T00:00:00Z"])
+    func rejectsBadDates(_ date: String) throws {
+        let message = try failure(#"{"campaign":"c","member":"m","expiring_before":"\#(date)"}"#)
+        #expect(message == "expiring_before must be a real date written YYYY-MM-DD")
+    }
+
+    @Test(arguments: ["[]", "\"c\"", "null", "42", "true"])
+    func rejectsNonObjects(_ json: String) throws {
+        #expect(try failure(json) == "the request message must be a JSON object")
+    }
+
+    @Test func parseRequestMapsSyntaxErrors() throws {
+        let error = rpcError { () throws(RPCError) in try JSONParser.parseRequest(Array("{\"campaign\":".utf8)) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.hasPrefix("the request body is not valid JSON") == true)
+        #expect(try JSONParser.parseRequest(Array("{}".utf8)) == .object(JSONObject()))
+    }
+
+    @Test func protoFieldHelpers() throws {
+        let object = try #require(try parseJSON(#"{"member_id":"a","memberId":"b","n":null,"bad":[1]}"#).objectValue)
+        #expect(try object.protoString("memberId", "member_id") == "b")
+        #expect(try object.protoString("n", "n") == nil)
+        #expect(try object.protoString("absent", "absent") == nil)
+        #expect(rpcError { () throws(RPCError) in try object.protoString("bad", "bad") } == RPCError(.invalidArgument, "bad must be a string"))
+    }
+}
+
+@Suite struct ResponseEncodingTests {
+    func example() throws -> MemberExpiration {
+        MemberExpiration(
+            campaign: "Loyalty Campaign", member: "CARD-1",
+            buckets: [
+                bucket("lopb_1", 100, try day("2026-11-22"), createdAt: try instant("2026-01-01T00:00:00Z")),
+                bucket("lopb_2", 50, try day("2026-11-22"), status: "active",
+                       createdAt: try instant("2026-01-01T00:00:00Z"), updatedAt: try instant("2026-02-01T10:00:00Z")),
+                bucket("lopb_3", 30, nil),
+            ],
+            fetchedAt: try instant("2026-11-20T08:30:00Z"))
+    }
+
+    static let expectedPrefix = #"{"campaign":"Loyalty Campaign","campaignId":"camp_1","member":"CARD-1","voucherId":"v_1","#
+        + #""activePoints":"180","expiringPoints":"150","nonExpiringPoints":"30","#
+        + #""nextExpiration":{"date":"2026-11-22","points":"150","buckets":2},"#
+        + #""expirations":[{"date":"2026-11-22","points":"150","buckets":2}],"#
+        + #""buckets":[{"id":"lopb_1","points":"100","status":"ACTIVE","expiresAt":"2026-11-22","createdAt":"2026-01-01T00:00:00.000Z"},"#
+        + #"{"id":"lopb_2","points":"50","status":"active","expiresAt":"2026-11-22","createdAt":"2026-01-01T00:00:00.000Z","updatedAt":"2026-02-01T10:00:00.000Z"},"#
+        + #"{"id":"lopb_3","points":"30","status":"ACTIVE","expiresAt":""}],"#
+        + #""fetchedAt":"2026-11-20T08:30:00.000Z""#
+
+    @Test func encodesTheExactContractShape() throws {
+        let body = try example().protoJSON(expiringBefore: nil)
+        #expect(text(body) == Self.expectedPrefix + #","pointsExpiringBefore":"0"}"#)
+    }
+
+    @Test func fillsPointsExpiringBefore() throws {
+        let body = try example().protoJSON(expiringBefore: try day("2026-11-23"))
+        #expect(text(body) == Self.expectedPrefix + #","pointsExpiringBefore":"150"}"#)
+    }
+
+    @Test func emitsScalarsEvenWhenEmptyAndOmitsNextExpiration() throws {
+        let empty = MemberExpiration(campaign: "c", member: "m", buckets: [], fetchedAt: Timestamp(millisecondsSince1970: 0))
+        #expect(text(empty.protoJSON(expiringBefore: nil)) ==
+            #"{"campaign":"c","campaignId":"","member":"m","voucherId":"","activePoints":"0","expiringPoints":"0","nonExpiringPoints":"0","expirations":[],"buckets":[],"fetchedAt":"1970-01-01T00:00:00.000Z","pointsExpiringBefore":"0"}"#)
+    }
+
+    @Test func escapesStringsAndEncodesInt64AsStrings() throws {
+        let m = MemberExpiration(campaign: "Q\"1\"\n", member: "ż/😀", buckets: [bucket("b\\1", Int64.max, nil)],
+                                 fetchedAt: Timestamp(millisecondsSince1970: 0))
+        let parsed = try #require(try JSONParser.parse(m.protoJSON(expiringBefore: nil)).objectValue)
+        #expect(parsed["campaign"] == .string("Q\"1\"\n"))
+        #expect(parsed["member"] == .string("ż/😀"))
+        #expect(parsed["activePoints"] == .string("9223372036854775807"))
+        let firstBucket = try #require(parsed["buckets"]?.arrayValue?.first?.objectValue)
+        #expect(firstBucket["id"] == .string("b\\1"))
+        #expect(firstBucket["points"] == .string("9223372036854775807"))
+        #expect(firstBucket["expiresAt"] == .string(""))
+        #expect(firstBucket["createdAt"] == nil)
+        #expect(parsed.members.last?.key == "pointsExpiringBefore")
+    }
+}
+
+@Suite struct CachedAnswerTests {
+    func example() throws -> MemberExpiration {
+        try ResponseEncodingTests().example()
+    }
+
+    @Test func roundTripsThroughItsSerializedForm() throws {
+        let answer = CachedAnswer(try example(), notAfter: try instant("2026-11-20T08:35:00Z"))
+        let bytes = answer.serialized()
+        #expect(Array(bytes.prefix(3)) == Array("pe1".utf8))
+        let decoded = try CachedAnswer(serialized: bytes)
+        #expect(decoded == answer)
+        #expect(decoded.fetchedAt == (try instant("2026-11-20T08:30:00Z")))
+        #expect(decoded.notAfter == (try instant("2026-11-20T08:35:00Z")))
+        #expect(decoded.expirations == (try example()).expirations)
+    }
+
+    @Test func roundTripsManyDatesAndExtremes() throws {
+        let buckets = (0..<50).map { i in bucket("b\(i)", Int64(i + 1) * 1_000_000_007, CalendarDate(daysSince1970: 20_000 + i * 7)) }
+            + [bucket("old", 1, try day("0000-01-01")), bucket("late", Int64.max, try day("9999-12-31"))]
+        let m = MemberExpiration(campaign: "c", member: "m", buckets: buckets, fetchedAt: Timestamp(millisecondsSince1970: -5))
+        #expect(m.expirations.count == 52)
+        let answer = CachedAnswer(m, notAfter: Timestamp(millisecondsSince1970: Int64.max))
+        #expect(try CachedAnswer(serialized: answer.serialized()) == answer)
+    }
+
+    @Test func responseBodyEqualsProtoJSON() throws {
+        let m = try example()
+        let decoded = try CachedAnswer(serialized: CachedAnswer(m, notAfter: m.fetchedAt.adding(milliseconds: 300_000)).serialized())
+        for limit in [nil, try day("2026-11-22"), try day("2026-11-23"), try day("2000-01-01")] as [CalendarDate?] {
+            #expect(decoded.responseBody(expiringBefore: limit) == m.protoJSON(expiringBefore: limit))
+        }
+        #expect(text(decoded.responseBody(expiringBefore: try day("2026-11-23"))).hasSuffix(#","pointsExpiringBefore":"150"}"#))
+    }
+
+    @Test func decodedPrefixIsASliceOfTheRecordNotACopy() throws {
+        let answer = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 7))
+        let record = answer.serialized()
+        let decoded = try CachedAnswer(serialized: record)
+        #expect(decoded == answer)
+        // Same storage, not equal contents: the prefix's first byte lives inside the record's buffer.
+        let recordStart = record.withUnsafeBufferPointer { $0.baseAddress! }
+        let prefixStart = decoded.bodyPrefix.withUnsafeBufferPointer { $0.baseAddress! }
+        #expect(prefixStart == recordStart + decoded.bodyPrefix.startIndex)
+        #expect(decoded.bodyPrefix.endIndex == record.endIndex)
+    }
+
+    @Test func bodyPrefixStopsBeforeTheRequestSpecificField() throws {
+        let answer = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 0))
+        #expect(text(Array(answer.bodyPrefix)) == ResponseEncodingTests.expectedPrefix)
+    }
+
+    @Test func rejectsGarbage() throws {
+        let good = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 0)).serialized()
+        var wrongVersion = good
+        wrongVersion[2] = UInt8(ascii: "2")
+        var badCount = good
+        badCount[19...22] = [0xFF, 0xFF, 0xFF, 0xFF]
+        var badDate = good
+        badDate[23...26] = [0x7F, 0xFF, 0xFF, 0xFF]
+        let candidates: [[UInt8]] = [
+            [], Array("pe".utf8), Array("pe1".utf8), Array("{\"json\":true}".utf8), wrongVersion, badCount, badDate,
+            Array(good.dropLast()), good + [0x20], Array(good.prefix(30)),
+        ]
+        for candidate in candidates {
+            #expect(throws: CachedAnswerFormatError.self) { try CachedAnswer(serialized: candidate) }
+        }
+    }
+}
+
+func parseJSON(_ text: String) throws -> JSONValue {
+    try JSONParser.parse(Array(text.utf8))
+}
+
+func text(_ bytes: [UInt8]) -> String {
+    String(decoding: bytes, as: UTF8.self)
+}
+
+func day(_ iso: String) throws -> CalendarDate {
+    try #require(CalendarDate(iso: iso))
+}
+
+func instant(_ rfc3339: String) throws -> Timestamp {
+    try #require(Timestamp(rfc3339: rfc3339))
+}
+
+func bucket(_ id: String, _ points: Int64, _ expiresAt: CalendarDate?, status: String = "ACTIVE",
+            createdAt: Timestamp? = nil, updatedAt: Timestamp? = nil) -> PointsBucket {
+    PointsBucket(id: id, voucherId: "v_1", campaignId: "camp_1", points: points, status: status,
+                 expiresAt: expiresAt, createdAt: createdAt, updatedAt: updatedAt)
+}
+
+/// The RPC error a throwing call produces, or nil when it succeeds.
+func rpcError<T>(_ body: () throws(RPCError) -> T) -> RPCError? {
+    do {
+        _ = try body()
+        return nil
+    } catch {
+        return error
+    }
+}
