@@ -60,6 +60,15 @@ public final class PointsExpiryApp: @unchecked Sendable {
         ])
     }
 
+    /// True when every worker has a ready Redis connection and is not draining (asks each loop;
+    /// for tests and start-up checks, never from a loop thread).
+    public func allWorkersReady() -> Bool {
+        workers.allSatisfy { worker in
+            guard let worker else { return false }
+            return (try? worker.loop.runAndWait { worker.isReady }) ?? false
+        }
+    }
+
     /// Graceful stop: every worker stops accepting and sends GOAWAY; in-flight requests get up to
     /// `drainSeconds` to finish; then connections, Redis and curl close and the loops end.
     public func shutdown() {

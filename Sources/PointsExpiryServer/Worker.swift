@@ -26,6 +26,9 @@ final class Worker {
 
     var port: Int { server?.port ?? 0 }
 
+    /// Redis answered this worker's handshake and the worker is not draining.
+    var isReady: Bool { redis.isReady && !lifecycle.draining }
+
     init(loop: Loop, configuration: ServiceConfiguration, listen: String, rateLimit: RateLimitGate, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
