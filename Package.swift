@@ -57,7 +57,7 @@ let package = Package(
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
             "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         .testTarget(name: "CodecsTests", dependencies: ["Codecs"]),
         .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs"]),
@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "PointsExpiryServerTests", dependencies: ["PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", logging,
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

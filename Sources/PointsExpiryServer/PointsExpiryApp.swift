@@ -13,7 +13,8 @@ public final class PointsExpiryApp: @unchecked Sendable {
     private let group: LoopGroup
     /// Voucherify's rate limit is per project: one gate for every worker.
     private let rateLimit = RateLimitGate()
-    private var workers: [Worker?]
+    /// Each worker belongs to its loop; this thread only hands them work through it.
+    private var workers: [LoopBound<Worker>?]
     /// The port every worker listens on (resolved when LISTEN asked for port 0).
     public private(set) var port = 0
 
@@ -38,10 +39,11 @@ public final class PointsExpiryApp: @unchecked Sendable {
         var listen = configuration.server.listen
         for (index, loop) in group.loops.enumerated() {
             let address = listen
-            let worker: Worker
+            let worker: LoopBound<Worker>
             do {
                 worker = try loop.runAndWait { [configuration, rateLimit, metrics, logger] in
-                    try Worker(loop: loop, configuration: configuration, listen: address, rateLimit: rateLimit, metrics: metrics, logger: logger)
+                    LoopBound(try Worker(loop: loop, configuration: configuration, listen: address, rateLimit: rateLimit, metrics: metrics,
+                                         logger: logger), loop: loop)
                 }
             } catch {
                 group.stopAndWait()
@@ -49,7 +51,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
             }
             workers[index] = worker
             if index == 0 {
-                port = try loop.runAndWait { worker.port }
+                port = try loop.runAndWait { worker.value.port }
                 listen = String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]) + ":\(port)"
             }
         }
@@ -65,7 +67,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public func allWorkersReady() -> Bool {
         workers.allSatisfy { worker in
             guard let worker else { return false }
-            return (try? worker.loop.runAndWait { worker.isReady }) ?? false
+            return (try? worker.loop.runAndWait { worker.value.isReady }) ?? false
         }
     }
 
@@ -75,13 +77,13 @@ public final class PointsExpiryApp: @unchecked Sendable {
         let drained = DispatchGroup()
         for worker in workers.compactMap({ $0 }) {
             drained.enter()
-            worker.loop.execute { worker.drain { drained.leave() } }
+            worker.loop.execute { worker.value.drain { drained.leave() } }
         }
         if drained.wait(timeout: .now() + .seconds(configuration.drainSeconds)) == .timedOut {
             logger.warning("drain deadline passed; closing remaining connections")
         }
         for worker in workers.compactMap({ $0 }) {
-            try? worker.loop.runAndWait { worker.close() }
+            try? worker.loop.runAndWait { worker.value.close() }
         }
         // Stop the loops before the workers are freed: their handles belong to loop threads,
         // which must no longer be running when this thread releases them.

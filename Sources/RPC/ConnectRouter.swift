@@ -110,6 +110,7 @@ public final class ConnectRouter: HTTPHandler {
     }
 
     public func handle(_ request: HTTPRequest, writer: HTTPResponseWriter) {
+        loop.assertInLoop()
         // RPCs first: they are the hot path, and each lookup hashes the whole path.
         guard let (method, counters) = methods[request.path] else {
             if let route = plainRoutes[request.path] {

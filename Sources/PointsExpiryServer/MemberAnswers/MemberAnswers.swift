@@ -46,6 +46,7 @@ final class MemberAnswers {
 
     /// The answer for `member` under `campaign` as the caller spelled it. Completes once, on the loop.
     func answer(campaign: String, member: String, completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
+        loop.assertInLoop()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             let state: MemberAnswerPolicy.CacheState
             switch lookup {

@@ -1,0 +1,242 @@
+import Codecs
+import Dispatch
+import EventLoop
+import Foundation
+import Gzip
+import HTTPServer
+import Logging
+import Synchronization
+import Testing
+@testable import RPC
+
+/// The response writer of a request answered in memory: no sockets, no HTTP/2.
+final class RecordingWriter: HTTPResponseWriter {
+    private(set) var responses: [HTTPResponse] = []
+    var isCancelled = false
+    var hasResponded: Bool { !responses.isEmpty }
+    var onCancel: (() -> Void)?
+
+    func respond(_ response: HTTPResponse) {
+        guard !hasResponded, !isCancelled else { return }
+        responses.append(response)
+    }
+
+    var response: HTTPResponse? { responses.first }
+    var json: JSONObject? { response.flatMap { try? JSONParser.parse($0.body).objectValue } }
+    func header(_ name: String) -> String? { response?.headers.first { $0.name == name }?.value }
+
+    func cancel() {
+        isCancelled = true
+        onCancel?()
+    }
+}
+
+/// Echoes the request message back, or answers what the test scripted.
+final class EchoMethod: UnaryMethod {
+    let path = "/test.v1.Echo/Echo"
+    let name = "Echo"
+    let hasNoSideEffects: Bool
+    var scripted: Result<UnaryReply, RPCError>?
+    /// When set, the method keeps the reply for later instead of answering.
+    var held: ((Result<UnaryReply, RPCError>) -> Void)?
+    var holds = false
+
+    init(hasNoSideEffects: Bool = true) { self.hasNoSideEffects = hasNoSideEffects }
+
+    func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+        if holds { return held = reply }
+        if let scripted { return reply(scripted) }
+        var writer = JSONWriter()
+        writer.appendRaw("{\"echo\":")
+        writer.appendString(request.objectValue?["text"]?.stringValue ?? "")
+        writer.appendRaw(byte: UInt8(ascii: "}"))
+        reply(.success(UnaryReply(body: writer.bytes, headers: [("x-cache", "hit")])))
+    }
+}
+
+final class CountingOutcomes: RPCOutcomeCounter, @unchecked Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+    func countSuccess() { counts.withLock { $0["ok", default: 0] += 1 } }
+    func count(_ code: RPCCode) { counts.withLock { $0[code.rawValue, default: 0] += 1 } }
+    subscript(outcome: String) -> Int { counts.withLock { $0[outcome, default: 0] } }
+}
+
+struct RouterFixture {
+    let loop: Loop
+    let method: EchoMethod
+    let router: ConnectRouter
+    let outcomes = CountingOutcomes()
+    let unknown = CountingOutcomes()
+
+    init(method: EchoMethod = EchoMethod(), loop: Loop? = nil) throws {
+        self.loop = try loop ?? Loop()
+        self.method = method
+        let outcomes = outcomes
+        router = ConnectRouter(
+            loop: self.loop, methods: [method],
+            plainRoutes: ["/healthz": .get { HTTPResponse(status: 200, body: Array("ok".utf8)) }],
+            maxBodyBytes: 2048, counters: { _ in outcomes }, unknownMethod: unknown,
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    func call(_ method: String = "POST", path: String = "/test.v1.Echo/Echo", query: String? = nil,
+              headers: [(name: String, value: String)] = [("content-type", "application/json")], body: String = "") -> RecordingWriter {
+        call(method, path: path, query: query, headers: headers, bytes: Array(body.utf8))
+    }
+
+    func call(_ method: String, path: String, query: String?, headers: [(name: String, value: String)], bytes: [UInt8]) -> RecordingWriter {
+        let writer = RecordingWriter()
+        router.handle(HTTPRequest(method: method, path: path, query: query, headers: HTTPHeaders(headers), body: bytes), writer: writer)
+        return writer
+    }
+}
+
+@Suite struct ConnectRouterTests {
+    @Test func answersAUnaryJSONCall() throws {
+        let fixture = try RouterFixture()
+        let writer = fixture.call(body: #"{"text":"hi"}"#)
+        #expect(writer.response?.status == 200)
+        #expect(writer.header("content-type") == "application/json")
+        #expect(writer.header("x-cache") == "hit")
+        #expect(writer.json?["echo"] == .string("hi"))
+        #expect(writer.response?.trailers.isEmpty == true)
+        #expect(fixture.outcomes["ok"] == 1)
+    }
+
+    @Test func anEmptyBodyIsTheEmptyMessage() throws {
+        let writer = try RouterFixture().call(body: "")
+        #expect(writer.json?["echo"] == .string(""))
+    }
+
+    @Test func answersConnectGET() throws {
+        let message = try #require(#"{"text":"a b"}"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+        let writer = try RouterFixture().call("GET", query: "encoding=json&message=\(message)", headers: [])
+        #expect(writer.response?.status == 200)
+        #expect(writer.json?["echo"] == .string("a b"))
+    }
+
+    @Test func getIsRefusedForMethodsWithSideEffects() throws {
+        let fixture = try RouterFixture(method: EchoMethod(hasNoSideEffects: false))
+        let writer = fixture.call("GET", query: "encoding=json&message=%7B%7D", headers: [])
+        #expect(writer.response?.status == 405)
+        #expect(writer.header("allow") == "POST")
+        #expect(writer.json?["code"] == .string("unimplemented"))
+    }
+
+    @Test func unknownPathIs404Unimplemented() throws {
+        let fixture = try RouterFixture()
+        let writer = fixture.call(path: "/test.v1.Echo/Nope")
+        #expect(writer.response?.status == 404)
+        #expect(writer.json?["code"] == .string("unimplemented"))
+        #expect(fixture.unknown["unimplemented"] == 1)
+    }
+
+    @Test func plainRoutesKeepTheirMethod() throws {
+        let fixture = try RouterFixture()
+        #expect(fixture.call("GET", path: "/healthz", headers: []).response?.status == 200)
+        let wrong = fixture.call("POST", path: "/healthz")
+        #expect(wrong.response?.status == 405)
+        #expect(wrong.header("allow") == "GET")
+    }
+
+    @Test(arguments: ["text/plain", "application/proto", ""])
+    func otherContentTypesAre415(_ contentType: String) throws {
+        let writer = try RouterFixture().call(headers: [("content-type", contentType)], body: "{}")
+        #expect(writer.response?.status == 415)
+        #expect(writer.header("accept-post") == "application/json")
+    }
+
+    @Test func protocolVersionOtherThanOneIsInvalid() throws {
+        let writer = try RouterFixture().call(headers: [("content-type", "application/json"), ("connect-protocol-version", "2")], body: "{}")
+        #expect(writer.response?.status == 400)
+        #expect(writer.json?["code"] == .string("invalid_argument"))
+    }
+
+    @Test func malformedJSONIsInvalidArgument() throws {
+        let fixture = try RouterFixture()
+        let writer = fixture.call(body: "{")
+        #expect(writer.response?.status == 400)
+        #expect(fixture.outcomes["invalid_argument"] == 1)
+    }
+
+    @Test func gzipRequestBodiesAreDecodedWithinTheLimit() throws {
+        let fixture = try RouterFixture()
+        let headers = [("content-type", "application/json"), ("content-encoding", "gzip")]
+        let ok = fixture.call("POST", path: fixture.method.path, query: nil, headers: headers, bytes: Gzip.compress(Array(#"{"text":"z"}"#.utf8)))
+        #expect(ok.json?["echo"] == .string("z"))
+        let bomb = Gzip.compress(Array(("{\"text\":\"" + String(repeating: "a", count: 10_000) + "\"}").utf8))
+        let tooLarge = fixture.call("POST", path: fixture.method.path, query: nil, headers: headers, bytes: bomb)
+        #expect(tooLarge.response?.status == 429)
+        #expect(tooLarge.json?["code"] == .string("resource_exhausted"))
+        let unknown = fixture.call(headers: [("content-type", "application/json"), ("content-encoding", "br")], body: "{}")
+        #expect(unknown.json?["code"] == .string("unimplemented"))
+    }
+
+    @Test func largeAnswersAreGzippedWhenAccepted() throws {
+        let method = EchoMethod()
+        method.scripted = .success(UnaryReply(body: Array(("{\"echo\":\"" + String(repeating: "b", count: 4000) + "\"}").utf8)))
+        let fixture = try RouterFixture(method: method)
+        let plain = fixture.call(body: "{}")
+        #expect(plain.header("content-encoding") == nil)
+        let zipped = fixture.call(headers: [("content-type", "application/json"), ("accept-encoding", "gzip")], body: "{}")
+        #expect(zipped.header("content-encoding") == "gzip")
+        #expect(try Gzip.decompress(zipped.response?.body ?? [], limit: 1 << 20) == plain.response?.body)
+    }
+
+    @Test func errorsAreConnectErrorJSONWithTheirStatus() throws {
+        let method = EchoMethod()
+        method.scripted = .failure(RPCError(.notFound, "no such card"))
+        let fixture = try RouterFixture(method: method)
+        let writer = fixture.call(body: "{}")
+        #expect(writer.response?.status == 404)
+        #expect(writer.json?["code"] == .string("not_found"))
+        #expect(writer.json?["message"] == .string("no such card"))
+        #expect(fixture.outcomes["not_found"] == 1)
+    }
+
+    @Test func limitViolationsAreResourceExhausted() throws {
+        let fixture = try RouterFixture()
+        let response = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path)
+        #expect(response.status == 429)
+        #expect(fixture.router.requestBodyLimit(method: "POST", path: fixture.method.path) == 2048)
+        #expect(fixture.outcomes["resource_exhausted"] == 1)
+    }
+
+    @Test func aLateAnswerAfterCancellationIsDropped() throws {
+        let method = EchoMethod()
+        method.holds = true
+        let fixture = try RouterFixture(method: method)
+        let writer = fixture.call(body: "{}")
+        writer.cancel()
+        method.held?(.success(UnaryReply(body: Array("{}".utf8))))
+        #expect(writer.responses.isEmpty)
+    }
+
+    /// `connect-timeout-ms` arms a timer on the loop: the call ends with deadline_exceeded, and
+    /// the method's late answer is dropped.
+    @Test func theCallersDeadlineEndsTheCall() throws {
+        let group = try LoopGroup(count: 1)
+        try group.start()
+        defer { group.stopAndWait() }
+        let loop = group.loops[0]
+        let method = EchoMethod()
+        method.holds = true
+        let fixture = try loop.runAndWait { LoopBound(try RouterFixture(method: method, loop: loop), loop: loop) }
+        let writer = try loop.runAndWait {
+            LoopBound(fixture.value.call(headers: [("content-type", "application/json"), ("connect-timeout-ms", "20")], body: "{}"), loop: loop)
+        }
+        var status: Int?
+        for _ in 0..<5000 { // up to 10 s: the condition, not the time, ends the wait
+            status = try loop.runAndWait { writer.value.response?.status }
+            if status != nil { break }
+            usleep(2_000)
+        }
+        #expect(status == 504)
+        let late = try loop.runAndWait { () -> Int in
+            method.held?(.success(UnaryReply(body: Array("{}".utf8))))
+            return writer.value.responses.count
+        }
+        #expect(late == 1)
+        #expect(try loop.runAndWait { writer.value.json?["code"] } == .string("deadline_exceeded"))
+    }
+}
