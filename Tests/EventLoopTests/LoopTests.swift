@@ -87,17 +87,23 @@ final class RunningLoop: Sendable {
         #expect(fired.withLock { $0 } == 1)
     }
 
-    /// Delays outside libevent's range (negative, or beyond a year) are clamped rather than
-    /// handed to `event_add`; the timer stays armed only when libevent accepted it.
-    @Test(arguments: [-1_500, Int.min, Int.max])
-    func outOfRangeDelaysAreClamped(_ milliseconds: Int) throws {
+    /// A negative delay (e.g. a deadline already past) fires on the next loop turn.
+    @Test(arguments: [-1_500, Int.min])
+    func negativeDelaysFireAtOnce(_ milliseconds: Int) throws {
         let running = try RunningLoop()
-        let armed = try running.loop.runAndWait { () -> Bool in
-            let timer = try Timer.schedule(on: running.loop, after: milliseconds) {}
-            defer { timer.cancel() }
-            return timer.isArmed
-        }
-        #expect(armed)
+        let done = DispatchSemaphore(value: 0)
+        try running.loop.runAndWait { try Timer.schedule(on: running.loop, after: milliseconds) { done.signal() } }
+        done.wait()
+    }
+
+    /// A delay beyond a year (a caller's absurd deadline) is clamped, not handed to libevent's
+    /// arithmetic: the timer stays armed and does not fire.
+    @Test func absurdDelaysStayArmed() throws {
+        let running = try RunningLoop()
+        let timer = try running.loop.runAndWait { LoopBound(try Timer.schedule(on: running.loop, after: Int.max) {}, loop: running.loop) }
+        try running.loop.runAndWait { running.loop.nextTick {} }
+        #expect(try running.loop.runAndWait { timer.value.isArmed })
+        try running.loop.runAndWait { timer.value.cancel() }
     }
 }
 
