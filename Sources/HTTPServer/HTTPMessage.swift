@@ -58,8 +58,6 @@ public struct HTTPHeaders: Sendable {
 
     mutating func removeAll() { bytes.removeAll() }
 
-    public var isEmpty: Bool { bytes.isEmpty }
-
     /// The first value of a header, by exact (lowercase) name.
     public func first(named name: String) -> String? {
         var name = name

@@ -50,17 +50,12 @@ public struct RPCError: Error, Equatable, Sendable {
     /// `{"code":"...","message":"..."}`
     public func jsonBody() -> [UInt8] {
         var writer = JSONWriter(capacity: 48 + message.utf8.count)
-        appendJSON(to: &writer)
-        return writer.bytes
-    }
-
-    /// The same object written into a larger document (batch results, failure lists).
-    public func appendJSON(to writer: inout JSONWriter) {
         writer.appendRaw("{\"code\":")
         writer.appendString(code.rawValue)
         writer.appendRaw(",\"message\":")
         writer.appendString(message)
         writer.appendRaw(byte: UInt8(ascii: "}"))
+        return writer.bytes
     }
 }
 
