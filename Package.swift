@@ -59,15 +59,19 @@ let package = Package(
             "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
         ], swiftSettings: [.swiftLanguageMode(.v5)]),
 
-        .testTarget(name: "CodecsTests", dependencies: ["Codecs"]),
-        .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs"]),
+        // Helpers the unit-test targets share; nothing else depends on it.
+        .target(name: "TestSupport", dependencies: ["Codecs", "ExpiryDomain", "RPC"], path: "Tests/TestSupport"),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
+        .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
-        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip"]),
-        .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "HTTPClient", "EventLoop", logging]),
-        .testTarget(name: "PointsExpiryServerTests", dependencies: ["PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify"]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),
+        .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),
+        .testTarget(name: "PointsExpiryServerTests", dependencies: [
+            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport",
+        ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", logging,
         ], swiftSettings: [.swiftLanguageMode(.v5)]),

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Codecs
 
 @Suite struct JSONParserTests {
@@ -164,14 +165,6 @@ import Testing
         #expect(Hex.decode("abc") == nil)
         #expect(Hex.decode("zz") == nil)
     }
-}
-
-func parseJSON(_ text: String, maxDepth: Int = 64) throws -> JSONValue {
-    try JSONParser.parse(Array(text.utf8), maxDepth: maxDepth)
-}
-
-func text(_ bytes: [UInt8]) -> String {
-    String(decoding: bytes, as: UTF8.self)
 }
 
 /// The syntax error a document produces, or nil when it parses.

@@ -1,5 +1,6 @@
 import Testing
 import Codecs
+import TestSupport
 @testable import ExpiryDomain
 
 @Suite struct CalendarDateTests {
@@ -118,22 +119,4 @@ import Codecs
         body(&writer)
         return String(decoding: writer.bytes, as: UTF8.self)
     }
-}
-
-func day(_ iso: String) throws -> CalendarDate {
-    try #require(CalendarDate(iso: iso))
-}
-
-func instant(_ rfc3339: String) throws -> Timestamp {
-    try #require(Timestamp(rfc3339: rfc3339))
-}
-
-func bucket(
-    _ id: String, _ points: Int64, _ expiresAt: CalendarDate?, status: String = "ACTIVE",
-    voucherId: String = "v_1", campaignId: String = "camp_1",
-    createdAt: Timestamp? = nil, updatedAt: Timestamp? = nil
-) -> PointsBucket {
-    PointsBucket(
-        id: id, voucherId: voucherId, campaignId: campaignId, points: points, status: status,
-        expiresAt: expiresAt, createdAt: createdAt, updatedAt: updatedAt)
 }

@@ -2,6 +2,7 @@ import Codecs
 import ExpiryDomain
 import RPC
 import Testing
+import TestSupport
 @testable import PointsExpiryServer
 
 @Suite struct RequestDecodingTests {
@@ -215,37 +216,5 @@ import Testing
         for candidate in candidates {
             #expect(throws: CachedAnswerFormatError.self) { try CachedAnswer(serialized: candidate) }
         }
-    }
-}
-
-func parseJSON(_ text: String) throws -> JSONValue {
-    try JSONParser.parse(Array(text.utf8))
-}
-
-func text(_ bytes: [UInt8]) -> String {
-    String(decoding: bytes, as: UTF8.self)
-}
-
-func day(_ iso: String) throws -> CalendarDate {
-    try #require(CalendarDate(iso: iso))
-}
-
-func instant(_ rfc3339: String) throws -> Timestamp {
-    try #require(Timestamp(rfc3339: rfc3339))
-}
-
-func bucket(_ id: String, _ points: Int64, _ expiresAt: CalendarDate?, status: String = "ACTIVE",
-            createdAt: Timestamp? = nil, updatedAt: Timestamp? = nil) -> PointsBucket {
-    PointsBucket(id: id, voucherId: "v_1", campaignId: "camp_1", points: points, status: status,
-                 expiresAt: expiresAt, createdAt: createdAt, updatedAt: updatedAt)
-}
-
-/// The RPC error a throwing call produces, or nil when it succeeds.
-func rpcError<T>(_ body: () throws(RPCError) -> T) -> RPCError? {
-    do {
-        _ = try body()
-        return nil
-    } catch {
-        return error
     }
 }

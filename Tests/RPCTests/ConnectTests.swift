@@ -1,6 +1,7 @@
 import Codecs
 import Foundation
 import Testing
+import TestSupport
 @testable import RPC
 
 @Suite struct RPCCodeTests {
@@ -124,15 +125,3 @@ import Testing
 
 
 func invalid(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
-
-func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
-
-/// The RPC error a throwing call produces, or nil when it succeeds.
-func rpcError<T>(_ body: () throws(RPCError) -> T) -> RPCError? {
-    do {
-        _ = try body()
-        return nil
-    } catch {
-        return error
-    }
-}

@@ -1,5 +1,6 @@
 import ExpiryDomain
 import Testing
+import TestSupport
 @testable import Voucherify
 
 @Suite struct PointsExpirationPageTests {

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import Codecs
 import ExpiryDomain
 @testable import Voucherify
@@ -68,20 +69,4 @@ import ExpiryDomain
         let body = "{ \"a\" : \"x \\\" y\\\\\" ,\n\t\"b\" : [ 1 , 2 ]\r\n}"
         #expect(text(WebhookPayload.removingWhitespace(Array(body.utf8))) == #"{"a":"x \" y\\","b":[1,2]}"#)
     }
-}
-
-func parseJSON(_ text: String) throws -> JSONValue {
-    try JSONParser.parse(Array(text.utf8))
-}
-
-func text(_ bytes: [UInt8]) -> String {
-    String(decoding: bytes, as: UTF8.self)
-}
-
-func day(_ iso: String) throws -> CalendarDate {
-    try #require(CalendarDate(iso: iso))
-}
-
-func instant(_ rfc3339: String) throws -> Timestamp {
-    try #require(Timestamp(rfc3339: rfc3339))
 }
