@@ -273,6 +273,20 @@ func syntaxError(_ text: String, maxDepth: Int = 64) -> JSONSyntaxError? {
         #expect(PercentEncoding.pathSegment("") == "")
     }
 
+    @Test func decodesPathSegmentsKeepingPlus() {
+        #expect(PercentEncoding.decodePathSegment("a+b%20c%2Fd".utf8) == Array("a+b c/d".utf8))
+        #expect(PercentEncoding.decodeQueryComponent("a+b%20c%2Fd".utf8) == Array("a b c/d".utf8))
+        #expect(PercentEncoding.decodePathSegment("z%C5%82".utf8) == Array("zł".utf8))
+        #expect(PercentEncoding.decodePathSegment("".utf8) == [])
+        for malformed in ["%", "%4", "%G1", "ab%2"] {
+            #expect(PercentEncoding.decodePathSegment(malformed.utf8) == nil)
+            #expect(PercentEncoding.decodeQueryComponent(malformed.utf8) == nil)
+        }
+        for original in ["Loyalty Campaign", "a+b", "100%", "zażółć 😀"] {
+            #expect(PercentEncoding.decodePathSegment(PercentEncoding.pathSegment(original).utf8) == Array(original.utf8))
+        }
+    }
+
     @Test func pathSegmentsRoundTripThroughDecoding() {
         for original in ["Loyalty Campaign", "a/b?c", "zażółć 😀", "%41+"] {
             let encoded = PercentEncoding.pathSegment(original)
