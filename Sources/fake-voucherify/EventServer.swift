@@ -158,7 +158,7 @@ final class EventServer {
         let withoutFragment = uri.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
         let parts = withoutFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = parts.first.map(String.init) ?? ""
-        guard let query = PercentCoding.parseQuery(parts.count > 1 ? String(parts[1]) : "") else {
+        guard let query = IncomingRequest.parseQuery(parts.count > 1 ? parts[1] : "") else {
             send(req, badRequest("malformed percent-encoding in the query string"))
             return nil
         }
@@ -167,7 +167,7 @@ final class EventServer {
         if let input = evhttp_request_get_input_buffer(req) {
             let length = evbuffer_get_length(input)
             guard length <= EventServer.maxBodyBytes else {
-                send(req, .json(413, .object([("ok", .bool(false)), ("error", .string("request body over 1 MiB"))])))
+                send(req, ControlReply.failure(413, "request body over 1 MiB"))
                 return nil
             }
             if length > 0 {
@@ -280,7 +280,7 @@ final class EventServer {
             }
         case .deferred(let start):
             guard let inbox else {
-                send(req, .json(500, .object([("ok", .bool(false)), ("error", .string("the server is shutting down"))])))
+                send(req, ControlReply.failure(500, "the server is shutting down"))
                 return
             }
             nextPendingId += 1
