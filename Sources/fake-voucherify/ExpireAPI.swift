@@ -36,7 +36,7 @@ struct ExpireAPI {
         guard !body.campaign.isEmpty, !body.member.isEmpty else { throw .badRequest("campaign and member must not be empty") }
         let asOf = try asOfDate(body.as_of)
         let url = nonEmpty(body.webhook_url ?? state.webhookURL)
-        if let url, WebhookDelivery.curlHTTPVersion(for: url) == nil {
+        if let url, WebhookDelivery.httpVersion(for: url) == nil {
             throw .badRequest("webhook_url must start with http:// or https://, got \"\(url)\"")
         }
         let secret = nonEmpty(body.secret ?? state.webhookSecret)
@@ -74,10 +74,10 @@ struct ExpireAPI {
         }
         let delivery = WebhookRequest(url: url, body: payloadBytes, signature: signature)
         let answered = fields
-        return Dispatch(action: .deferred { reply in
-            WebhookDelivery.start(delivery) { outcome in
+        return Dispatch(action: .deferred { [webhooks = state.webhooks] reply in
+            webhooks.start(delivery) { outcome in
                 // The expiry happened whatever the receiver did, so the control call itself succeeds.
-                reply.send(ControlReply.ok(answered + [("webhook", ExpireAPI.report(url: url, outcome))]))
+                reply(ControlReply.ok(answered + [("webhook", ExpireAPI.report(url: url, outcome))]))
             }
         }, delayMs: 0)
     }

@@ -51,7 +51,7 @@ private func utf8Text(_ bytes: [UInt8]?) -> String? {
 }
 
 /// What to send back.
-struct OutgoingResponse: Sendable {
+struct OutgoingResponse {
     var status: Int32
     var headers: [(String, String)]
     var body: [UInt8]
@@ -64,32 +64,20 @@ struct OutgoingResponse: Sendable {
 }
 
 /// A handler's decision: answer (maybe after a delay), close the connection without a word, or
-/// answer later from work done elsewhere.
+/// answer later, once work started on the loop has finished.
 struct Dispatch {
     enum Action {
         case respond(OutgoingResponse)
         case drop
-        /// `start` runs on the loop thread (after the delay, if any) and hands the answer to the
-        /// `DeferredReply` whenever it is ready, from any thread.
-        case deferred(start: (DeferredReply) -> Void)
+        /// `start` runs on the loop (after the delay, if any) and calls `reply` once, on the loop,
+        /// whenever the answer is ready; the answer is dropped if the client has gone away meanwhile.
+        case deferred(start: (_ reply: @escaping (OutgoingResponse) -> Void) -> Void)
     }
 
     var action: Action
     var delayMs: Int
 
     static func now(_ response: OutgoingResponse) -> Dispatch { Dispatch(action: .respond(response), delayMs: 0) }
-}
-
-/// Carries one deferred answer back to the loop. `send` may be called from any thread, once; the
-/// answer goes through the server's `ReplyInbox` and is written on the loop thread, or dropped if
-/// the client has gone away meanwhile.
-struct DeferredReply: Sendable {
-    let id: UInt64
-    let inbox: ReplyInbox
-
-    func send(_ response: OutgoingResponse) {
-        inbox.post(id: id, response: response)
-    }
 }
 
 /// Reason phrases for the status line.
