@@ -57,7 +57,7 @@ let package = Package(
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
             "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
 
         .testTarget(name: "CodecsTests", dependencies: ["Codecs"]),
         .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs"]),

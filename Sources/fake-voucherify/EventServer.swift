@@ -298,8 +298,4 @@ final class EventServer {
             throw StartupError(description: "bound socket has unexpected address family \(storage.ss_family)")
         }
     }
-
-    private func logError(_ message: String) {
-        fputs("fake-voucherify: \(message)\n", stderr)
-    }
 }

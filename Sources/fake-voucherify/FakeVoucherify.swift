@@ -116,8 +116,8 @@ struct FakeVoucherify: ParsableCommand {
             fail("\(error)")
         }
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        print("fake-voucherify listening on http://\(shownHost):\(boundPort)")
-        fflush(stdout)
+        // Unbuffered: whoever started us waits for this line before calling.
+        try? FileHandle.standardOutput.write(contentsOf: Data("fake-voucherify listening on http://\(shownHost):\(boundPort)\n".utf8))
 
         loop.run()
         server.teardown()
@@ -145,7 +145,12 @@ struct FakeVoucherify: ParsableCommand {
     }
 
     private func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("fake-voucherify: \(message)\n".utf8))
+        logError(message)
         Foundation.exit(1)
     }
+}
+
+/// One line on stderr with the program's prefix, unbuffered (a failed write has nowhere to be reported).
+func logError(_ message: String) {
+    try? FileHandle.standardError.write(contentsOf: Data("fake-voucherify: \(message)\n".utf8))
 }
