@@ -57,7 +57,7 @@ let package = Package(
         ]),
         .executableTarget(name: "fake-voucherify", dependencies: [
             "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
-        ], swiftSettings: [.swiftLanguageMode(.v5)]),
+        ]),
 
         // Helpers the unit-test targets share; nothing else depends on it.
         .target(name: "TestSupport", dependencies: ["Codecs", "ExpiryDomain", "RPC"], path: "Tests/TestSupport"),

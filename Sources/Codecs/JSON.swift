@@ -31,6 +31,11 @@ public enum JSONValue: Equatable, Sendable {
         default: return nil
         }
     }
+
+    /// A JSON number holding exactly `value` (its decimal text).
+    public static func integer(_ value: some BinaryInteger) -> JSONValue {
+        .number(String(value))
+    }
 }
 
 /// A JSON object with its members in document order. Duplicate keys are kept; lookups take the
@@ -52,6 +57,13 @@ public struct JSONObject: Equatable, Sendable {
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         lhs.members.count == rhs.members.count
             && zip(lhs.members, rhs.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+}
+
+/// `["a": x, "b": y]` builds an object with its members in the order written (duplicates kept).
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init(members: elements.map { (key: $0.0, value: $0.1) })
     }
 }
 
@@ -477,6 +489,63 @@ public struct JSONWriter: Sendable {
         bytes.append(ASCII.quote)
         appendNumber(value)
         bytes.append(ASCII.quote)
+    }
+}
+
+extension JSONWriter {
+    /// Appends `value` with no whitespace: object members in their order, numbers as their
+    /// literal text (which must be valid JSON, as the parser and `JSONValue.integer` give),
+    /// strings escaped as `appendString` does.
+    public mutating func appendValue(_ value: JSONValue) {
+        appendValue(value, depth: nil)
+    }
+
+    /// Appends `value` with one member or element per line, two spaces of indentation per level
+    /// and `": "` after keys. It differs from `appendValue` only by whitespace outside strings,
+    /// so removing that whitespace gives the compact bytes (what webhook signatures cover).
+    public mutating func appendPrettyValue(_ value: JSONValue) {
+        appendValue(value, depth: 0)
+    }
+
+    /// `depth` nil: compact; otherwise the nesting level of the line `value` starts on.
+    private mutating func appendValue(_ value: JSONValue, depth: Int?) {
+        switch value {
+        case .null: appendRaw("null")
+        case .bool(true): appendRaw("true")
+        case .bool(false): appendRaw("false")
+        case .number(let literal): appendRaw(literal.utf8)
+        case .string(let string): appendString(string)
+        case .array(let elements):
+            appendContainer(ASCII.openBracket, ASCII.closeBracket, elements, depth: depth) { writer, element, inner in
+                writer.appendValue(element, depth: inner)
+            }
+        case .object(let object):
+            appendContainer(ASCII.openBrace, ASCII.closeBrace, object.members, depth: depth) { writer, member, inner in
+                writer.appendString(member.key)
+                if inner == nil { writer.appendRaw(":") } else { writer.appendRaw(": ") }
+                writer.appendValue(member.value, depth: inner)
+            }
+        }
+    }
+
+    /// Comma-separated items between `open` and `close`; pretty: each on its own line, one level
+    /// deeper, and the closing bracket back on the container's level (empty containers stay `[]`).
+    private mutating func appendContainer<Item>(_ open: UInt8, _ close: UInt8, _ items: [Item], depth: Int?,
+                                                _ appendItem: (inout JSONWriter, Item, Int?) -> Void) {
+        bytes.append(open)
+        let inner = depth.map { $0 + 1 }
+        for (index, item) in items.enumerated() {
+            if index > 0 { bytes.append(ASCII.comma) }
+            if let inner { appendLineBreak(indentedTo: inner) }
+            appendItem(&self, item, inner)
+        }
+        if let depth, !items.isEmpty { appendLineBreak(indentedTo: depth) }
+        bytes.append(close)
+    }
+
+    private mutating func appendLineBreak(indentedTo depth: Int) {
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * depth))
     }
 }
 

@@ -22,16 +22,26 @@ public enum PercentEncoding {
     /// Decodes one `application/x-www-form-urlencoded` component: `%XX` escapes and `+` as space.
     /// Nil when an escape is truncated or not hexadecimal.
     public static func decodeQueryComponent(_ component: some Collection<UInt8>) -> [UInt8]? {
+        decode(component, plusIsSpace: true)
+    }
+
+    /// Decodes one URL path segment: `%XX` escapes only, since `+` is an ordinary character in a
+    /// path (RFC 3986). Nil when an escape is truncated or not hexadecimal.
+    public static func decodePathSegment(_ segment: some Collection<UInt8>) -> [UInt8]? {
+        decode(segment, plusIsSpace: false)
+    }
+
+    private static func decode(_ text: some Collection<UInt8>, plusIsSpace: Bool) -> [UInt8]? {
         var out: [UInt8] = []
-        out.reserveCapacity(component.count)
-        var iterator = component.makeIterator()
+        out.reserveCapacity(text.count)
+        var iterator = text.makeIterator()
         while let byte = iterator.next() {
             switch byte {
             case UInt8(ascii: "%"):
                 guard let high = iterator.next().flatMap(hexDigitValue),
                       let low = iterator.next().flatMap(hexDigitValue) else { return nil }
                 out.append(high << 4 | low)
-            case UInt8(ascii: "+"):
+            case UInt8(ascii: "+") where plusIsSpace:
                 out.append(UInt8(ascii: " "))
             default:
                 out.append(byte)
@@ -40,4 +50,3 @@ public enum PercentEncoding {
         return out
     }
 }
-

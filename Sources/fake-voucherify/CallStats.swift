@@ -1,3 +1,5 @@
+import Codecs
+
 /// Counts API calls: total, per "<campaign>|<member>" and per "<campaign>|<member>|<page>".
 /// Campaign and member are the decoded path segments as the caller gave them.
 final class CallStats {
@@ -19,9 +21,9 @@ final class CallStats {
     }
 
     var json: JSONValue {
-        func obj(_ d: [String: Int]) -> JSONValue {
-            .object(d.keys.sorted().map { ($0, .int(d[$0] ?? 0)) })
+        func sortedByKey(_ counts: [String: Int]) -> JSONValue {
+            .object(JSONObject(members: counts.sorted { $0.key < $1.key }.map { (key: $0.key, value: .integer($0.value)) }))
         }
-        return .object([("calls", .int(calls)), ("by_member", obj(byMember)), ("by_page", obj(byPage))])
+        return .object(["calls": .integer(calls), "by_member": sortedByKey(byMember), "by_page": sortedByKey(byPage)])
     }
 }

@@ -1,3 +1,4 @@
+import Codecs
 import ExpiryDomain
 
 /// `/_fake/…`: stats, failure injection, member edits, latency and the expiry job, for tests and
@@ -46,12 +47,12 @@ struct ControlAPI {
         case (["members"], .delete):
             return try deleteMember(request)
         case (["latency"], .get):
-            return .json(200, .object([("latency_ms", .int(state.defaultLatencyMs))]))
+            return .json(200, .object(["latency_ms": .integer(state.defaultLatencyMs)]))
         case (["latency"], .post):
             let r = try ControlReply.decode(LatencyRequest.self, request)
             guard r.latency_ms >= 0 else { throw .badRequest("latency_ms must be ≥ 0") }
             state.defaultLatencyMs = r.latency_ms
-            return ControlReply.ok([("latency_ms", .int(r.latency_ms))])
+            return ControlReply.ok([("latency_ms", .integer(r.latency_ms))])
         case (["stats"], _), (["stats", "reset"], _), (["fail"], _), (["members"], _), (["latency"], _), (["expire"], _):
             throw ControlError(status: 405, message: "method not allowed; routes: \(ControlAPI.routes)")
         default:
@@ -88,7 +89,7 @@ struct ControlAPI {
         campaign.members[r.member] = LoyaltyMember(code: r.member, voucherId: voucherId, buckets: buckets)
         return ControlReply.ok([("campaign_id", .string(campaign.id)), ("campaign_name", .string(campaign.name)),
                                 ("member", .string(r.member)), ("voucher_id", .string(voucherId)),
-                                ("buckets", .int(buckets.count)), ("replaced", .bool(replaced))])
+                                ("buckets", .integer(buckets.count)), ("replaced", .bool(replaced))])
     }
 
     private func deleteMember(_ request: IncomingRequest) throws(ControlError) -> OutgoingResponse {

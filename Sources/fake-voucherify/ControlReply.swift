@@ -1,14 +1,15 @@
+import Codecs
 import Foundation
 
 /// The answers every `/_fake/…` endpoint gives: `{"ok":true,…}`, or `{"ok":false,"error":"…"}`
 /// with a 4xx status.
 enum ControlReply {
-    static func ok(_ extra: [(String, JSONValue)] = []) -> OutgoingResponse {
-        .json(200, .object([("ok", .bool(true))] + extra))
+    static func ok(_ extra: [(key: String, value: JSONValue)] = []) -> OutgoingResponse {
+        .json(200, .object(JSONObject(members: [("ok", .bool(true))] + extra)))
     }
 
     static func failure(_ status: Int32, _ message: String) -> OutgoingResponse {
-        .json(status, .object([("ok", .bool(false)), ("error", .string(message))]))
+        .json(status, .object(["ok": .bool(false), "error": .string(message)]))
     }
 
     /// The JSON body as `T`; a body that does not decode is a 400 saying where it went wrong.

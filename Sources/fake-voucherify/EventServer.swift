@@ -1,19 +1,21 @@
 import CLibevent
+import Codecs
+import EventLoop
 import Glibc
 
 struct StartupError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Owns every libevent handle: the event_base, the evhttp server, the signal events, one timer
-/// per delayed answer and the inbox through which deferred answers come back from other threads.
-/// C callbacks find this object again through Unmanaged and call one method each.
-/// `teardown()` is the single place that frees them, in a safe order.
+/// The HTTP/1.1 server on a `Loop`: owns the evhttp server, the signal events and one timer per
+/// delayed answer, and knows the requests whose deferred answer has not come yet. The loop itself
+/// belongs to the caller. C callbacks find this object again through Unmanaged and call one
+/// method each. `teardown()` is the single place that frees the handles, in a safe order.
+/// Loop-confined.
 final class EventServer {
-    private var base: OpaquePointer?
+    private let loop: Loop
     private var http: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
-    private var inbox: ReplyInbox?
     private var pending: [UInt64: PendingReply] = [:]
     /// Requests whose deferred answer has not come back yet (ids shared with `pending`).
     private var awaiting: [UInt64: OpaquePointer] = [:]
@@ -23,24 +25,14 @@ final class EventServer {
 
     static let maxBodyBytes = 1 << 20
 
-    /// Handed to a timer as its user data; kept alive by `pending` until the timer fires or is cancelled.
-    final class TimerContext {
-        unowned let server: EventServer
-        let id: UInt64
-        init(server: EventServer, id: UInt64) {
-            self.server = server
-            self.id = id
-        }
-    }
-
     private struct PendingReply {
         let request: OpaquePointer
         let action: Dispatch.Action
-        let timer: OpaquePointer
-        let context: TimerContext
+        let timer: Timer
     }
 
-    init(handler: @escaping (IncomingRequest) -> Dispatch) {
+    init(loop: Loop, handler: @escaping (IncomingRequest) -> Dispatch) {
+        self.loop = loop
         self.handler = handler
     }
 
@@ -48,15 +40,13 @@ final class EventServer {
         teardown()
     }
 
-    /// Creates the loop and the server, binds, installs SIGINT/SIGTERM handlers. Returns the bound port.
+    /// Creates the server on the loop, binds, installs SIGINT/SIGTERM handlers that stop the loop.
+    /// Returns the bound port.
     func start(host: String, port requestedPort: Int) throws -> Int {
         signal(SIGPIPE, SIG_IGN)
         LibeventLog.install()
-        guard let base = event_base_new() else { throw StartupError(description: "cannot create the libevent event base") }
-        self.base = base
-        guard let http = evhttp_new(base) else { throw StartupError(description: "cannot create the libevent HTTP server") }
+        guard let http = evhttp_new(loop.base) else { throw StartupError(description: "cannot create the libevent HTTP server") }
         self.http = http
-        inbox = try ReplyInbox(base: base) { [unowned self] id, response in deferredReplyArrived(id, response) }
 
         let me = Unmanaged.passUnretained(self).toOpaque()
         evhttp_set_gencb(http, { request, arg in
@@ -80,9 +70,9 @@ final class EventServer {
         port = try EventServer.localPort(of: evhttp_bound_socket_get_fd(bound))
 
         for sig in [SIGINT, SIGTERM] {
-            guard let ev = event_new(base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
+            guard let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
                 guard let arg else { return }
-                Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().stop()
+                Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().loop.stop()
             }, me) else {
                 throw StartupError(description: "cannot create the signal event for signal \(sig)")
             }
@@ -95,39 +85,27 @@ final class EventServer {
         sigemptyset(&stopSignals)
         sigaddset(&stopSignals, SIGINT)
         sigaddset(&stopSignals, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+        guard pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil) == 0 else {
+            throw StartupError(description: "cannot unblock SIGINT and SIGTERM")
+        }
         return port
     }
 
-    /// Runs the loop until SIGINT/SIGTERM. Returns false if the loop itself failed.
-    func run() -> Bool {
-        guard let base else { return false }
-        return event_base_dispatch(base) != -1
-    }
-
-    func stop() {
-        if let base { _ = event_base_loopbreak(base) }
-    }
-
-    /// Frees every C handle once: pending timers and deferred answers (their requests are left to
-    /// evhttp or freed if detached), the inbox (later answers are dropped), then the HTTP server
-    /// with its connections, then signal events, then the base.
+    /// Frees every handle once, before the loop goes: pending timers and deferred answers (their
+    /// requests are left to evhttp or freed if detached; answers that come later are dropped),
+    /// then the HTTP server with its connections, then the signal events.
     func teardown() {
         for (_, p) in pending {
-            event_free(p.timer)
+            p.timer.cancel()
             freeIfDetached(p.request)
         }
         pending.removeAll()
         for (_, request) in awaiting { freeIfDetached(request) }
         awaiting.removeAll()
-        inbox?.close()
-        inbox = nil
         if let http { evhttp_free(http) }
         http = nil
         for ev in signalEvents { event_free(ev) }
         signalEvents.removeAll()
-        if let base { event_base_free(base) }
-        base = nil
     }
 
     // MARK: - Requests
@@ -158,7 +136,7 @@ final class EventServer {
         let withoutFragment = uri.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
         let parts = withoutFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = parts.first.map(String.init) ?? ""
-        guard let query = PercentCoding.parseQuery(parts.count > 1 ? String(parts[1]) : "") else {
+        guard let query = IncomingRequest.parseQuery(parts.count > 1 ? parts[1] : "") else {
             send(req, badRequest("malformed percent-encoding in the query string"))
             return nil
         }
@@ -167,7 +145,7 @@ final class EventServer {
         if let input = evhttp_request_get_input_buffer(req) {
             let length = evbuffer_get_length(input)
             guard length <= EventServer.maxBodyBytes else {
-                send(req, .json(413, .object([("ok", .bool(false)), ("error", .string("request body over 1 MiB"))])))
+                send(req, ControlReply.failure(413, "request body over 1 MiB"))
                 return nil
             }
             if length > 0 {
@@ -229,26 +207,17 @@ final class EventServer {
     // MARK: - Delayed answers
 
     private func schedule(_ req: OpaquePointer, _ action: Dispatch.Action, afterMs ms: Int) {
-        guard let base else { return }
         nextPendingId += 1
-        let context = TimerContext(server: self, id: nextPendingId)
-        guard let timer = event_new(base, -1, 0, { _, _, arg in
-            guard let arg else { return }
-            let context = Unmanaged<TimerContext>.fromOpaque(arg).takeUnretainedValue()
-            context.server.timerFired(context.id)
-        }, Unmanaged.passUnretained(context).toOpaque()) else {
-            logError("cannot create a timer; answering at once")
+        let id = nextPendingId
+        let timer: Timer
+        do {
+            timer = try Timer.schedule(on: loop, after: ms) { [unowned self] in timerFired(id) }
+        } catch {
+            logError("cannot set a timer (\(error)); answering at once")
             finish(req, action)
             return
         }
-        var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
-        guard event_add(timer, &tv) == 0 else {
-            logError("cannot arm a timer; answering at once")
-            event_free(timer)
-            finish(req, action)
-            return
-        }
-        pending[context.id] = PendingReply(request: req, action: action, timer: timer, context: context)
+        pending[id] = PendingReply(request: req, action: action, timer: timer)
         watchConnection(of: req)
     }
 
@@ -264,7 +233,6 @@ final class EventServer {
 
     private func timerFired(_ id: UInt64) {
         guard let p = pending.removeValue(forKey: id) else { return }
-        event_free(p.timer)
         finish(p.request, p.action)
     }
 
@@ -279,20 +247,17 @@ final class EventServer {
                 evhttp_request_free(req)
             }
         case .deferred(let start):
-            guard let inbox else {
-                send(req, .json(500, .object([("ok", .bool(false)), ("error", .string("the server is shutting down"))])))
-                return
-            }
             nextPendingId += 1
             let id = nextPendingId
             awaiting[id] = req
             watchConnection(of: req)
-            start(DeferredReply(id: id, inbox: inbox))
+            // Weak: a delivery may outlive the server at shutdown; its answer then goes nowhere.
+            start { [weak self] response in self?.deferredReplyArrived(id, response) }
         }
     }
 
     private func deferredReplyArrived(_ id: UInt64, _ response: OutgoingResponse) {
-        // Absent when the client went away (or a second answer came for the same request).
+        // Absent when the client went away, the server was torn down, or a second answer came.
         guard let req = awaiting.removeValue(forKey: id) else { return }
         send(req, response)
     }
@@ -301,7 +266,7 @@ final class EventServer {
     private func connectionClosing(_ connection: OpaquePointer) {
         let doomed = pending.filter { evhttp_request_get_connection($0.value.request) == connection }
         for (id, p) in doomed {
-            event_free(p.timer)
+            p.timer.cancel()
             pending.removeValue(forKey: id)
         }
         awaiting = awaiting.filter { evhttp_request_get_connection($0.value) != connection }
@@ -332,9 +297,5 @@ final class EventServer {
         default:
             throw StartupError(description: "bound socket has unexpected address family \(storage.ss_family)")
         }
-    }
-
-    private func logError(_ message: String) {
-        fputs("fake-voucherify: \(message)\n", stderr)
     }
 }

@@ -1,3 +1,4 @@
+import Codecs
 import ExpiryDomain
 import Voucherify
 
@@ -35,7 +36,7 @@ struct ExpireAPI {
         guard !body.campaign.isEmpty, !body.member.isEmpty else { throw .badRequest("campaign and member must not be empty") }
         let asOf = try asOfDate(body.as_of)
         let url = nonEmpty(body.webhook_url ?? state.webhookURL)
-        if let url, WebhookDelivery.curlHTTPVersion(for: url) == nil {
+        if let url, WebhookDelivery.httpVersion(for: url) == nil {
             throw .badRequest("webhook_url must start with http:// or https://, got \"\(url)\"")
         }
         let secret = nonEmpty(body.secret ?? state.webhookSecret)
@@ -43,17 +44,25 @@ struct ExpireAPI {
         guard var member = campaign.members[body.member] else { throw .notFound("no member \(body.member) in campaign \(campaign.id)") }
 
         let expired = PointsExpiryJob.expire(&member, asOf: asOf)
-        var fields: [(String, JSONValue)] = [("as_of", .string(asOf.iso)), ("expired_buckets", .int(expired.count))]
-        guard !expired.isEmpty else { return .now(ControlReply.ok(fields + [("expired_points", .int(0))])) }
+        var fields: [(key: String, value: JSONValue)] = [("as_of", .string(asOf.iso)), ("expired_buckets", .integer(expired.count))]
+        guard !expired.isEmpty else { return .now(ControlReply.ok(fields + [("expired_points", .integer(0))])) }
         campaign.members[body.member] = member
 
         let webhook = PointsExpiredWebhook(ids: state.eventIds.next(), createdAt: .now(), campaign: campaign,
                                            member: member, expired: expired)
         let json = webhook.json(body.shape ?? .envelope)
-        let payload = body.pretty == true ? json.prettySerialized : json.serialized
-        let payloadBytes = Array(payload.utf8)
-        let signature = secret.map { WebhookSigner(secret: $0).signature(of: WebhookPayload.removingWhitespace(payloadBytes)) }
-        fields += [("expired_points", .int(webhook.expiredPoints)), ("event_id", .string(webhook.ids.event)),
+        var compact = JSONWriter()
+        compact.appendValue(json)
+        // Voucherify signs the compact form whatever it sends; pretty differs only by whitespace.
+        let signature = secret.map { WebhookSigner(secret: $0).signature(of: compact.bytes) }
+        var payloadBytes = compact.bytes
+        if body.pretty == true {
+            var pretty = JSONWriter()
+            pretty.appendPrettyValue(json)
+            payloadBytes = pretty.bytes
+        }
+        let payload = String(decoding: payloadBytes, as: UTF8.self)
+        fields += [("expired_points", .integer(webhook.expiredPoints)), ("event_id", .string(webhook.ids.event)),
                    ("transaction_id", .string(webhook.ids.transaction)),
                    ("payload", .string(payload)), ("signature", .string(signature ?? ""))]
 
@@ -65,10 +74,10 @@ struct ExpireAPI {
         }
         let delivery = WebhookRequest(url: url, body: payloadBytes, signature: signature)
         let answered = fields
-        return Dispatch(action: .deferred { reply in
-            WebhookDelivery.start(delivery) { outcome in
+        return Dispatch(action: .deferred { [webhooks = state.webhooks] reply in
+            webhooks.start(delivery) { outcome in
                 // The expiry happened whatever the receiver did, so the control call itself succeeds.
-                reply.send(ControlReply.ok(answered + [("webhook", ExpireAPI.report(url: url, outcome))]))
+                reply(ControlReply.ok(answered + [("webhook", ExpireAPI.report(url: url, outcome))]))
             }
         }, delayMs: 0)
     }
@@ -86,10 +95,10 @@ struct ExpireAPI {
     private static func report(url: String, _ outcome: WebhookOutcome) -> JSONValue {
         switch outcome {
         case .answered(let status, let httpVersion, let body):
-            return .object([("url", .string(url)), ("status", .int(status)), ("http_version", .string(httpVersion)),
-                            ("body", .string(body))])
+            return .object(["url": .string(url), "status": .integer(status), "http_version": .string(httpVersion),
+                            "body": .string(body)])
         case .failed(let error):
-            return .object([("url", .string(url)), ("error", .string(error))])
+            return .object(["url": .string(url), "error": .string(error)])
         }
     }
 }

@@ -1,3 +1,5 @@
+import Codecs
+
 /// `POST /_fake/fail`: makes the next N API calls (or all, until mode "none") fail one way.
 final class FailureInjector {
     enum Mode: String, CaseIterable {
@@ -77,15 +79,15 @@ final class FailureInjector {
     }
 
     var json: JSONValue {
-        guard let p = plan else { return .object([("mode", .string("none"))]) }
-        var pairs: [(String, JSONValue)] = [("mode", .string(p.mode.rawValue))]
+        guard let p = plan else { return .object(["mode": .string("none")]) }
+        var described: JSONObject = ["mode": .string(p.mode.rawValue)]
         switch p.mode {
-        case .status: pairs.append(("status", .int(Int64(p.status))))
-        case .rateLimit: pairs.append(("retry_after", .int(p.retryAfter)))
-        case .slow: pairs.append(("latency_ms", .int(p.latencyMs)))
+        case .status: described.members.append(("status", .integer(p.status)))
+        case .rateLimit: described.members.append(("retry_after", .integer(p.retryAfter)))
+        case .slow: described.members.append(("latency_ms", .integer(p.latencyMs)))
         default: break
         }
-        pairs.append(("remaining", p.remaining.map { .int($0) } ?? .null))
-        return .object(pairs)
+        described.members.append(("remaining", p.remaining.map { .integer($0) } ?? .null))
+        return .object(described)
     }
 }

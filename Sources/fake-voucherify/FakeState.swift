@@ -12,9 +12,10 @@ final class FakeState {
     let webhookURL: String?
     let webhookSecret: String?
     let eventIds = EventIdSource()
+    let webhooks: WebhookDelivery
 
     init(store: CampaignStore, rateLimit: RateLimitWindow, appId: String, appToken: String, latencyMs: Int,
-         webhookURL: String?, webhookSecret: String?) {
+         webhookURL: String?, webhookSecret: String?, webhooks: WebhookDelivery) {
         self.store = store
         self.rateLimit = rateLimit
         self.appId = appId
@@ -22,5 +23,6 @@ final class FakeState {
         self.defaultLatencyMs = latencyMs
         self.webhookURL = webhookURL
         self.webhookSecret = webhookSecret
+        self.webhooks = webhooks
     }
 }

@@ -1,6 +1,8 @@
-import ExpiryDomain
 import ArgumentParser
+import EventLoop
+import ExpiryDomain
 import Foundation
+import HTTPClient
 
 @main
 struct FakeVoucherify: ParsableCommand {
@@ -75,7 +77,7 @@ struct FakeVoucherify: ParsableCommand {
     func run() throws {
         // Before any thread exists: curl's global set-up is not thread-safe.
         do {
-            try WebhookDelivery.initializeCurl()
+            try Curl.globalInit()
         } catch {
             fail("\(error)")
         }
@@ -87,17 +89,25 @@ struct FakeVoucherify: ParsableCommand {
         }
         guard latencyMs >= 0 else { fail("--latency-ms must be ≥ 0") }
         guard rateLimit >= 1 else { fail("--rate-limit must be ≥ 1") }
-        if let webhookUrl, WebhookDelivery.curlHTTPVersion(for: webhookUrl) == nil {
+        if let webhookUrl, WebhookDelivery.httpVersion(for: webhookUrl) == nil {
             fail("--webhook-url must start with http:// or https://, got \"\(webhookUrl)\"")
         }
 
+        // Everything runs on this thread's loop: the server, its timers and the webhook deliveries.
+        let loop: Loop
+        do {
+            loop = try Loop()
+        } catch {
+            fail("cannot set up the event loop: \(error)")
+        }
         let state = FakeState(store: CampaignStore(campaigns: campaigns),
                               rateLimit: RateLimitWindow(limit: rateLimit, enforce: enforceRateLimit),
                               appId: appId, appToken: appToken, latencyMs: latencyMs,
                               webhookURL: webhookUrl.flatMap { $0.isEmpty ? nil : $0 },
-                              webhookSecret: (webhookSecret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"]).flatMap { $0.isEmpty ? nil : $0 })
+                              webhookSecret: (webhookSecret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"]).flatMap { $0.isEmpty ? nil : $0 },
+                              webhooks: WebhookDelivery(loop: loop))
         let router = Router(state: state)
-        let server = EventServer(handler: router.route)
+        let server = EventServer(loop: loop, handler: router.route)
         let boundPort: Int
         do {
             boundPort = try server.start(host: host, port: port)
@@ -106,12 +116,11 @@ struct FakeVoucherify: ParsableCommand {
             fail("\(error)")
         }
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        print("fake-voucherify listening on http://\(shownHost):\(boundPort)")
-        fflush(stdout)
+        // Unbuffered: whoever started us waits for this line before calling.
+        try? FileHandle.standardOutput.write(contentsOf: Data("fake-voucherify listening on http://\(shownHost):\(boundPort)\n".utf8))
 
-        let ok = server.run()
+        loop.run()
         server.teardown()
-        if !ok { fail("the event loop failed") }
     }
 
     private func loadCampaigns() throws -> [LoyaltyCampaign] {
@@ -136,7 +145,12 @@ struct FakeVoucherify: ParsableCommand {
     }
 
     private func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("fake-voucherify: \(message)\n".utf8))
+        logError(message)
         Foundation.exit(1)
     }
+}
+
+/// One line on stderr with the program's prefix, unbuffered (a failed write has nowhere to be reported).
+func logError(_ message: String) {
+    try? FileHandle.standardError.write(contentsOf: Data("fake-voucherify: \(message)\n".utf8))
 }

@@ -1,3 +1,5 @@
+import Codecs
+
 /// A request as the handlers see it: already copied out of libevent.
 struct IncomingRequest {
     enum Method: String {
@@ -19,55 +21,63 @@ struct IncomingRequest {
     }
 
     /// Raw path split on `/` and percent-decoded segment by segment (so `%2F` stays inside a segment).
-    /// nil when a segment is not valid percent-encoding.
+    /// nil when a segment is not valid percent-encoding or not UTF-8.
     var pathSegments: [String]? {
         var segments: [String] = []
-        for raw in rawPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
-            guard let decoded = PercentCoding.decode(String(raw), plusIsSpace: false) else { return nil }
+        for raw in rawPath.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
+            guard let decoded = utf8Text(PercentEncoding.decodePathSegment(raw)) else { return nil }
             segments.append(decoded)
         }
         return segments
     }
+
+    /// `a=1&b=x%20y` → [("a","1"),("b","x y")]. nil when an escape is malformed or a part is not UTF-8.
+    static func parseQuery(_ query: Substring) -> [(String, String)]? {
+        var result: [(String, String)] = []
+        for pair in query.split(separator: "&") {
+            let keyAndValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let rawValue = keyAndValue.count > 1 ? keyAndValue[1] : ""
+            guard let key = utf8Text(PercentEncoding.decodeQueryComponent(keyAndValue[0].utf8)),
+                  let value = utf8Text(PercentEncoding.decodeQueryComponent(rawValue.utf8)) else { return nil }
+            result.append((key, value))
+        }
+        return result
+    }
+}
+
+/// Decoded bytes as text; nil when there are none (a bad escape) or they are not valid UTF-8.
+private func utf8Text(_ bytes: [UInt8]?) -> String? {
+    bytes.flatMap { String(validating: $0, as: UTF8.self) }
 }
 
 /// What to send back.
-struct OutgoingResponse: Sendable {
+struct OutgoingResponse {
     var status: Int32
     var headers: [(String, String)]
     var body: [UInt8]
 
     static func json(_ status: Int32, _ value: JSONValue, headers: [(String, String)] = []) -> OutgoingResponse {
-        OutgoingResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.bytes)
+        var writer = JSONWriter()
+        writer.appendValue(value)
+        return OutgoingResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: writer.bytes)
     }
 }
 
 /// A handler's decision: answer (maybe after a delay), close the connection without a word, or
-/// answer later from work done elsewhere.
+/// answer later, once work started on the loop has finished.
 struct Dispatch {
     enum Action {
         case respond(OutgoingResponse)
         case drop
-        /// `start` runs on the loop thread (after the delay, if any) and hands the answer to the
-        /// `DeferredReply` whenever it is ready, from any thread.
-        case deferred(start: (DeferredReply) -> Void)
+        /// `start` runs on the loop (after the delay, if any) and calls `reply` once, on the loop,
+        /// whenever the answer is ready; the answer is dropped if the client has gone away meanwhile.
+        case deferred(start: (_ reply: @escaping (OutgoingResponse) -> Void) -> Void)
     }
 
     var action: Action
     var delayMs: Int
 
     static func now(_ response: OutgoingResponse) -> Dispatch { Dispatch(action: .respond(response), delayMs: 0) }
-}
-
-/// Carries one deferred answer back to the loop. `send` may be called from any thread, once; the
-/// answer goes through the server's `ReplyInbox` and is written on the loop thread, or dropped if
-/// the client has gone away meanwhile.
-struct DeferredReply: Sendable {
-    let id: UInt64
-    let inbox: ReplyInbox
-
-    func send(_ response: OutgoingResponse) {
-        inbox.post(id: id, response: response)
-    }
 }
 
 /// Reason phrases for the status line.

@@ -1,3 +1,5 @@
+import Codecs
+
 /// One loyalty points bucket as the fake keeps it.
 struct PointsBucket {
     var id: String
@@ -10,18 +12,18 @@ struct PointsBucket {
 
     /// Voucherify's wire form of a bucket (`GET …/points-expiration` item).
     func json(voucherId: String, campaignId: String) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("id", .string(id)),
-            ("voucher_id", .string(voucherId)),
-            ("campaign_id", .string(campaignId)),
-            ("bucket", .object([("total_points", .int(points))])),
-            ("status", .string(status)),
+        var bucket: JSONObject = [
+            "id": .string(id),
+            "voucher_id": .string(voucherId),
+            "campaign_id": .string(campaignId),
+            "bucket": .object(["total_points": .integer(points)]),
+            "status": .string(status),
         ]
-        if let expiresAt { pairs.append(("expires_at", .string(expiresAt))) }
-        pairs.append(("created_at", .string(createdAt)))
-        if let updatedAt { pairs.append(("updated_at", .string(updatedAt))) }
-        pairs.append(("object", .string("loyalty_points_bucket")))
-        return .object(pairs)
+        if let expiresAt { bucket.members.append(("expires_at", .string(expiresAt))) }
+        bucket.members.append(("created_at", .string(createdAt)))
+        if let updatedAt { bucket.members.append(("updated_at", .string(updatedAt))) }
+        bucket.members.append(("object", .string("loyalty_points_bucket")))
+        return .object(bucket)
     }
 }
 

@@ -1,3 +1,5 @@
+import Codecs
+
 /// `GET /v1/loyalties/{campaignId}/members/{memberId}/points-expiration?limit=&page=`.
 struct PointsExpirationAPI {
     let state: FakeState
@@ -64,10 +66,10 @@ struct PointsExpirationAPI {
         let start = (page - 1) * limit
         let slice = start < card.buckets.count ? card.buckets[start..<min(start + limit, card.buckets.count)] : []
         let body: JSONValue = .object([
-            ("object", .string("list")),
-            ("data_ref", .string("data")),
-            ("data", .array(slice.map { $0.json(voucherId: card.voucherId, campaignId: found.id) })),
-            ("total", .int(card.buckets.count)),
+            "object": .string("list"),
+            "data_ref": .string("data"),
+            "data": .array(slice.map { $0.json(voucherId: card.voucherId, campaignId: found.id) }),
+            "total": .integer(card.buckets.count),
         ])
         return .json(200, body, headers: headers)
     }

@@ -1,3 +1,5 @@
+import Codecs
+
 /// Voucherify-style error bodies: `{"code","key","message","details","request_id"[,"resource_id","resource_type"]}`.
 enum VoucherifyError {
     /// `v-` followed by 22 random lowercase alphanumerics, like Voucherify's request ids.
@@ -9,16 +11,16 @@ enum VoucherifyError {
 
     static func body(code: Int32, key: String, message: String, details: String,
                      resourceId: String? = nil, resourceType: String? = nil) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("code", .int(Int64(code))),
-            ("key", .string(key)),
-            ("message", .string(message)),
-            ("details", .string(details)),
-            ("request_id", .string(requestId())),
+        var error: JSONObject = [
+            "code": .integer(code),
+            "key": .string(key),
+            "message": .string(message),
+            "details": .string(details),
+            "request_id": .string(requestId()),
         ]
-        if let resourceId { pairs.append(("resource_id", .string(resourceId))) }
-        if let resourceType { pairs.append(("resource_type", .string(resourceType))) }
-        return .object(pairs)
+        if let resourceId { error.members.append(("resource_id", .string(resourceId))) }
+        if let resourceType { error.members.append(("resource_type", .string(resourceType))) }
+        return .object(error)
     }
 
     static func unauthorized(_ details: String) -> (Int32, JSONValue) {

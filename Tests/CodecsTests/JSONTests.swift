@@ -158,6 +158,80 @@ import TestSupport
     }
 }
 
+@Suite struct JSONValueWritingTests {
+    /// Keys out of alphabetical order, a duplicate key, every kind of value, nesting, empty
+    /// containers and strings holding whitespace and escapes.
+    static let sample: JSONValue = .object([
+        "zeta": .string("two  spaces\n\t and \"quotes\""),
+        "alpha": .array([.integer(1), .number("-2.5e3"), .bool(true), .bool(false), .null]),
+        "empty_object": .object([:]),
+        "empty_array": .array([]),
+        "nested": .object(["inner": .array([.object(["k": .string("v")])]), "big": .integer(Int64.min)]),
+        "zeta": .string("again"),
+    ])
+
+    func compact(_ value: JSONValue) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.appendValue(value)
+        return writer.bytes
+    }
+
+    func pretty(_ value: JSONValue) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.appendPrettyValue(value)
+        return writer.bytes
+    }
+
+    @Test func writesCompactly() {
+        #expect(text(compact(Self.sample)) == #"{"zeta":"two  spaces\n\t and \"quotes\"","alpha":[1,-2.5e3,true,false,null],"#
+            + #""empty_object":{},"empty_array":[],"nested":{"inner":[{"k":"v"}],"big":-9223372036854775808},"zeta":"again"}"#)
+        #expect(text(compact(.string("x"))) == #""x""#)
+        #expect(text(compact(.integer(UInt64.max))) == "18446744073709551615")
+    }
+
+    @Test func writesPrettilyWithTwoSpaceIndentation() {
+        let value: JSONValue = .object(["a": .array([.integer(1), .object([:])]), "b": .object(["c": .null]), "d": .array([])])
+        #expect(text(pretty(value)) == """
+            {
+              "a": [
+                1,
+                {}
+              ],
+              "b": {
+                "c": null
+              },
+              "d": []
+            }
+            """)
+        #expect(text(pretty(.bool(true))) == "true")
+    }
+
+    @Test func bothFormsRoundTripThroughTheParserKeepingMemberOrder() throws {
+        #expect(try JSONParser.parse(compact(Self.sample)) == Self.sample)
+        #expect(try JSONParser.parse(pretty(Self.sample)) == Self.sample)
+        let keys = try #require(try JSONParser.parse(pretty(Self.sample)).objectValue).members.map(\.key)
+        #expect(keys == ["zeta", "alpha", "empty_object", "empty_array", "nested", "zeta"])
+    }
+
+    /// Signatures cover the compact form, so the pretty one may only add whitespace outside strings.
+    @Test func prettyIsCompactPlusWhitespaceOutsideStrings() {
+        let compactBytes = compact(Self.sample)
+        var matched = 0
+        var added: [UInt8] = []
+        for byte in pretty(Self.sample) {
+            // Compact output has no whitespace where pretty inserts it, so matching greedily is exact.
+            if matched < compactBytes.count, byte == compactBytes[matched] {
+                matched += 1
+            } else {
+                added.append(byte)
+            }
+        }
+        #expect(matched == compactBytes.count)
+        #expect(!added.isEmpty)
+        #expect(added.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+    }
+}
+
 @Suite struct HexTests {
     @Test func hexRoundTrip() {
         #expect(Hex.lowercase([0x00, 0xAB, 0xFF]) == "00abff")
@@ -190,6 +264,20 @@ func syntaxError(_ text: String, maxDepth: Int = 64) -> JSONSyntaxError? {
         #expect(PercentEncoding.pathSegment("100%?#&+=") == "100%25%3F%23%26%2B%3D")
         #expect(PercentEncoding.pathSegment("..") == "..")
         #expect(PercentEncoding.pathSegment("") == "")
+    }
+
+    @Test func decodesPathSegmentsKeepingPlus() {
+        #expect(PercentEncoding.decodePathSegment("a+b%20c%2Fd".utf8) == Array("a+b c/d".utf8))
+        #expect(PercentEncoding.decodeQueryComponent("a+b%20c%2Fd".utf8) == Array("a b c/d".utf8))
+        #expect(PercentEncoding.decodePathSegment("z%C5%82".utf8) == Array("zł".utf8))
+        #expect(PercentEncoding.decodePathSegment("".utf8) == [])
+        for malformed in ["%", "%4", "%G1", "ab%2"] {
+            #expect(PercentEncoding.decodePathSegment(malformed.utf8) == nil)
+            #expect(PercentEncoding.decodeQueryComponent(malformed.utf8) == nil)
+        }
+        for original in ["Loyalty Campaign", "a+b", "100%", "zażółć 😀"] {
+            #expect(PercentEncoding.decodePathSegment(PercentEncoding.pathSegment(original).utf8) == Array(original.utf8))
+        }
     }
 
     @Test func pathSegmentsRoundTripThroughDecoding() {
