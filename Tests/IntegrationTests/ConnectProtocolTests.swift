@@ -122,18 +122,3 @@ import Testing
         #expect(metrics.text.contains("points_expiry_cache_lookups_total"))
     }
 }
-
-func runWithInput(_ executable: String, _ arguments: [String], _ input: Data) throws -> Data {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let stdin = Pipe(), stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    try process.run()
-    stdin.fileHandleForWriting.write(input)
-    try stdin.fileHandleForWriting.close()
-    let output = stdout.fileHandleForReading.readDataToEndOfFile()
-    reap(process)
-    return output
-}
