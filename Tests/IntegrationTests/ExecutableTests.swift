@@ -33,13 +33,12 @@ import Testing
     @Test func sigtermDrainsInFlightRequestsThenExits() throws {
         let redis = try RedisServer()
         let fake = try FakeVoucherify()
-        let port = try freePort()
         try fake.fail(["mode": "slow", "latency_ms": 700, "count": 1])
         let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: [
-            "LISTEN": "127.0.0.1:\(port)", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken, "LOG_LEVEL": "info",
         ])
-        _ = try service.waitForLine(containing: "listening")
+        let port = try listeningPort(of: service)
         let inFlight = try ChildProcess("/usr/bin/curl", [
             "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
             "-H", "content-type: application/json", "-d", #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"MEMBER-000001"}"#,
@@ -53,5 +52,16 @@ import Testing
         #expect(service.outputText.contains("stopped"))
         fake.stop()
         redis.stop()
+    }
+
+    /// The port from the "listening" log line (`listen=127.0.0.1:PORT`): the binary was started
+    /// with port 0, so only it knows which port it got.
+    private func listeningPort(of service: ChildProcess) throws -> Int {
+        let line = try service.waitForLine(containing: "points-expiry listening")
+        guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("listen=") }),
+              let port = field.split(separator: ":").last.flatMap({ Int($0) }) else {
+            throw TestFailure("no listen=HOST:PORT in \(line)")
+        }
+        return port
     }
 }

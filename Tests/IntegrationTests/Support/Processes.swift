@@ -181,12 +181,16 @@ final class ChildProcess: @unchecked Sendable {
     var isRunning: Bool { (try? waitForExit(timeout: 0)) == nil }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago. Only for redis-server, which cannot report
+/// the port it got from binding port 0 (see `RedisServer`); everything else binds port 0.
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket() failed") }
     defer { close(fd) }
-    var address = loopback(port: 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
@@ -196,30 +200,6 @@ func freePort() throws -> Int {
     }
     guard bound == 0 else { throw TestFailure("bind() failed") }
     return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// Waits until 127.0.0.1:port accepts connections.
-func waitForPort(_ port: Int, timeout: TimeInterval = 60) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = loopback(port: port)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        close(fd)
-        if connected == 0 { return }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    throw TestFailure("nothing listens on 127.0.0.1:\(port)")
-}
-
-private func loopback(port: Int) -> sockaddr_in {
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return address
 }
 
 /// Runs a command to completion and returns its standard output.
