@@ -31,27 +31,33 @@ import Testing
     }
 
     @Test func sigtermDrainsInFlightRequestsThenExits() throws {
+        let permit = StackPermit()
+        defer { withExtendedLifetime(permit) {} }
         let redis = try RedisServer()
         let fake = try FakeVoucherify()
+        defer {
+            fake.stop()
+            redis.stop()
+        }
         try fake.fail(["mode": "slow", "latency_ms": 700, "count": 1])
         let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: [
             "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken, "LOG_LEVEL": "info",
         ])
+        defer { service.stop() }
         let port = try listeningPort(of: service)
         let inFlight = try ChildProcess("/usr/bin/curl", [
             "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
             "-H", "content-type: application/json", "-d", #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"MEMBER-000001"}"#,
             "http://127.0.0.1:\(port)/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration",
         ])
+        defer { inFlight.stop() }
         Thread.sleep(forTimeInterval: 0.3)
         service.signal(SIGTERM)
         #expect(try inFlight.waitForExit() == 0)
         #expect(inFlight.outputText == "200")
         #expect(try service.waitForExit() == 0)
         #expect(service.outputText.contains("stopped"))
-        fake.stop()
-        redis.stop()
     }
 
     /// The port from the "listening" log line (`listen=127.0.0.1:PORT`): the binary was started

@@ -6,8 +6,11 @@ import HTTPClient
 /// libcurl wants one global init before threads use it.
 let curlReady: Void = { try? Curl.globalInit() }()
 
-/// The service built exactly as `points-expiry serve` builds it, in this process, on a free port.
+/// The service built exactly as `points-expiry serve` builds it, in this process, on port 0,
+/// with its own redis-server and fake Voucherify.
 final class ServiceUnderTest: @unchecked Sendable {
+    /// Taken before anything starts; given back after `deinit` stopped everything.
+    private let permit = StackPermit()
     let app: PointsExpiryApp
     let redis: RedisServer
     let fake: FakeVoucherify
