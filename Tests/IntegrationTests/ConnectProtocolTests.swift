@@ -64,6 +64,7 @@ import Testing
                                           headers: ["content-type: application/json", "content-encoding: gzip"])
         #expect(post.status == 200)
         #expect(post.json["member"] as? String == "CARD-Z")
+        try service.waitUntilCached(member: "CARD-Z")
 
         let base64 = gzipped.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

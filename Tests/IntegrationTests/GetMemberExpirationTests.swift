@@ -22,6 +22,7 @@ import Testing
         #expect(first.json["voucherId"] as? String == "v_test_1")
         #expect(first.json["pointsExpiringBefore"] as? String == "0")
 
+        try service.waitUntilCached(member: "CARD-1")
         let second = try service.get(member: "CARD-1")
         #expect(second.status == 200)
         #expect(second.headers["x-cache"] == "hit")
@@ -42,6 +43,7 @@ import Testing
         let calls = try service.fake.pageCalls()
         #expect(calls == [1, 2, 3].reduce(into: [:]) { $0["\(FakeVoucherify.campaignID)|BIG|\($1)"] = 1 })
 
+        try service.waitUntilCached(member: "BIG")
         #expect(try service.get(member: "BIG").headers["x-cache"] == "hit")
         #expect(try service.fake.totalCalls() == 3)
     }
@@ -59,6 +61,7 @@ import Testing
             #expect(result.json["campaignId"] as? String == FakeVoucherify.campaignID)
             // Buckets expire in 1, 2 and 3 days; strictly before day 3 leaves two of them.
             #expect(result.json["pointsExpiringBefore"] as? String == "10")
+            try service.waitUntilCached(member: "CARD-2", campaign: FakeVoucherify.campaignName)
         }
     }
 
@@ -119,6 +122,7 @@ import Testing
         try service.redis.start()
         try service.waitUntilReady()
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "CARD-4")
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "hit")
     }
 
@@ -143,6 +147,7 @@ import Testing
         let service = try ServiceUnderTest(redisPassword: "s3cret-redis")
         try service.fake.putMember("CARD-A", buckets: buckets(1))
         #expect(try service.get(member: "CARD-A").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "CARD-A")
         #expect(try service.get(member: "CARD-A").headers["x-cache"] == "hit")
         #expect(try service.redis.cli("HLEN", "pe:{CARD-A}:answers") == "1")
     }
@@ -156,6 +161,7 @@ import Testing
         let today = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
         try service.fake.putMember("CARD-5", buckets: [["id": "lopb_today", "points": 7, "status": "ACTIVE", "expires_at": today]])
         #expect(try service.get(member: "CARD-5").status == 200)
+        try service.waitUntilCached(member: "CARD-5")
 
         let midnight = calendar.startOfDay(for: calendar.date(byAdding: .day, value: 1, to: Date())!)
         let secondsLeft = midnight.timeIntervalSinceNow

@@ -8,6 +8,7 @@ import Voucherify
     func cacheUnderBothSpellings(_ service: ServiceUnderTest, member: String) throws {
         for campaign in [FakeVoucherify.campaignID, FakeVoucherify.campaignName] {
             #expect(try service.get(member: member, campaign: campaign).headers["x-cache"] == "miss")
+            try service.waitUntilCached(member: member, campaign: campaign)
             #expect(try service.get(member: member, campaign: campaign).headers["x-cache"] == "hit")
         }
     }
@@ -45,6 +46,7 @@ import Voucherify
 
         let pretty = "{\n  \"voucher\": {\"code\": \"CARD-W2\", \"campaign_id\": \"\(FakeVoucherify.campaignID)\"},\n  \"buckets\": []\n}"
         let rawSignature = WebhookSigner(secret: ServiceUnderTest.webhookSecret).signature(of: Array(pretty.utf8))
+        try service.waitUntilCached(member: "CARD-W2")
         #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignID) == "hit")
         #expect(try service.deliver(pretty, signature: rawSignature).status == 200)
         #expect(try cacheStatus(service, "CARD-W2", FakeVoucherify.campaignID) == "miss")
@@ -56,6 +58,7 @@ import Voucherify
         try service.fake.control("PUT", "members", ["campaign": "camp_unicode", "campaign_name": name, "member": "KARTE-ÄÖÜ",
                                                     "voucher_id": "v_u", "buckets": buckets(1)])
         #expect(try service.get(member: "KARTE-ÄÖÜ", campaign: name).headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "KARTE-ÄÖÜ", campaign: name)
         #expect(try service.get(member: "KARTE-ÄÖÜ", campaign: name).headers["x-cache"] == "hit")
         let answer = try service.deliver(pointsExpiredEnvelope(member: "KARTE-ÄÖÜ", campaignID: "camp_unicode", campaignName: name))
         #expect(answer.status == 200)
@@ -259,6 +262,8 @@ import Voucherify
         #expect(try cacheStatus(service, "CARD-R1", FakeVoucherify.campaignID) == "miss")
 
         // Both are cached again; by name reaches the id's entry too.
+        try service.waitUntilCached(member: "CARD-R1", campaign: FakeVoucherify.campaignName)
+        try service.waitUntilCached(member: "CARD-R1", campaign: FakeVoucherify.campaignID)
         #expect(try service.invalidate(member: "CARD-R1", campaign: FakeVoucherify.campaignName).text == #"{"invalidated":true}"#)
         #expect(try cacheStatus(service, "CARD-R1", FakeVoucherify.campaignID) == "miss")
         #expect(try service.invalidate(member: "NOT-CACHED", campaign: FakeVoucherify.campaignID).text == #"{"invalidated":false}"#)
@@ -295,6 +300,7 @@ func inBackground<T>(_ work: @escaping () throws -> T) -> () throws -> T {
         #expect(try service.get(member: "CARD-E2E").headers["x-cache"] == "miss")
         let cached = try service.get(member: "CARD-E2E", campaign: FakeVoucherify.campaignName)
         #expect(cached.json["activePoints"] as? String == "20")
+        try service.waitUntilCached(member: "CARD-E2E", campaign: FakeVoucherify.campaignName)
         #expect(try service.get(member: "CARD-E2E", campaign: FakeVoucherify.campaignName).headers["x-cache"] == "hit")
 
         // The nightly job of the day after the first bucket's last day.
@@ -311,6 +317,7 @@ func inBackground<T>(_ work: @escaping () throws -> T) -> () throws -> T {
             let fresh = try service.get(member: "CARD-E2E", campaign: campaign)
             #expect(fresh.headers["x-cache"] == "miss")
             #expect(fresh.json["activePoints"] as? String == "10")
+            try service.waitUntilCached(member: "CARD-E2E", campaign: campaign)
         }
 
         // Voucherify's retry of the same delivery is recognised.

@@ -49,6 +49,16 @@ final class ServiceUnderTest: @unchecked Sendable {
         }
     }
 
+    /// Waits until Redis holds `member`'s answer under `campaign` as spelled. A miss sends its
+    /// store to Redis just before it answers, over the answering worker's own connection; the
+    /// next request may land on another worker, whose read could reach Redis first. Call this
+    /// between a miss and a read that must be a hit (not needed with WORKERS=1, one connection).
+    func waitUntilCached(member: String, campaign: String = FakeVoucherify.campaignID) throws {
+        try waitUntil("Redis holds the answer for \(member) under \(campaign)") {
+            try redis.cli("HEXISTS", answersKey(member), campaign) == "1"
+        }
+    }
+
     /// POSTs a Connect JSON request to GetMemberExpiration.
     func get(_ json: String, headers: [String] = []) throws -> HTTPResult {
         try CurlClient.request("POST", baseURL + Self.rpc, body: Data(json.utf8), headers: ["content-type: application/json"] + headers)
@@ -58,3 +68,6 @@ final class ServiceUnderTest: @unchecked Sendable {
         try get(#"{"campaign":"\#(campaign)","member":"\#(member)"\#(extra)}"#)
     }
 }
+
+/// The Redis hash holding a member's cached answers, one field per campaign spelling.
+func answersKey(_ member: String) -> String { "pe:{\(member)}:answers" }
