@@ -55,6 +55,12 @@ final class RedisServer: @unchecked Sendable {
         child = nil
     }
 
+    /// SIGSTOP: the server keeps its connections and accepts new ones (the kernel does), but
+    /// answers nothing until `resume()`. Do not call `cli` in between: it would wait too.
+    func suspend() { child?.signal(SIGSTOP) }
+
+    func resume() { child?.signal(SIGCONT) }
+
     /// Runs redis-cli against this server; returns its output without the trailing newline.
     @discardableResult
     func cli(_ arguments: String...) throws -> String {
