@@ -145,22 +145,22 @@ import Voucherify
     }
 
     /// Point 4 of the issue: a refill in flight when the webhook is acknowledged cannot store.
+    /// One worker (see `fencedService`), so "the next read is a miss" shows the store was refused.
     @Test func slowRefillInFlightCannotWriteBackAfterTheWebhook() throws {
-        let service = try ServiceUnderTest.withWebhook()
+        let service = try fencedService()
         try service.fake.putMember("CARD-RACE", buckets: buckets(2, points: 50))
         try service.fake.resetStats()
-        try service.fake.fail(["mode": "slow", "latency_ms": 1500, "count": 1])
+        try service.fake.fail(["mode": "slow", "latency_ms": slowUpstreamMilliseconds, "count": 1])
 
         // The read starts, misses, reads the fence and waits on the slow upstream.
         let slowRead = inBackground { try service.get(member: "CARD-RACE") }
-        let deadline = Date().addingTimeInterval(5)
-        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        #expect(try service.fake.totalCalls() == 1)
+        try waitForUpstreamCall(service)
 
         // Voucherify expires the points, then tells us; we acknowledge while the read is in flight.
         try service.fake.putMember("CARD-RACE", buckets: buckets(1, points: 50))
         let acknowledged = try service.deliver(pointsExpiredEnvelope(member: "CARD-RACE"))
         #expect(acknowledged.status == 200)
+        #expect(!slowRead.isFinished, "the read should still be waiting on Voucherify")
 
         let stale = try slowRead()
         #expect(stale.json["activePoints"] as? String == "100")
@@ -219,16 +219,16 @@ import Voucherify
     /// The fence does not depend on knowing a campaign's other spelling: a read by name that is in
     /// flight is fenced by an invalidation by id.
     @Test func invalidateMemberByIdFencesARefillByName() throws {
-        let service = try ServiceUnderTest.withWebhook()
+        let service = try fencedService()
         try service.fake.putMember("CARD-RACE2", buckets: buckets(2, points: 50))
         try service.fake.resetStats()
-        try service.fake.fail(["mode": "slow", "latency_ms": 1500, "count": 1])
+        try service.fake.fail(["mode": "slow", "latency_ms": slowUpstreamMilliseconds, "count": 1])
         let slowRead = inBackground { try service.get(member: "CARD-RACE2", campaign: FakeVoucherify.campaignName) }
-        let deadline = Date().addingTimeInterval(5)
-        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        try waitForUpstreamCall(service)
 
         try service.fake.putMember("CARD-RACE2", buckets: buckets(1, points: 50))
         #expect(try service.invalidate(member: "CARD-RACE2", campaign: FakeVoucherify.campaignID).text == #"{"invalidated":false}"#)
+        #expect(!slowRead.isFinished, "the read should still be waiting on Voucherify")
         #expect(try slowRead().json["activePoints"] as? String == "100")
 
         let next = try service.get(member: "CARD-RACE2", campaign: FakeVoucherify.campaignName)
@@ -238,16 +238,25 @@ import Voucherify
 
     /// A generation token that vanished mid-refill (eviction, failover, expiry) fences it too.
     @Test func refillWhoseTokenVanishedDoesNotStore() throws {
-        let service = try ServiceUnderTest.withWebhook()
+        let service = try fencedService()
         try service.fake.putMember("CARD-EVICT", buckets: buckets(1))
         try service.fake.resetStats()
-        try service.fake.fail(["mode": "slow", "latency_ms": 1000, "count": 1])
+        try service.fake.fail(["mode": "slow", "latency_ms": slowUpstreamMilliseconds, "count": 1])
         let slowRead = inBackground { try service.get(member: "CARD-EVICT") }
-        let deadline = Date().addingTimeInterval(5)
-        while try service.fake.totalCalls() == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        try waitForUpstreamCall(service)
         #expect(try service.redis.cli("DEL", "pe:{CARD-EVICT}:gen") == "1")
-        #expect(try slowRead().status == 200)
-        #expect(try service.redis.cli("EXISTS", "pe:{CARD-EVICT}:answers") == "0")
+        #expect(!slowRead.isFinished, "the read should still be waiting on Voucherify")
+        let refill = try slowRead()
+        #expect(refill.status == 200)
+        #expect(refill.headers["x-cache"] == "miss")
+
+        // /readyz PINGs over the same (only) connection, after the store attempt: once it is
+        // answered, Redis has run that attempt.
+        #expect(try CurlClient.request("GET", service.baseURL + "/readyz").status == 200)
+        #expect(try service.redis.cli("HLEN", answersKey("CARD-EVICT")) == "0")
+        let next = try service.get(member: "CARD-EVICT")
+        #expect(next.headers["x-cache"] == "miss")
+        #expect(try service.fake.totalCalls() == 2)
     }
 
     @Test func invalidateMemberByIdReachesTheEntryCachedByName() throws {
@@ -275,21 +284,52 @@ import Voucherify
     }
 }
 
-/// Runs `work` on its own thread (not the test's concurrency pool, which blocking calls could
-/// starve); the returned function waits for its result.
-func inBackground<T>(_ work: @escaping () throws -> T) -> () throws -> T {
-    let done = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var result: Result<T, Error>?
-    nonisolated(unsafe) let work = work
-    Thread.detachNewThread {
-        result = Result { try work() }
-        done.signal()
+extension WebhookTests {
+    /// How long the fake holds the upstream answer in the fence tests: the test acts on the
+    /// refill in flight as soon as the fake has the call, which takes milliseconds; this much
+    /// slack keeps "the refill is still in flight" true on a very slow machine (each test checks it).
+    var slowUpstreamMilliseconds: Int { 3000 }
+
+    /// A service with one worker, for the fence tests: all of its Redis commands go over one
+    /// connection, answered in order, and a refill queues its fenced store before it answers. So
+    /// any request made after that answer reaches Redis after the store attempt, and "the next
+    /// read is a miss" really shows the store was refused (with two workers the next read could
+    /// overtake a store that is about to land).
+    func fencedService() throws -> ServiceUnderTest {
+        try ServiceUnderTest.withWebhook(["WORKERS": "1"])
     }
-    return {
-        done.wait()
-        return try result!.get()
+
+    func waitForUpstreamCall(_ service: ServiceUnderTest) throws {
+        try waitUntil("the refill's call reached the fake Voucherify") { try service.fake.totalCalls() == 1 }
     }
 }
+
+/// Work running on its own thread (not the test's concurrency pool, which blocking calls could
+/// starve); calling it waits for its result.
+final class BackgroundWork<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var result: Result<T, Error>?
+
+    init(_ work: @escaping () throws -> T) {
+        nonisolated(unsafe) let work = work
+        Thread.detachNewThread { [self] in
+            let outcome = Result { try work() }
+            lock.withLock { result = outcome }
+            done.signal()
+        }
+    }
+
+    var isFinished: Bool { lock.withLock { result != nil } }
+
+    func callAsFunction() throws -> T {
+        done.wait()
+        done.signal()
+        return try lock.withLock { result! }.get()
+    }
+}
+
+func inBackground<T>(_ work: @escaping () throws -> T) -> BackgroundWork<T> { BackgroundWork(work) }
 
 /// The whole loop a person can watch locally: the fake runs Voucherify's nightly job for one
 /// member and delivers the signed webhook to the service over HTTP/2.
