@@ -9,15 +9,18 @@ import Testing
     @Test func resetWhileUpstreamIsInFlightDropsTheLateResult() throws {
         let service = try ServiceUnderTest()
         try service.fake.putMember("RESET", buckets: buckets(2, points: 3))
-        try service.fake.fail(["mode": "slow", "latency_ms": 600, "count": 1])
+        // Long enough that the reset surely comes first (it follows the fake's receipt of the call).
+        try service.fake.fail(["mode": "slow", "latency_ms": 3000, "count": 1])
         let client = try H2Client()
         let url = service.baseURL + ServiceUnderTest.rpc
         let body = #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"RESET"}"#
 
-        #expect(try client.sendAndReset("POST", url, json: body, afterMilliseconds: 150))
+        // Reset once the service's upstream call has reached the fake.
+        #expect(try client.sendAndReset("POST", url, json: body, once: { try service.fake.totalCalls() == 1 }))
         // While the abandoned call is still waiting upstream, the service keeps answering.
         #expect(try H2Client().send("GET", service.baseURL + "/healthz").status == 200)
-        Thread.sleep(forTimeInterval: 0.8)
+        // The late result still fills the cache.
+        try service.waitUntilCached(member: "RESET")
 
         let after = try H2Client().send("POST", url, json: body)
         #expect(after.status == 200)

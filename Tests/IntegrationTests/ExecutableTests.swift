@@ -30,28 +30,54 @@ import Testing
         #expect(!child.outputText.contains("token-value"))
     }
 
+    /// SIGTERM while a request waits on Voucherify: the request is still answered, then the
+    /// process exits 0.
     @Test func sigtermDrainsInFlightRequestsThenExits() throws {
+        let permit = StackPermit()
+        defer { withExtendedLifetime(permit) {} }
         let redis = try RedisServer()
         let fake = try FakeVoucherify()
-        let port = try freePort()
-        try fake.fail(["mode": "slow", "latency_ms": 700, "count": 1])
+        defer {
+            fake.stop()
+            redis.stop()
+        }
+        // The fake holds its answer far longer than the test needs to send SIGTERM, so the request
+        // is surely in flight when the drain starts (checked below, not assumed).
+        try fake.fail(["mode": "slow", "latency_ms": 3000, "count": 1])
         let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: [
-            "LISTEN": "127.0.0.1:\(port)", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "LISTEN": "127.0.0.1:0", "WORKERS": "1", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken, "LOG_LEVEL": "info",
         ])
-        _ = try service.waitForLine(containing: "listening")
+        defer { service.stop() }
+        let baseURL = "http://127.0.0.1:\(try listeningPort(of: service))"
+        // One worker: a 200 from /readyz (a PING over its Redis connection) covers every worker.
+        try waitUntil("the service's /readyz answers 200", interval: 0.05) {
+            (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200
+        }
         let inFlight = try ChildProcess("/usr/bin/curl", [
-            "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+            "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--max-time", "60",
             "-H", "content-type: application/json", "-d", #"{"campaign":"\#(FakeVoucherify.campaignID)","member":"MEMBER-000001"}"#,
-            "http://127.0.0.1:\(port)/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration",
+            baseURL + ServiceUnderTest.rpc,
         ])
-        Thread.sleep(forTimeInterval: 0.3)
+        defer { inFlight.stop() }
+        try waitUntil("the fake received the upstream call") { try fake.totalCalls() == 1 }
         service.signal(SIGTERM)
+        _ = try service.waitForLine(containing: "stopping")
+        #expect(inFlight.isRunning, "the request should still be waiting on Voucherify when the drain starts")
         #expect(try inFlight.waitForExit() == 0)
         #expect(inFlight.outputText == "200")
         #expect(try service.waitForExit() == 0)
         #expect(service.outputText.contains("stopped"))
-        fake.stop()
-        redis.stop()
+    }
+
+    /// The port from the "listening" log line (`listen=127.0.0.1:PORT`): the binary was started
+    /// with port 0, so only it knows which port it got.
+    private func listeningPort(of service: ChildProcess) throws -> Int {
+        let line = try service.waitForLine(containing: "points-expiry listening")
+        guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("listen=") }),
+              let port = field.split(separator: ":").last.flatMap({ Int($0) }) else {
+            throw TestFailure("no listen=HOST:PORT in \(line)")
+        }
+        return port
     }
 }

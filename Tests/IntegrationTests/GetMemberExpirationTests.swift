@@ -22,6 +22,7 @@ import Testing
         #expect(first.json["voucherId"] as? String == "v_test_1")
         #expect(first.json["pointsExpiringBefore"] as? String == "0")
 
+        try service.waitUntilCached(member: "CARD-1")
         let second = try service.get(member: "CARD-1")
         #expect(second.status == 200)
         #expect(second.headers["x-cache"] == "hit")
@@ -42,6 +43,7 @@ import Testing
         let calls = try service.fake.pageCalls()
         #expect(calls == [1, 2, 3].reduce(into: [:]) { $0["\(FakeVoucherify.campaignID)|BIG|\($1)"] = 1 })
 
+        try service.waitUntilCached(member: "BIG")
         #expect(try service.get(member: "BIG").headers["x-cache"] == "hit")
         #expect(try service.fake.totalCalls() == 3)
     }
@@ -59,6 +61,7 @@ import Testing
             #expect(result.json["campaignId"] as? String == FakeVoucherify.campaignID)
             // Buckets expire in 1, 2 and 3 days; strictly before day 3 leaves two of them.
             #expect(result.json["pointsExpiringBefore"] as? String == "10")
+            try service.waitUntilCached(member: "CARD-2", campaign: FakeVoucherify.campaignName)
         }
     }
 
@@ -86,11 +89,12 @@ import Testing
         try service.fake.fail(["mode": "malformed", "count": 1])
         #expect(try service.get(member: "CARD-3").code == "unavailable")
 
-        try service.fake.fail(["mode": "rate_limit", "retry_after": 2, "count": 1])
+        // Retry-After far longer than the six calls below can take, however slow the machine.
+        try service.fake.fail(["mode": "rate_limit", "retry_after": 120, "count": 1])
         let limited = try service.get(member: "CARD-3")
         #expect(limited.status == 429)
         #expect(limited.code == "resource_exhausted")
-        // Voucherify said "stop for 2 s": no worker calls it again before then (each curl call
+        // Voucherify said "stop for 120 s": no worker calls it again before then (each curl call
         // is a new connection, so these land on either worker).
         let callsAfter429 = try service.fake.totalCalls()
         for _ in 0..<6 { #expect(try service.get(member: "CARD-3").code == "resource_exhausted") }
@@ -119,23 +123,31 @@ import Testing
         try service.redis.start()
         try service.waitUntilReady()
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "CARD-4")
         #expect(try service.get(member: "CARD-4").headers["x-cache"] == "hit")
     }
 
     @Test func stalledRedisTimesOutAndTheAnswerComesFromVoucherify() throws {
         let service = try ServiceUnderTest()
         try service.fake.putMember("CARD-S", buckets: buckets(1))
-        // Redis accepts the command and says nothing for 1.5 s: only our own timeout (500 ms) helps.
-        try service.redis.cli("CLIENT", "PAUSE", "1500", "ALL")
-        let started = Date()
+        // Redis takes the command and says nothing until resumed: only our own command timeout
+        // (500 ms) can end the wait. No clock bound needed: Redis stays stalled until we resume it.
+        service.redis.suspend()
         let during = try service.get(member: "CARD-S")
+        let metrics = try CurlClient.request("GET", service.baseURL + "/metrics").text
+        service.redis.resume()
         #expect(during.status == 200)
         #expect(during.headers["x-cache"] == "miss")
-        #expect(Date().timeIntervalSince(started) < 1.3)
+        // The lookup failed (it did not find the member absent): the answer came from Voucherify
+        // while Redis was stalled.
+        #expect(metrics.contains(#"points_expiry_cache_lookups_total{result="unavailable"} 1"#))
+        #expect(metrics.contains(#"points_expiry_cache_lookups_total{result="miss"} 0"#))
+        #expect(try service.fake.totalCalls() == 1)
 
-        Thread.sleep(forTimeInterval: 1.2)
+        // The worker that timed out dropped its connection; it is ready again once Redis answers.
         try service.waitUntilReady()
         #expect(try service.get(member: "CARD-S").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "CARD-S")
         #expect(try service.get(member: "CARD-S").headers["x-cache"] == "hit")
     }
 
@@ -143,6 +155,7 @@ import Testing
         let service = try ServiceUnderTest(redisPassword: "s3cret-redis")
         try service.fake.putMember("CARD-A", buckets: buckets(1))
         #expect(try service.get(member: "CARD-A").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "CARD-A")
         #expect(try service.get(member: "CARD-A").headers["x-cache"] == "hit")
         #expect(try service.redis.cli("HLEN", "pe:{CARD-A}:answers") == "1")
     }
@@ -156,6 +169,7 @@ import Testing
         let today = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
         try service.fake.putMember("CARD-5", buckets: [["id": "lopb_today", "points": 7, "status": "ACTIVE", "expires_at": today]])
         #expect(try service.get(member: "CARD-5").status == 200)
+        try service.waitUntilCached(member: "CARD-5")
 
         let midnight = calendar.startOfDay(for: calendar.date(byAdding: .day, value: 1, to: Date())!)
         let secondsLeft = midnight.timeIntervalSinceNow

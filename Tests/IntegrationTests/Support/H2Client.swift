@@ -23,7 +23,8 @@ final class H2Client: @unchecked Sendable {
 
     private func request(_ method: String, _ url: String, json: String?) -> HTTPClientRequest {
         HTTPClientRequest(method: method, url: url, headers: json == nil ? [] : [("content-type", "application/json")],
-                          body: Array((json ?? "").utf8), version: .http2PriorKnowledge)
+                          body: Array((json ?? "").utf8), version: .http2PriorKnowledge,
+                          totalTimeoutMilliseconds: 30_000)
     }
 
     /// Sends and waits for the answer.
@@ -37,7 +38,7 @@ final class H2Client: @unchecked Sendable {
                 done.signal()
             }
         }
-        guard done.wait(timeout: .now() + 15) == .success, let outcome else { throw TestFailure("no answer from \(url)") }
+        guard done.wait(timeout: .now() + 60) == .success, let outcome else { throw TestFailure("no answer from \(url)") }
         return try outcome.get()
     }
 
@@ -54,8 +55,21 @@ final class H2Client: @unchecked Sendable {
                 done.signal()
             }
         }
-        _ = done.wait(timeout: .now() + 15)
+        _ = done.wait(timeout: .now() + 60)
         return !answeredEarly
+    }
+
+    /// Starts a request and resets its stream (RST_STREAM) once `condition` holds (polled from
+    /// this thread); true if it was still unanswered then.
+    func sendAndReset(_ method: String, _ url: String, json: String?, once condition: () throws -> Bool) throws -> Bool {
+        nonisolated(unsafe) var answered = false  // loop thread only
+        let request = request(method, url, json: json)
+        nonisolated(unsafe) let transfer = try onLoop { try self.multi?.start(request) { _ in answered = true } }
+        try waitUntil("the condition for resetting \(url)", condition)
+        return try onLoop {
+            transfer?.cancel()
+            return !answered
+        }
     }
 
     private func onLoop<T>(_ body: @escaping () throws -> T) throws -> T {

@@ -15,23 +15,99 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A child process that is terminated (and reaped) when the test lets go of it. Its output
-/// goes to a temporary file (pipe read handlers proved unreliable for fast-exiting children).
+/// Polls `condition` until it holds. The deadline is generous on purpose: on a loaded machine
+/// things get slow, not wrong, so only a condition that never comes should fail a test.
+func waitUntil(_ what: @autoclosure () -> String, timeout: TimeInterval = 60, interval: TimeInterval = 0.02,
+               _ condition: () throws -> Bool) throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+    while true {
+        if try condition() { return }
+        guard ContinuousClock.now < deadline else { throw TestFailure("gave up after \(Int(timeout)) s waiting until \(what())") }
+        Thread.sleep(forTimeInterval: interval)
+    }
+}
+
+/// Starts every child process of the tests so that it dies with the test process, however that
+/// ends (a crash or SIGKILL included): children run under `setpriv --pdeathsig KILL`, which sets
+/// PR_SET_PDEATHSIG and then execs the program (the setting survives exec; the pid stays the same).
+/// The kernel sends that signal when the *thread* that spawned the child exits, so every child is
+/// spawned by this one thread, which never exits; Foundation's Process runs posix_spawn on the
+/// calling thread, and Swift Testing's worker threads may come and go.
+///
+/// The thread also clears its signal mask first: children inherit the spawning thread's mask,
+/// and the test runner's threads block most signals, so redis-server would ignore SIGTERM.
+/// (Left open: a test process killed in the instant between fork and setpriv's prctl.)
+enum ChildLauncher {
+    static let setpriv = "/usr/bin/setpriv"
+
+    /// Launches `process` (executable and arguments as given), wrapped in setpriv.
+    static func launch(_ process: Process, _ executable: String, _ arguments: [String]) throws {
+        guard FileManager.default.isExecutableFile(atPath: setpriv) else {
+            throw TestFailure("\(setpriv) (util-linux) is needed to tie child processes to the test process")
+        }
+        process.executableURL = URL(fileURLWithPath: setpriv)
+        process.arguments = ["--pdeathsig", "KILL", "--", executable] + arguments
+        try spawner.run { try process.run() }
+    }
+
+    private static let spawner = SpawnerThread()
+
+    private final class SpawnerThread: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var jobs: [() -> Void] = []
+
+        init() {
+            let thread = Thread { [self] in
+                var nothing = sigset_t()
+                sigemptyset(&nothing)
+                pthread_sigmask(SIG_SETMASK, &nothing, nil)
+                while true {
+                    condition.lock()
+                    while jobs.isEmpty { condition.wait() }
+                    let job = jobs.removeFirst()
+                    condition.unlock()
+                    job()
+                }
+            }
+            thread.name = "test-child-spawner"
+            thread.start()
+        }
+
+        func run(_ body: @escaping () throws -> Void) throws {
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var outcome: Result<Void, Error>?
+            nonisolated(unsafe) let body = body
+            condition.lock()
+            jobs.append {
+                outcome = Result { try body() }
+                done.signal()
+            }
+            condition.signal()
+            condition.unlock()
+            done.wait()
+            try outcome!.get()
+        }
+    }
+}
+
+/// A child process that is terminated (and reaped) when the test lets go of it, and killed by the
+/// kernel if the test process dies first (see `ChildLauncher`). Its output goes to a temporary
+/// file (pipe read handlers proved unreliable for fast-exiting children).
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
+    private let name: String
     private let outputURL: URL
     private var exitStatus: Int32?
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        name = URL(fileURLWithPath: executable).lastPathComponent
         outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("pe-child-\(UUID().uuidString).log")
         guard FileManager.default.createFile(atPath: outputURL.path, contents: nil) else { throw TestFailure("cannot create \(outputURL.path)") }
         let output = try FileHandle(forWritingTo: outputURL)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = output
         process.standardError = output
-        try process.run()
+        try ChildLauncher.launch(process, executable, arguments)
         try output.close()
     }
 
@@ -42,42 +118,43 @@ final class ChildProcess: @unchecked Sendable {
 
     var outputText: String { (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "" }
 
-    /// Waits until a line of output contains `text`; returns that line.
-    func waitForLine(containing text: String, timeout: TimeInterval = 20) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let line = outputText.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
-            if !isRunning { break }
-            Thread.sleep(forTimeInterval: 0.02)
+    /// Waits until a line of output contains `text`; returns that line. Fails at once if the
+    /// process exits without printing it.
+    func waitForLine(containing text: String, timeout: TimeInterval = 60) throws -> String {
+        var found: String?
+        try waitUntil("\(name) prints \"\(text)\"", timeout: timeout) {
+            let running = isRunning  // checked first: once it has exited, the output read next is complete
+            found = outputText.split(separator: "\n").first(where: { $0.contains(text) }).map(String.init)
+            if found == nil, !running { throw TestFailure("\(name) exited without printing \"\(text)\"; output:\n\(outputText)") }
+            return found != nil
         }
-        throw TestFailure("\(process.executableURL?.lastPathComponent ?? "process") never printed \"\(text)\"; output:\n\(outputText)")
+        return found!
     }
 
     func signal(_ signal: Int32) { Glibc.kill(process.processIdentifier, signal) }
 
-    /// Foundation's Process on Linux starts children with most signals blocked, so a child that
-    /// does not unblock SIGTERM itself (redis-server) only stops on `forceKill()`.
+    /// SIGKILL, for children whose graceful stop the test does not need (redis-server).
     func forceKill() {
         guard exitStatus == nil else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
-        _ = try? waitForExit(timeout: 5)
+        _ = try? waitForExit(timeout: 60)
     }
 
     /// SIGTERM, then SIGKILL if it lingers.
     func stop() {
         guard exitStatus == nil else { return }
         process.terminate()
-        if (try? waitForExit(timeout: 5)) == nil {
+        if (try? waitForExit(timeout: 10)) == nil {
             Glibc.kill(process.processIdentifier, SIGKILL)
-            _ = try? waitForExit(timeout: 5)
+            _ = try? waitForExit(timeout: 60)
         }
     }
 
     /// Waits for the process to exit by itself; returns its exit code (128 + signal when killed).
     /// Reaps with waitpid: Foundation's own child monitoring does not run in this test host.
-    func waitForExit(timeout: TimeInterval = 20) throws -> Int32 {
+    func waitForExit(timeout: TimeInterval = 60) throws -> Int32 {
         if let exitStatus { return exitStatus }
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
         var status: Int32 = 0
         repeat {
             let reaped = waitpid(process.processIdentifier, &status, WNOHANG)
@@ -89,26 +166,31 @@ final class ChildProcess: @unchecked Sendable {
             if reaped < 0 {
                 if errno == EINTR { continue }
                 // Foundation reaped it first: wait until it publishes the status.
-                while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+                while process.isRunning, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
                 guard !process.isRunning else { break }
                 let code = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
                 exitStatus = code
                 return code
             }
+            guard ContinuousClock.now < deadline else { break }
             Thread.sleep(forTimeInterval: 0.01)
-        } while Date() < deadline
-        throw TestFailure("process did not exit within \(timeout) s")
+        } while true
+        throw TestFailure("\(name) did not exit within \(Int(timeout)) s")
     }
 
     var isRunning: Bool { (try? waitForExit(timeout: 0)) == nil }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago. Only for redis-server, which cannot report
+/// the port it got from binding port 0 (see `RedisServer`); everything else binds port 0.
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket() failed") }
     defer { close(fd) }
-    var address = loopback(port: 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
@@ -120,43 +202,27 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Waits until 127.0.0.1:port accepts connections.
-func waitForPort(_ port: Int, timeout: TimeInterval = 10) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = loopback(port: port)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        close(fd)
-        if connected == 0 { return }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    throw TestFailure("nothing listens on 127.0.0.1:\(port)")
-}
-
-private func loopback(port: Int) -> sockaddr_in {
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return address
-}
-
 /// Runs a command to completion and returns its standard output.
 @discardableResult
 func run(_ executable: String, _ arguments: [String]) throws -> String {
+    String(decoding: try runWithInput(executable, arguments, nil), as: UTF8.self)
+}
+
+/// Runs a command to completion, feeding it `input` (nil: /dev/null); returns its standard output.
+func runWithInput(_ executable: String, _ arguments: [String], _ input: Data?) throws -> Data {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
+    let stdin = Pipe(), stdout = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+    process.standardOutput = stdout
     process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
+    try ChildLauncher.launch(process, executable, arguments)
+    if let input {
+        stdin.fileHandleForWriting.write(input)
+        try stdin.fileHandleForWriting.close()
+    }
+    let output = stdout.fileHandleForReading.readDataToEndOfFile()
     reap(process)
-    return String(decoding: data, as: UTF8.self)
+    return output
 }
 
 /// Waits for a finished child (its output is already at EOF) without Foundation's waitUntilExit.

@@ -6,8 +6,11 @@ import HTTPClient
 /// libcurl wants one global init before threads use it.
 let curlReady: Void = { try? Curl.globalInit() }()
 
-/// The service built exactly as `points-expiry serve` builds it, in this process, on a free port.
+/// The service built exactly as `points-expiry serve` builds it, in this process, on port 0,
+/// with its own redis-server and fake Voucherify.
 final class ServiceUnderTest: @unchecked Sendable {
+    /// Taken before anything starts; given back after `deinit` stopped everything.
+    private let permit = StackPermit()
     let app: PointsExpiryApp
     let redis: RedisServer
     let fake: FakeVoucherify
@@ -37,16 +40,23 @@ final class ServiceUnderTest: @unchecked Sendable {
 
     var baseURL: String { "http://127.0.0.1:\(app.port)" }
 
-    /// Waits until every worker reports Redis connected (readyz hits one worker per connection).
-    func waitUntilReady(timeout: TimeInterval = 10) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        var consecutive = 0
-        while Date() < deadline {
-            consecutive = (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200 ? consecutive + 1 : 0
-            if consecutive >= 6 { return }
-            Thread.sleep(forTimeInterval: 0.05)
+    /// Waits until every worker has a ready Redis connection (each loop is asked) and /readyz,
+    /// which PINGs Redis now, says so too (a worker that sent nothing since Redis stalled still
+    /// counts itself ready).
+    func waitUntilReady() throws {
+        try waitUntil("every worker of the service is ready", interval: 0.05) {
+            app.allWorkersReady() && (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200
         }
-        throw TestFailure("service never became ready")
+    }
+
+    /// Waits until Redis holds `member`'s answer under `campaign` as spelled. A miss sends its
+    /// store to Redis just before it answers, over the answering worker's own connection; the
+    /// next request may land on another worker, whose read could reach Redis first. Call this
+    /// between a miss and a read that must be a hit (not needed with WORKERS=1, one connection).
+    func waitUntilCached(member: String, campaign: String = FakeVoucherify.campaignID) throws {
+        try waitUntil("Redis holds the answer for \(member) under \(campaign)") {
+            try redis.cli("HEXISTS", answersKey(member), campaign) == "1"
+        }
     }
 
     /// POSTs a Connect JSON request to GetMemberExpiration.
@@ -58,3 +68,6 @@ final class ServiceUnderTest: @unchecked Sendable {
         try get(#"{"campaign":"\#(campaign)","member":"\#(member)"\#(extra)}"#)
     }
 }
+
+/// The Redis hash holding a member's cached answers, one field per campaign spelling.
+func answersKey(_ member: String) -> String { "pe:{\(member)}:answers" }
