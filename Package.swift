@@ -74,7 +74,7 @@ let package = Package(
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", logging,
-        ], swiftSettings: [.swiftLanguageMode(.v5)]),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,9 @@ import Testing
 
 /// The generic Redis client against a real redis-server: handshake, readiness, deadlines.
 @Suite(.serialized) struct RedisConnectionTests {
+    /// Each test runs a redis-server: it counts as a stack (a suite instance is made per test).
+    private let permit = StackPermit()
+
     /// A Redis connection on its own loop thread.
     final class Client: @unchecked Sendable {
         let group: LoopGroup

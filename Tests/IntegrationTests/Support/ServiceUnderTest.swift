@@ -16,12 +16,15 @@ final class ServiceUnderTest: @unchecked Sendable {
     let fake: FakeVoucherify
     static let rpc = "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
 
-    init(environment: [String: String] = [:], redisPassword: String? = nil) throws {
+    /// `redisURL` is what the service is told (default: the right one); `waitUntilReady: false`
+    /// for tests of a service that must not become ready.
+    init(environment: [String: String] = [:], redisPassword: String? = nil, redisURL: (RedisServer) -> String = { $0.url },
+         waitUntilReady: Bool = true) throws {
         _ = curlReady
         redis = try RedisServer(password: redisPassword)
         fake = try FakeVoucherify()
         let settings = [
-            "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redisURL(redis), "VOUCHERIFY_API_URL": fake.baseURL,
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken,
         ].merging(environment) { _, override in override }
         let configuration = try ServiceConfiguration.fromEnvironment(settings, cores: 2)
@@ -29,7 +32,7 @@ final class ServiceUnderTest: @unchecked Sendable {
         logger.logLevel = Logger.Level.critical
         app = try PointsExpiryApp(configuration: configuration, logger: logger)
         try app.start()
-        try waitUntilReady()
+        if waitUntilReady { try self.waitUntilReady() }
     }
 
     deinit {
