@@ -371,7 +371,7 @@ private struct JSONReader {
 }
 
 /// `Array.withUnsafeBytes` only rethrows untyped errors; this keeps the typed error.
-public func withUnsafeBytesTyped<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+func withUnsafeBytesTyped<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
     let result: Result<R, E> = bytes.withUnsafeBytes { buffer in
         do throws(E) { return .success(try body(buffer)) } catch { return .failure(error) }
     }

@@ -7,6 +7,7 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
     public let month: Int
     public let day: Int
 
+    @inlinable
     public init?(year: Int, month: Int, day: Int) {
         guard (0...9999).contains(year), (1...12).contains(month),
               (1...daysInMonth(year: year, month: month)).contains(day) else { return nil }
@@ -127,10 +128,12 @@ func withContiguousUTF8<R>(_ text: some StringProtocol, _ body: (UnsafeBufferPoi
     return Array(text.utf8).withUnsafeBufferPointer(body)
 }
 
+@usableFromInline
 func isLeapYear(_ year: Int) -> Bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
+@usableFromInline
 func daysInMonth(year: Int, month: Int) -> Int {
     switch month {
     case 2: return isLeapYear(year) ? 29 : 28

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A complete request as the server hands it to a handler, whatever the HTTP version.
 public struct HTTPRequest: Sendable {
     public let method: String
@@ -21,8 +23,10 @@ public struct HTTPRequest: Sendable {
     public func header(_ name: String) -> String? { headers.first(named: name) }
 }
 
-/// Header fields packed into one byte buffer (u32 name length, u32 value length, name, value),
-/// so receiving a request makes no String per field; values are decoded only when asked for.
+/// Header fields packed into one byte buffer (name length, value length, name, value), so
+/// receiving a request makes no String per field; values are decoded only when asked for.
+/// A length below 128 takes one byte (nearly every field); a longer one takes four, with the
+/// top bit set, so no limit configuration can make a length wrap.
 public struct HTTPHeaders: Sendable {
     private(set) var bytes: [UInt8] = []
 
@@ -46,11 +50,14 @@ public struct HTTPHeaders: Sendable {
         bytes.append(contentsOf: value)
     }
 
-    /// Lengths are stored in 32 bits: far above any header list a server accepts, so no limit
-    /// configuration can make them wrap.
+    @inline(__always)
     private mutating func appendLength(_ length: Int) {
-        let value = UInt32(clamping: length)
-        bytes.append(UInt8(truncatingIfNeeded: value >> 24))
+        if length < 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: length))
+            return
+        }
+        let value = UInt32(clamping: min(length, Int(Int32.max)))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 24) | 0x80)
         bytes.append(UInt8(truncatingIfNeeded: value >> 16))
         bytes.append(UInt8(truncatingIfNeeded: value >> 8))
         bytes.append(UInt8(truncatingIfNeeded: value))
@@ -62,23 +69,32 @@ public struct HTTPHeaders: Sendable {
     public func first(named name: String) -> String? {
         var name = name
         return name.withUTF8 { wanted in
-            var offset = 0
-            while offset + 8 <= bytes.count {
-                let nameLength = readLength(at: offset)
-                let valueLength = readLength(at: offset + 4)
-                let nameStart = offset + 8
-                let valueStart = nameStart + nameLength
-                if nameLength == wanted.count, bytes[nameStart..<valueStart].elementsEqual(wanted) {
-                    return String(decoding: bytes[valueStart..<(valueStart + valueLength)], as: UTF8.self)
+            bytes.withUnsafeBufferPointer { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let nameLength = Self.readLength(bytes, &offset)
+                    let valueLength = Self.readLength(bytes, &offset)
+                    let valueStart = offset + nameLength
+                    if nameLength == wanted.count, memcmp(bytes.baseAddress! + offset, wanted.baseAddress!, nameLength) == 0 {
+                        return String(decoding: UnsafeBufferPointer(rebasing: bytes[valueStart..<(valueStart + valueLength)]), as: UTF8.self)
+                    }
+                    offset = valueStart + valueLength
                 }
-                offset = valueStart + valueLength
+                return nil
             }
-            return nil
         }
     }
 
-    private func readLength(at offset: Int) -> Int {
-        Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+    @inline(__always)
+    private static func readLength(_ bytes: UnsafeBufferPointer<UInt8>, _ offset: inout Int) -> Int {
+        let first = bytes[offset]
+        guard first & 0x80 != 0 else {
+            offset += 1
+            return Int(first)
+        }
+        let length = Int(first & 0x7F) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+        offset += 4
+        return length
     }
 }
 

@@ -28,17 +28,12 @@ extension JSONValue {
 }
 
 extension JSONParser {
-    /// Parses a request body, turning syntax errors into `invalidRequest`.
-    public static func parseRequest(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws(RPCError) -> JSONValue {
+    /// Parses a request body, turning syntax errors into `invalid_argument`.
+    public static func parseRequest(_ bytes: [UInt8], maxDepth: Int = 64) throws(RPCError) -> JSONValue {
         do {
             return try parseDocument(bytes, maxDepth: maxDepth)
         } catch {
             throw RPCError(.invalidArgument, "the request body is not valid JSON: \(error)")
         }
     }
-
-    public static func parseRequest(_ bytes: [UInt8], maxDepth: Int = 64) throws(RPCError) -> JSONValue {
-        try withUnsafeBytesTyped(bytes) { buffer throws(RPCError) in try parseRequest(buffer, maxDepth: maxDepth) }
-    }
 }
-

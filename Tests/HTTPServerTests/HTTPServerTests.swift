@@ -178,6 +178,16 @@ let curlReady: Void = { try? Curl.globalInit() }()
         #expect(headers.first(named: "x-after") == "after")
     }
 
+    /// Lengths below 128 take one byte, longer ones four: both sides of the boundary round-trip.
+    @Test(arguments: [0, 1, 127, 128, 129, 65_535, 65_536])
+    func lengthsOnBothSidesOfTheShortForm(_ length: Int) {
+        let name = String(repeating: "n", count: max(1, length))
+        let value = String(repeating: "v", count: length)
+        let headers = HTTPHeaders([(name, value), ("after", "x")])
+        #expect(headers.first(named: name) == value)
+        #expect(headers.first(named: "after") == "x")
+    }
+
     @Test func firstValueWinsAndNamesAreExact() {
         let headers = HTTPHeaders([("a", "1"), ("b", "2"), ("a", "3")])
         #expect(headers.first(named: "a") == "1")
