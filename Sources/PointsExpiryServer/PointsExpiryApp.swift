@@ -29,6 +29,9 @@ public final class PointsExpiryApp: @unchecked Sendable {
     /// Starts the loops and builds each worker on its own thread. The first worker binds the
     /// configured address; the others join its port with SO_REUSEPORT.
     public func start() throws {
+        // A peer that goes away while we write must cost that connection an EPIPE, not the
+        // process its life (libevent and hiredis write with plain writev/write).
+        signal(SIGPIPE, SIG_IGN)
         var configuration = self.configuration
         do {
             configuration.redis = try configuration.redis.resolvingHost()

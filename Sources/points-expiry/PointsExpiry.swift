@@ -52,10 +52,9 @@ struct Serve: ParsableCommand {
             Self.exitWithConfigurationError(error.description)
         }
 
-        // Before any thread exists: libcurl's global state, SIGPIPE off, and SIGTERM/SIGINT
+        // Before any thread exists: libcurl's global state, and SIGTERM/SIGINT
         // blocked so that every worker inherits the mask and only sigwait below receives them.
         try Curl.globalInit()
-        signal(SIGPIPE, SIG_IGN)
         var stopSignals = sigset_t()
         sigemptyset(&stopSignals)
         sigaddset(&stopSignals, SIGTERM)
