@@ -24,6 +24,8 @@ public final class Loop: @unchecked Sendable {
     /// no lock), run after the callbacks of the current loop iteration.
     private var tickEvent: OpaquePointer?
     private var ticks: [() -> Void] = []
+    /// True while `runTicks` runs: work queued then waits for the next poll (see `nextTick`).
+    private var runningTicks = false
     /// The thread running `run()`, for the debug-build confinement checks (`assertInLoop`).
     private let owner = Atomic<UInt>(0)
     private let wallClock: (@Sendable () -> Int64)?
@@ -125,9 +127,19 @@ public final class Loop: @unchecked Sendable {
     /// Runs `work` on this loop after the callbacks of the current iteration: the way loop code
     /// defers (never call back into a C library from inside its own callback). Loop thread only.
     public func nextTick(_ work: @escaping () -> Void) {
-        assertInLoop()
+        // Checked in release builds too: the base has no locks, so a tick queued from another
+        // thread would corrupt it. One atomic load per call.
+        precondition(isConfinedHere, "nextTick called off the loop's thread; use execute")
         ticks.append(work)
-        if ticks.count == 1, let tickEvent { event_active(tickEvent, 0, 0) }
+        guard ticks.count == 1, let tickEvent else { return }
+        if runningTicks {
+            // Activated from inside its own callback the event would run again in this same
+            // pass, before any I/O: a zero timeout defers it until after the next poll instead.
+            var now = timeval(tv_sec: 0, tv_usec: 0)
+            event_add(tickEvent, &now)
+        } else {
+            event_active(tickEvent, 0, 0)
+        }
     }
 
     private func runQueued() {
@@ -141,11 +153,13 @@ public final class Loop: @unchecked Sendable {
     }
 
     private func runTicks() {
-        // Work queued by these items runs on the following tick, so a loop of deferrals cannot
+        // Work queued by these items runs after the next poll, so a chain of deferrals cannot
         // starve the loop's I/O.
         let work = ticks
         ticks.removeAll(keepingCapacity: true)
+        runningTicks = true
         for item in work { item() }
+        runningTicks = false
     }
 
     /// True on the thread currently running this loop.

@@ -46,7 +46,8 @@ public final class CurlMulti {
         try check(pe_curl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me), "CURLMOPT_SOCKETDATA")
         try check(pe_curl_multi_setopt_timer_function(multi) { _, timeout, user in
             guard let user else { return -1 }
-            return Unmanaged<CurlMulti>.fromOpaque(user).takeUnretainedValue().timerChanged(milliseconds: timeout) ? 0 : -1
+            Unmanaged<CurlMulti>.fromOpaque(user).takeUnretainedValue().timerChanged(milliseconds: timeout)
+            return 0
         }, "CURLMOPT_TIMERFUNCTION")
         try check(pe_curl_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, me), "CURLMOPT_TIMERDATA")
         try check(pe_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX), "CURLMOPT_PIPELINING")
@@ -114,15 +115,17 @@ public final class CurlMulti {
         }
     }
 
-    /// False when the timer could not be armed: curl then fails the transfers waiting on it
-    /// rather than letting them hang (their own timeouts need this timer).
-    private func timerChanged(milliseconds: Int) -> Bool {
-        guard milliseconds >= 0 else {
-            timer.cancel()
-            return true
-        }
+    /// Never fails towards curl: a -1 from this callback marks the whole multi handle dead for
+    /// good. If the timer cannot be armed, curl is driven on the next loop turn instead (its
+    /// transfers' own timeouts still fire then, only later).
+    private func timerChanged(milliseconds: Int) {
+        guard milliseconds >= 0 else { return timer.cancel() }
         // Never call back into curl from its own callback: run on the next loop turn at least.
-        return (try? timer.arm(milliseconds: milliseconds) { [unowned self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }) != nil
+        do {
+            try timer.arm(milliseconds: milliseconds) { [unowned self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }
+        } catch {
+            loop.nextTick { [self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }
+        }
     }
 
     // MARK: loop -> curl

@@ -59,7 +59,8 @@ final class HTTP2Stream: HTTPResponseWriter {
             flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
             pendingBody = []
             if !pendingTrailers.isEmpty {
-                guard connection.submitTrailers(pendingTrailers, for: self) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                // A refused trailer resets this stream only, not the whole connection.
+                guard connection.submitTrailers(pendingTrailers, for: self) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
                 flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
                 pendingTrailers = []
             }

@@ -40,12 +40,13 @@ final class Worker {
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)
         let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
                                         bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)
+        let readiness = Readiness(redis: redis, lifecycle: lifecycle)
         let router = ConnectRouter(
             loop: loop,
-            methods: [GetMemberExpiration(answers: answers), InvalidateMember(cache: cache), HealthCheck(lifecycle: lifecycle)],
+            methods: [GetMemberExpiration(answers: answers), InvalidateMember(cache: cache), HealthCheck(readiness: readiness)],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
-                "/readyz": Readiness(redis: redis, lifecycle: lifecycle).route,
+                "/readyz": readiness.route,
                 "/metrics": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
                 VoucherifyWebhook.path: webhook.route,
             ],

@@ -44,6 +44,9 @@ public final class RedisConnection {
     private var connected = false
     /// The handshake was answered: callers' commands are accepted.
     private var ready = false
+    /// Redis refused a step of this connection's handshake; it is dropped once, however many
+    /// queued steps it also refuses.
+    private var handshakeRefused = false
     private var closed = false
     private var reconnectDelay: Int
     /// Both timers capture `self` unowned (a weak reference would slow every retain of this
@@ -103,10 +106,13 @@ public final class RedisConnection {
             guard !ready else { return }
             dropContext(reason: "no answer to the connection set-up within \(self.configuration.connectTimeoutMilliseconds) ms")
         }
-        // Queued now, sent once connected, answered in order before anything sent later.
-        if let password = configuration.password { enqueue([Array("AUTH".utf8), Array(password.utf8)], completion: { [unowned self] in handshakeReply($0) }) }
-        if configuration.database != 0 { enqueue([Array("SELECT".utf8), Array(String(configuration.database).utf8)], completion: { [unowned self] in handshakeReply($0) }) }
-        enqueue([Array("PING".utf8)]) { [unowned self] result in
+        // Queued now, sent once connected, answered in order before anything sent later. The
+        // completions hold `self` strongly: freeing the context (close, or a drop) fails them
+        // synchronously, so they must never reach a deinitialising object; `close()` ends them.
+        handshakeRefused = false
+        if let password = configuration.password { enqueue([Array("AUTH".utf8), Array(password.utf8)], completion: { [self] in handshakeReply($0) }) }
+        if configuration.database != 0 { enqueue([Array("SELECT".utf8), Array(String(configuration.database).utf8)], completion: { [self] in handshakeReply($0) }) }
+        enqueue([Array("PING".utf8)]) { [self] result in
             guard handshakeReply(result), !closed else { return }
             connectTimer.cancel()
             ready = true
@@ -200,6 +206,8 @@ public final class RedisConnection {
     private func handshakeReply(_ result: Result<RedisReply, RedisError>) -> Bool {
         switch result {
         case .success(.error(let message)):
+            guard !handshakeRefused else { return false }
+            handshakeRefused = true
             logger.error("Redis rejected the connection set-up (check REDIS_URL)", metadata: ["error": "\(message)"])
             // Not from inside hiredis' reply callback: drop on the next tick.
             loop.nextTick { [self] in dropContext(reason: "connection set-up rejected") }
@@ -266,6 +274,9 @@ public final class RedisConnection {
         // Before the connection is up, the connect timeout governs (AUTH/SELECT wait in the queue).
         if connected, inflight[inflightHead].deadline <= loop.monotonicMilliseconds {
             let timeout = configuration.commandTimeoutMilliseconds
+            // Not ready from now on: a completion that sends again fails at once rather than
+            // queueing on the context about to be freed.
+            ready = false
             for command in inflight[inflightHead...] { command.complete(.failure(.timedOut(milliseconds: timeout))) }
             inflight.removeAll()
             inflightHead = 0

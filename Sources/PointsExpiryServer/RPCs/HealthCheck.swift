@@ -1,17 +1,20 @@
 import Codecs
 import RPC
 
-/// `grpc.health.v1.Health/Check` over Connect JSON: SERVING while this worker is not draining.
+/// `grpc.health.v1.Health/Check` over Connect JSON: SERVING exactly when `/readyz` would
+/// answer 200 (not draining, Redis answering in time), else NOT_SERVING.
 final class HealthCheck: UnaryMethod {
     let path = "/grpc.health.v1.Health/Check"
     let name = "HealthCheck"
     let hasNoSideEffects = true
-    private let lifecycle: WorkerLifecycle
+    private let readiness: Readiness
 
-    init(lifecycle: WorkerLifecycle) { self.lifecycle = lifecycle }
+    init(readiness: Readiness) { self.readiness = readiness }
 
     func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
-        let status = lifecycle.draining ? #"{"status":"NOT_SERVING"}"# : #"{"status":"SERVING"}"#
-        reply(.success(UnaryReply(body: Array(status.utf8))))
+        readiness.check { reason in
+            let status = reason == nil ? #"{"status":"SERVING"}"# : #"{"status":"NOT_SERVING"}"#
+            reply(.success(UnaryReply(body: Array(status.utf8))))
+        }
     }
 }
