@@ -49,7 +49,11 @@ public final class PointsExpiryApp: @unchecked Sendable {
                                          logger: logger), loop: loop)
                 }
             } catch {
+                // Close the workers already built on their own loops, then stop: a failed start
+                // leaves nothing running and nothing for `shutdown` to wait on.
+                for started in workers.compactMap({ $0 }) { try? started.loop.runAndWait { started.value.close() } }
                 group.stopAndWait()
+                workers = workers.map { _ in nil }
                 throw error
             }
             workers[index] = worker
@@ -77,6 +81,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
     /// Graceful stop: every worker stops accepting and sends GOAWAY; in-flight requests get up to
     /// `drainSeconds` to finish; then connections, Redis and curl close and the loops end.
     public func shutdown() {
+        guard workers.contains(where: { $0 != nil }) else { return }
         let drained = DispatchGroup()
         for worker in workers.compactMap({ $0 }) {
             drained.enter()

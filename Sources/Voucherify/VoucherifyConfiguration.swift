@@ -38,6 +38,9 @@ public struct VoucherifyConfiguration: Sendable {
             throw BaseURLError(description: "must be scheme://host[:port] with no query, fragment, credentials or spaces, got \"\(url)\"")
         }
         // An IPv6 literal keeps its colons inside brackets; a port follows the last colon outside them.
+        if authority.hasPrefix("["), !authority.contains("]") {
+            throw BaseURLError(description: "has an unclosed IPv6 bracket, got \"\(url)\"")
+        }
         let hostEnd = authority.lastIndex(of: "]") ?? authority.startIndex
         if let colon = authority[hostEnd...].lastIndex(of: ":") {
             let port = authority[authority.index(after: colon)...]

@@ -11,7 +11,7 @@ public enum VoucherifyError: Error, Equatable, Sendable {
     case rateLimited(retryAfterSeconds: Int?)
     /// 401/403: the configured credentials are wrong.
     case rejectedCredentials(status: Int)
-    /// Any other 4xx, with Voucherify's own words (for logs; not for callers).
+    /// Any other 4xx, with Voucherify's own words (message and details, trimmed).
     case rejectedRequest(status: Int, detail: String)
     /// A 200 whose body is not the documented shape.
     case malformed(String)

@@ -168,7 +168,7 @@ final class EventServer {
     }
 
     private func badRequest(_ details: String) -> OutgoingResponse {
-        .json(400, VoucherifyError.body(code: 400, key: "bad_request", message: "Bad request", details: details))
+        .json(400, VoucherifyErrorBody.body(code: 400, key: "bad_request", message: "Bad request", details: details))
     }
 
     private static func method(of command: evhttp_cmd_type) -> IncomingRequest.Method {

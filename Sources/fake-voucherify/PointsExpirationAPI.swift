@@ -43,24 +43,24 @@ struct PointsExpirationAPI {
         let appId = request.header("X-App-Id")
         let appToken = request.header("X-App-Token")
         guard let appId, let appToken else {
-            return error(VoucherifyError.unauthorized("Missing X-App-Id or X-App-Token header"))
+            return error(VoucherifyErrorBody.unauthorized("Missing X-App-Id or X-App-Token header"))
         }
         guard appId == state.appId, appToken == state.appToken else {
-            return error(VoucherifyError.unauthorized("Invalid application credentials"))
+            return error(VoucherifyErrorBody.unauthorized("Invalid application credentials"))
         }
 
         guard let limit = boundedInt(request.queryValue("limit"), default: 10, range: 1...100) else {
-            return error(VoucherifyError.invalidQuery("Query param limit must be an integer between 1 and 100"))
+            return error(VoucherifyErrorBody.invalidQuery("Query param limit must be an integer between 1 and 100"))
         }
         guard let page = boundedInt(request.queryValue("page"), default: 1, range: 1...100) else {
-            return error(VoucherifyError.invalidQuery("Query param page must be an integer between 1 and 100"))
+            return error(VoucherifyErrorBody.invalidQuery("Query param page must be an integer between 1 and 100"))
         }
 
         guard let found = state.store.campaign(matching: campaign) else {
-            return error(VoucherifyError.notFound(resourceType: "campaign", id: campaign))
+            return error(VoucherifyErrorBody.notFound(resourceType: "campaign", id: campaign))
         }
         guard let card = found.members[member] else {
-            return error(VoucherifyError.notFound(resourceType: "voucher", id: member))
+            return error(VoucherifyErrorBody.notFound(resourceType: "voucher", id: member))
         }
 
         let start = (page - 1) * limit
@@ -85,7 +85,7 @@ struct PointsExpirationAPI {
             return OutgoingResponse(status: status, headers: [("Content-Type", contentType ?? "text/plain")] + headers,
                                     body: Array(PointsExpirationAPI.envoyBody.utf8))
         }
-        return .json(status, VoucherifyError.generic(status: status), headers: headers)
+        return .json(status, VoucherifyErrorBody.generic(status: status), headers: headers)
     }
 
     private func tooManyRequests(retryAfter: Int) -> OutgoingResponse {
@@ -97,7 +97,7 @@ struct PointsExpirationAPI {
             default: return (name, value)
             }
         } + [("Retry-After", String(retryAfter))]
-        let e = VoucherifyError.tooManyRequests(retryAfter: retryAfter)
+        let e = VoucherifyErrorBody.tooManyRequests(retryAfter: retryAfter)
         return .json(e.0, e.1, headers: headers)
     }
 

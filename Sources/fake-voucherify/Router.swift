@@ -10,7 +10,7 @@ struct Router {
 
     func route(_ request: IncomingRequest) -> Dispatch {
         guard let segments = request.pathSegments else {
-            let e = VoucherifyError.pathNotFound(request.rawPath)
+            let e = VoucherifyErrorBody.pathNotFound(request.rawPath)
             return .now(.json(e.0, e.1))
         }
         if segments.first == "_fake" {
@@ -19,12 +19,12 @@ struct Router {
         if segments.count == 6, segments[0] == "v1", segments[1] == "loyalties", segments[3] == "members",
            segments[5] == "points-expiration", !segments[2].isEmpty, !segments[4].isEmpty {
             guard request.method == .get else {
-                let e = VoucherifyError.methodNotAllowed(request.method.rawValue, allowed: "GET")
+                let e = VoucherifyErrorBody.methodNotAllowed(request.method.rawValue, allowed: "GET")
                 return .now(.json(e.0, e.1, headers: [("Allow", "GET")]))
             }
             return api.handle(request, campaign: segments[2], member: segments[4])
         }
-        let e = VoucherifyError.pathNotFound(request.rawPath)
+        let e = VoucherifyErrorBody.pathNotFound(request.rawPath)
         return .now(.json(e.0, e.1))
     }
 }

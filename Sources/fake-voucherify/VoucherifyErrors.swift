@@ -1,7 +1,7 @@
 import Codecs
 
 /// Voucherify-style error bodies: `{"code","key","message","details","request_id"[,"resource_id","resource_type"]}`.
-enum VoucherifyError {
+enum VoucherifyErrorBody {
     /// `v-` followed by 22 random lowercase alphanumerics, like Voucherify's request ids.
     static func requestId() -> String {
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")

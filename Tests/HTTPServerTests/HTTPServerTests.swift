@@ -86,7 +86,6 @@ final class ServerFixture: @unchecked Sendable {
         return try outcome.withLock { $0! }.get()
     }
 
-    func onLoop<T>(_ body: @escaping () throws -> T) throws -> T { try loop.runAndWait(body) }
 
     /// Drops the server (as a worker does at shutdown) while the fixture keeps its loop.
     func dropServer() throws {
@@ -123,11 +122,11 @@ let curlReady: Void = { try? Curl.globalInit() }()
 
     @Test func anAcceptedSocketThatCannotBeWatchedIsClosedAndTheServerGoesOn() throws {
         let fixture = try ServerFixture()
-        // A descriptor that is not open: libevent cannot watch it, so set-up fails after the
-        // connection object exists. It must close through its one teardown path, not linger.
-        let open = try fixture.onLoop { () -> Int in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            Glibc.close(fd)
+        // A descriptor epoll refuses (EPERM for /dev/null; the test owns it, so no other test's
+        // descriptor can be hit): set-up fails after the connection object exists, and it must
+        // close through its one teardown path (which closes the descriptor), not linger.
+        let open = try fixture.loop.runAndWait { () -> Int in
+            let fd = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
             fixture.server!.accept(fd)
             return fixture.server!.openConnections
         }
@@ -137,10 +136,9 @@ let curlReady: Void = { try? Curl.globalInit() }()
 
     @Test func aWriterHeldPastTheServerIsCancelledAndIgnoresALateResponse() throws {
         let fixture = try ServerFixture()
-        let started = DispatchSemaphore(value: 0)
-        let client = try fixture.onLoop { () -> Int32 in
-            // A raw h2c client: preface, empty SETTINGS, then HEADERS for GET /hold (HPACK: static
-            // table indexes for :method GET, :scheme http, :path /, then a literal :path).
+        let client = try fixture.loop.runAndWait { () -> Int32 in
+            // A raw h2c client: preface, empty SETTINGS, then HEADERS for GET /hold (HPACK:
+            // indexed :method GET and :scheme http, a literal :path /hold, a literal :authority x).
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
@@ -156,12 +154,12 @@ let curlReady: Void = { try? Curl.globalInit() }()
             return fd
         }
         defer { Glibc.close(client) }
-        // Wait until the handler holds the writer.
-        for _ in 0..<500 where try fixture.onLoop({ fixture.handler.held.isEmpty }) { usleep(2_000) }
-        started.signal()
-        #expect(try fixture.onLoop { fixture.handler.held.count } == 1)
+        // Wait until the handler holds the writer (the condition ends the wait; 30 s is a guard).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try fixture.loop.runAndWait({ fixture.handler.held.isEmpty }), ContinuousClock.now < deadline { usleep(2_000) }
+        #expect(try fixture.loop.runAndWait { fixture.handler.held.count } == 1)
         try fixture.dropServer()
-        let late = try fixture.onLoop { () -> Bool in
+        let late = try fixture.loop.runAndWait { () -> Bool in
             let writer = fixture.handler.held[0]
             writer.respond(HTTPResponse(status: 200, body: Array("late".utf8)))
             return writer.isCancelled && !writer.hasResponded

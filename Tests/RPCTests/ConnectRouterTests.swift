@@ -9,7 +9,8 @@ import Synchronization
 import Testing
 @testable import RPC
 
-/// The response writer of a request answered in memory: no sockets, no HTTP/2.
+/// The response writer of a request answered in memory: no sockets, no HTTP/2. It records
+/// every `respond` call, so a test sees a router that answers twice or after cancellation.
 final class RecordingWriter: HTTPResponseWriter {
     private(set) var responses: [HTTPResponse] = []
     var isCancelled = false
@@ -17,7 +18,6 @@ final class RecordingWriter: HTTPResponseWriter {
     var onCancel: (() -> Void)?
 
     func respond(_ response: HTTPResponse) {
-        guard !hasResponded, !isCancelled else { return }
         responses.append(response)
     }
 

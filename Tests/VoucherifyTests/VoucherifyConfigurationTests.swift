@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test(arguments: ["ftp://api.voucherify.io", "http://", "https://", "api.voucherify.io", "http://a b", "http://a?x=1",
-                      "http://a#f", "http://user:pw@a", "http://a:0", "http://a:99999", "http://a:x", "http://:80", ""])
+                      "http://a#f", "http://user:pw@a", "http://a:0", "http://a:99999", "http://a:x", "http://:80", "http://[::1", "http://[::1:80", ""])
     func refusesOtherShapes(_ url: String) {
         #expect(throws: VoucherifyConfiguration.BaseURLError.self) { try baseURL(url) }
     }

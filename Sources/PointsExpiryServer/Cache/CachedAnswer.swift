@@ -2,22 +2,22 @@ import Codecs
 import ExpiryDomain
 
 /// Why a stored cache record could not be read back.
-public struct CachedAnswerFormatError: Error, Equatable, Sendable {
-    public let reason: String
+struct CachedAnswerFormatError: Error, Equatable, Sendable {
+    let reason: String
 }
 
 /// What the cache stores for one member: the response JSON without its per-request tail, plus
 /// the expirations needed to compute that tail (`pointsExpiringBefore`) for any request.
-public struct CachedAnswer: Equatable, Sendable {
-    public let fetchedAt: Timestamp
+struct CachedAnswer: Equatable, Sendable {
+    let fetchedAt: Timestamp
     /// The instant after which the record must not be served.
-    public let notAfter: Timestamp
-    public let expirations: [ExpirationDate]
+    let notAfter: Timestamp
+    let expirations: [ExpirationDate]
     /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`. A slice, so a record
     /// read from Redis shares the reply's bytes instead of copying them.
-    public let bodyPrefix: ArraySlice<UInt8>
+    let bodyPrefix: ArraySlice<UInt8>
 
-    public init(_ expiration: MemberExpiration, notAfter: Timestamp) {
+    init(_ expiration: MemberExpiration, notAfter: Timestamp) {
         fetchedAt = expiration.fetchedAt
         self.notAfter = notAfter
         expirations = expiration.expirations
@@ -25,7 +25,7 @@ public struct CachedAnswer: Equatable, Sendable {
     }
 
     /// The full response body for one request.
-    public func responseBody(expiringBefore: CalendarDate?) -> [UInt8] {
+    func responseBody(expiringBefore: CalendarDate?) -> [UInt8] {
         var writer = JSONWriter(capacity: bodyPrefix.count + 48)
         writer.appendRaw(bodyPrefix)
         writer.appendRaw(",\"pointsExpiringBefore\":")
@@ -41,7 +41,7 @@ public struct CachedAnswer: Equatable, Sendable {
     static let magic: [UInt8] = Array("pe1".utf8)
     static let expirationSize = 16
 
-    public func serialized() -> [UInt8] {
+    func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(3 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count)
         out.append(contentsOf: Self.magic)
@@ -59,7 +59,7 @@ public struct CachedAnswer: Equatable, Sendable {
     }
 
     /// Reads a record; the body prefix stays a slice of `serialized` (no copy).
-    public init(serialized: [UInt8]) throws {
+    init(serialized: [UInt8]) throws {
         let (header, prefixStart) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
         self.init(fetchedAt: header.fetchedAt, notAfter: header.notAfter, expirations: header.expirations,
                   bodyPrefix: serialized[prefixStart...])

@@ -3,7 +3,8 @@ import Voucherify
 
 extension VoucherifyError {
     /// The one mapping from an upstream failure to what callers see. Messages name the missing
-    /// thing or the setting to fix, never a secret, and never quote Voucherify's own words.
+    /// thing or the setting to fix and never a secret; only an unexpected 4xx still quotes
+    /// Voucherify's own detail (kept as it was; not passing it through is planned work).
     func rpcError(campaign: String, member: String) -> RPCError {
         switch self {
         case .campaignNotFound:

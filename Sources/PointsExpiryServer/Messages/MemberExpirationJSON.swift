@@ -4,7 +4,7 @@ import ExpiryDomain
 /// `MemberExpiration` as ProtoJSON, in the contract's field order.
 extension MemberExpiration {
     /// The ProtoJSON response; built through the cache record so there is one encoder.
-    public func protoJSON(expiringBefore: CalendarDate?) -> [UInt8] {
+    func protoJSON(expiringBefore: CalendarDate?) -> [UInt8] {
         CachedAnswer(self, notAfter: fetchedAt).responseBody(expiringBefore: expiringBefore)
     }
 }

@@ -20,18 +20,18 @@ func optionalDate(_ value: String?, field: String) throws(RPCError) -> CalendarD
     return date
 }
 
-public struct GetMemberExpirationRequest: Equatable, Sendable {
-    public var campaign: String
-    public var member: String
-    public var expiringBefore: CalendarDate?
+struct GetMemberExpirationRequest: Equatable, Sendable {
+    var campaign: String
+    var member: String
+    var expiringBefore: CalendarDate?
 
-    public init(campaign: String, member: String, expiringBefore: CalendarDate?) {
+    init(campaign: String, member: String, expiringBefore: CalendarDate?) {
         self.campaign = campaign
         self.member = member
         self.expiringBefore = expiringBefore
     }
 
-    public init(json: JSONValue) throws(RPCError) {
+    init(json: JSONValue) throws(RPCError) {
         let object = try json.requestObject()
         campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
         member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
@@ -39,18 +39,18 @@ public struct GetMemberExpirationRequest: Equatable, Sendable {
     }
 }
 
-public struct InvalidateMemberRequest: Equatable, Sendable {
-    public var campaign: String
-    public var member: String
+struct InvalidateMemberRequest: Equatable, Sendable {
+    var campaign: String
+    var member: String
 
-    public init(json: JSONValue) throws(RPCError) {
+    init(json: JSONValue) throws(RPCError) {
         let object = try json.requestObject()
         campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
         member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
     }
 
     /// `InvalidateMemberResponse` as ProtoJSON (scalars always emitted).
-    public static func responseBody(invalidated: Bool) -> [UInt8] {
+    static func responseBody(invalidated: Bool) -> [UInt8] {
         Array((invalidated ? #"{"invalidated":true}"# : #"{"invalidated":false}"#).utf8)
     }
 }

@@ -2,7 +2,7 @@ import RPC
 
 /// Why a webhook delivery was not acknowledged, with the HTTP status the relay sees. 4xx means
 /// "this delivery will never succeed", 503 means "retry later".
-public enum WebhookRejection: Error, Equatable, Sendable {
+enum WebhookRejection: Error, Equatable, Sendable {
     /// `WEBHOOK_SECRET` is not set: the endpoint is off.
     case notConfigured
     case missingSignature
@@ -14,7 +14,7 @@ public enum WebhookRejection: Error, Equatable, Sendable {
     /// Redis could not record the invalidation; nothing was acknowledged.
     case cacheUnavailable(String)
 
-    public var httpStatus: Int {
+    var httpStatus: Int {
         switch self {
         case .notConfigured, .cacheUnavailable: return 503
         case .missingSignature, .badSignature: return 401
@@ -25,7 +25,7 @@ public enum WebhookRejection: Error, Equatable, Sendable {
     }
 
     /// The body's error, in the same `{"code","message"}` shape as every other error we send.
-    public var error: RPCError {
+    var error: RPCError {
         switch self {
         case .notConfigured:
             return RPCError(.unavailable, "the webhook endpoint is not configured: set WEBHOOK_SECRET to Voucherify's webhook secret")
@@ -45,7 +45,7 @@ public enum WebhookRejection: Error, Equatable, Sendable {
     }
 
     /// Bounded label for metrics.
-    public var metricLabel: String {
+    var metricLabel: String {
         switch self {
         case .notConfigured: return "not_configured"
         case .missingSignature, .badSignature: return "unauthenticated"

@@ -13,11 +13,11 @@ final class H2Client: @unchecked Sendable {
         _ = curlReady
         group = try LoopGroup(count: 1)
         try group.start()
-        multi = try onLoop { try CurlMulti(loop: self.loop) }
+        multi = try loop.runAndWait { try CurlMulti(loop: self.loop) }
     }
 
     deinit {
-        _ = try? onLoop { self.multi = nil }
+        _ = try? loop.runAndWait { self.multi = nil }
         group.stopAndWait()
     }
 
@@ -32,7 +32,7 @@ final class H2Client: @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var outcome: Result<HTTPClientResponse, HTTPClientError>?
         let request = request(method, url, json: json)
-        try onLoop {
+        try loop.runAndWait {
             _ = try self.multi?.start(request) { result in
                 outcome = result
                 done.signal()
@@ -48,7 +48,7 @@ final class H2Client: @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var answeredEarly = false
         let request = request(method, url, json: json)
-        try onLoop {
+        try loop.runAndWait {
             guard let transfer = try self.multi?.start(request, completion: { _ in answeredEarly = true }) else { return }
             try Timer.schedule(on: self.loop, after: milliseconds) {
                 transfer.cancel()
@@ -64,23 +64,11 @@ final class H2Client: @unchecked Sendable {
     func sendAndReset(_ method: String, _ url: String, json: String?, once condition: () throws -> Bool) throws -> Bool {
         nonisolated(unsafe) var answered = false  // loop thread only
         let request = request(method, url, json: json)
-        nonisolated(unsafe) let transfer = try onLoop { try self.multi?.start(request) { _ in answered = true } }
+        nonisolated(unsafe) let transfer = try loop.runAndWait { try self.multi?.start(request) { _ in answered = true } }
         try waitUntil("the condition for resetting \(url)", condition)
-        return try onLoop {
+        return try loop.runAndWait {
             transfer?.cancel()
             return !answered
         }
-    }
-
-    private func onLoop<T>(_ body: @escaping () throws -> T) throws -> T {
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: Result<T, Error>?
-        nonisolated(unsafe) let work = body
-        loop.execute {
-            result = Result { try work() }
-            done.signal()
-        }
-        done.wait()
-        return try result!.get()
     }
 }

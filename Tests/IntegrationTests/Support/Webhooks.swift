@@ -13,15 +13,14 @@ extension ServiceUnderTest {
     }
 
     /// POSTs `body` to the webhook. `signature`: nil = signed with the test secret over the body
-    /// without whitespace (as Voucherify signs; vectors checked in WebhookSigningTests);
+    /// without whitespace (as Voucherify signs; vectors checked in VoucherifyTests);
     /// "" = no header; anything else is sent as is.
-    func deliver(_ body: String, signature: String? = nil, headers: [String] = [], timeoutSeconds: Double = 15) throws -> HTTPResult {
+    func deliver(_ body: String, signature: String? = nil, headers: [String] = []) throws -> HTTPResult {
         let bytes = Array(body.utf8)
         let signer = WebhookSigner(secret: Self.webhookSecret)
         let header = signature ?? signer.signature(of: WebhookPayload.removingWhitespace(bytes))
         return try CurlClient.request("POST", baseURL + Self.webhookPath, body: Data(bytes),
-                                      headers: ["content-type: application/json"] + (header.isEmpty ? [] : ["x-voucherify-signature: \(header)"]) + headers,
-                                      timeoutSeconds: timeoutSeconds)
+                                      headers: ["content-type: application/json"] + (header.isEmpty ? [] : ["x-voucherify-signature: \(header)"]) + headers)
     }
 
     /// InvalidateMember over Connect.
