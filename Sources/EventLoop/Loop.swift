@@ -106,9 +106,10 @@ public final class Loop: @unchecked Sendable {
     }
 
     /// Runs `body` on the loop thread and blocks the calling thread until it returns (start-up,
-    /// shutdown and tests; never call it from the loop's own thread). The caller is blocked for
-    /// the whole call, so `body` and its result are never used by two threads at once.
-    public func runAndWait<T>(_ body: @escaping () throws -> T) throws -> T {
+    /// shutdown and tests; never call it from the loop's own thread). `body` and its result are
+    /// `sending`: the compiler rejects handing the loop anything the caller keeps using, or
+    /// returning a loop object the loop still holds (wrap those in `LoopBound`).
+    public func runAndWait<T>(_ body: sending @escaping () throws -> sending T) throws -> sending T {
         precondition(!inLoop, "runAndWait called from its own loop would wait forever")
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var result: Result<T, any Error>?

@@ -48,21 +48,22 @@ final class RunningLoop: Sendable {
         let loop = running.loop
         var fds: [Int32] = [-1, -1]
         #expect(pipe(&fds) == 0)
-        defer { close(fds[0]); close(fds[1]) }
+        let (readEnd, writeEnd) = (fds[0], fds[1])
+        defer { close(readEnd); close(writeEnd) }
         let chainLength = 100_000
         let ticksWhenReadable = Mutex<Int?>(nil)
         let done = DispatchSemaphore(value: 0)
         final class Chain { var count = 0; var watcher: IOWatcher? }
         try loop.runAndWait {
             let chain = Chain()
-            let watcher = IOWatcher(loop: loop, fd: fds[0]) { _ in
+            let watcher = IOWatcher(loop: loop, fd: readEnd) { _ in
                 ticksWhenReadable.withLock { $0 = $0 ?? chain.count }
                 try? chain.watcher?.watch([])
             }
             chain.watcher = watcher
             try watcher.watch(.read)
             var byte: UInt8 = 1
-            _ = write(fds[1], &byte, 1)
+            _ = write(writeEnd, &byte, 1)
             func step() {
                 chain.count += 1
                 if chain.count < chainLength { loop.nextTick(step) } else { chain.watcher = nil; done.signal() }

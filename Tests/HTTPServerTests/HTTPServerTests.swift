@@ -38,9 +38,10 @@ final class ServerFixture: @unchecked Sendable {
     let group: LoopGroup
     var loop: Loop { group.loops[0] }
     let handler = ScriptedHandler()
+    /// Loop-confined: touched only inside `loop.runAndWait`.
     private(set) var server: HTTPServer?
     private var curl: CurlMulti?
-    let port: Int
+    private(set) var port = 0
 
     init() throws {
         _ = curlReady
@@ -48,27 +49,20 @@ final class ServerFixture: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         group = try LoopGroup(count: 1)
         try group.start()
-        let loop = group.loops[0]
-        let handler = handler
-        let (server, curl) = try loop.runAndWait {
-            (try HTTPServer(loop: loop, configuration: HTTPServerConfiguration(listen: "127.0.0.1:0"), handler: handler,
-                            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }),
-             try CurlMulti(loop: loop))
+        port = try loop.runAndWait { [self] in
+            let server = try HTTPServer(loop: loop, configuration: HTTPServerConfiguration(listen: "127.0.0.1:0"), handler: handler,
+                                        logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            self.server = server
+            curl = try CurlMulti(loop: loop)
+            return server.port
         }
-        self.server = server
-        self.curl = curl
-        port = try loop.runAndWait { server.port }
     }
 
+    /// The loop stops first; the server, the curl handle and any held writers are then freed
+    /// here, with no loop running.
     deinit {
-        try? loop.runAndWait { [self] in
-            server?.closeAll()
-            server = nil
-            curl?.cancelAll()
-            curl = nil
-            handler.held.removeAll()
-        }
         group.stopAndWait()
+        server?.closeAll()
     }
 
     /// One h2c request with the project's libcurl client; waits for its answer.

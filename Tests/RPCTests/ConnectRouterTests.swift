@@ -219,9 +219,11 @@ struct RouterFixture {
         try group.start()
         defer { group.stopAndWait() }
         let loop = group.loops[0]
-        let method = EchoMethod()
-        method.holds = true
-        let fixture = try loop.runAndWait { LoopBound(try RouterFixture(method: method, loop: loop), loop: loop) }
+        let fixture = try loop.runAndWait {
+            let method = EchoMethod()
+            method.holds = true
+            return LoopBound(try RouterFixture(method: method, loop: loop), loop: loop)
+        }
         let writer = try loop.runAndWait {
             LoopBound(fixture.value.call(headers: [("content-type", "application/json"), ("connect-timeout-ms", "20")], body: "{}"), loop: loop)
         }
@@ -233,7 +235,7 @@ struct RouterFixture {
         }
         #expect(status == 504)
         let late = try loop.runAndWait { () -> Int in
-            method.held?(.success(UnaryReply(body: Array("{}".utf8))))
+            fixture.value.method.held?(.success(UnaryReply(body: Array("{}".utf8))))
             return writer.value.responses.count
         }
         #expect(late == 1)

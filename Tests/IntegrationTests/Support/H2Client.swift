@@ -6,6 +6,7 @@ import HTTPClient
 /// on its own loop thread. Lets a test reset one stream while the connection stays up.
 final class H2Client: @unchecked Sendable {
     private let group: LoopGroup
+    /// Loop-confined while the loop runs.
     private var multi: CurlMulti?
     private var loop: Loop { group.loops[0] }
 
@@ -16,8 +17,8 @@ final class H2Client: @unchecked Sendable {
         multi = try loop.runAndWait { try CurlMulti(loop: self.loop) }
     }
 
+    /// The loop stops first; the curl handle is then freed here, with no loop running.
     deinit {
-        _ = try? loop.runAndWait { self.multi = nil }
         group.stopAndWait()
     }
 
@@ -64,10 +65,11 @@ final class H2Client: @unchecked Sendable {
     func sendAndReset(_ method: String, _ url: String, json: String?, once condition: () throws -> Bool) throws -> Bool {
         nonisolated(unsafe) var answered = false  // loop thread only
         let request = request(method, url, json: json)
-        nonisolated(unsafe) let transfer = try loop.runAndWait { try self.multi?.start(request) { _ in answered = true } }
+        let loop = loop
+        let transfer = try loop.runAndWait { try self.multi.map { LoopBound(try $0.start(request) { _ in answered = true }, loop: loop) } }
         try waitUntil("the condition for resetting \(url)", condition)
         return try loop.runAndWait {
-            transfer?.cancel()
+            transfer?.value.cancel()
             return !answered
         }
     }
