@@ -26,7 +26,7 @@ public final class Loop: @unchecked Sendable {
     private var ticks: [() -> Void] = []
     /// True while `runTicks` runs: work queued then waits for the next poll (see `nextTick`).
     private var runningTicks = false
-    /// The thread running `run()`, for the debug-build confinement checks (`assertInLoop`).
+    /// The thread running `run()`, for the confinement checks (`assertInLoop`, `nextTick`).
     private let owner = Atomic<UInt>(0)
     private let wallClock: (@Sendable () -> Int64)?
 
@@ -83,6 +83,11 @@ public final class Loop: @unchecked Sendable {
     public func run() {
         owner.store(UInt(pthread_self()), ordering: .releasing)
         event_base_loop(base, 0)
+        // Deferrals queued in the loop's last pass would otherwise never run, and their
+        // closures (which hold their owners, which hold this loop) would never be freed. A few
+        // rounds finish chains of clean-up; whatever keeps re-queueing after that is dropped.
+        for _ in 0..<16 where !ticks.isEmpty { runTicks() }
+        ticks.removeAll()
         owner.store(0, ordering: .releasing)
     }
 
@@ -137,7 +142,7 @@ public final class Loop: @unchecked Sendable {
             // Activated from inside its own callback the event would run again in this same
             // pass, before any I/O: a zero timeout defers it until after the next poll instead.
             var now = timeval(tv_sec: 0, tv_usec: 0)
-            event_add(tickEvent, &now)
+            if event_add(tickEvent, &now) != 0 { event_active(tickEvent, 0, 0) }
         } else {
             event_active(tickEvent, 0, 0)
         }

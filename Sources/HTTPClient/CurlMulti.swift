@@ -45,7 +45,7 @@ public final class CurlMulti {
         }, "CURLMOPT_SOCKETFUNCTION")
         try check(pe_curl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me), "CURLMOPT_SOCKETDATA")
         try check(pe_curl_multi_setopt_timer_function(multi) { _, timeout, user in
-            guard let user else { return -1 }
+            guard let user else { return 0 }
             Unmanaged<CurlMulti>.fromOpaque(user).takeUnretainedValue().timerChanged(milliseconds: timeout)
             return 0
         }, "CURLMOPT_TIMERFUNCTION")
@@ -55,6 +55,9 @@ public final class CurlMulti {
     }
 
     deinit {
+        // curl may call back while handles are removed: point its callbacks nowhere first.
+        _ = pe_curl_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, nil)
+        _ = pe_curl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, nil)
         for transfer in transfers.values {
             curl_multi_remove_handle(multi, transfer.easy)
         }
@@ -116,15 +119,21 @@ public final class CurlMulti {
     }
 
     /// Never fails towards curl: a -1 from this callback marks the whole multi handle dead for
-    /// good. If the timer cannot be armed, curl is driven on the next loop turn instead (its
-    /// transfers' own timeouts still fire then, only later).
+    /// good. If the timer cannot be armed, curl is driven on the next loop turn instead and asked
+    /// again for its timeout (it calls back only when that changes), so no transfer's own
+    /// timeout is lost.
     private func timerChanged(milliseconds: Int) {
         guard milliseconds >= 0 else { return timer.cancel() }
         // Never call back into curl from its own callback: run on the next loop turn at least.
         do {
             try timer.arm(milliseconds: milliseconds) { [unowned self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }
         } catch {
-            loop.nextTick { [self] in drive(fd: CURL_SOCKET_BAD, mask: 0) }
+            loop.nextTick { [weak self] in
+                guard let self else { return }
+                drive(fd: CURL_SOCKET_BAD, mask: 0)
+                var next = -1
+                if curl_multi_timeout(multi, &next) == CURLM_OK { timerChanged(milliseconds: next) }
+            }
         }
     }
 

@@ -38,7 +38,12 @@ public final class PointsExpiryApp: @unchecked Sendable {
         } catch {
             throw ConfigurationError(variable: "REDIS_URL", problem: error.description)
         }
-        try group.start()
+        do {
+            try group.start()
+        } catch {
+            group.stopAndWait() // the loops that did start
+            throw error
+        }
         var listen = configuration.server.listen
         for (index, loop) in group.loops.enumerated() {
             let address = listen

@@ -113,7 +113,8 @@ public final class RedisConnection {
         if let password = configuration.password { enqueue([Array("AUTH".utf8), Array(password.utf8)], completion: { [self] in handshakeReply($0) }) }
         if configuration.database != 0 { enqueue([Array("SELECT".utf8), Array(String(configuration.database).utf8)], completion: { [self] in handshakeReply($0) }) }
         enqueue([Array("PING".utf8)]) { [self] result in
-            guard handshakeReply(result), !closed else { return }
+            // A refused AUTH/SELECT may still let PING through: such a connection is not ready.
+            guard handshakeReply(result), !handshakeRefused, !closed else { return }
             connectTimer.cancel()
             ready = true
             reconnectDelay = configuration.reconnectBackoffMilliseconds.first

@@ -95,6 +95,19 @@ import Testing
         #expect(try good.send("PING") == .success(.status("PONG")))
     }
 
+    /// A refused SELECT (no such database) lets the handshake's PING through: still not ready.
+    @Test func aRefusedSelectIsNotReadyEvenThoughPingAnswers() throws {
+        let redis = try RedisServer()
+        let client = try Client("redis://127.0.0.1:\(redis.port)/99")
+        try client.wait(until: {
+            let stats = (try? redis.cli("INFO", "stats")) ?? ""
+            let line = stats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }
+            return (line.flatMap { Int($0.split(separator: ":")[1]) } ?? 0) >= 3
+        })
+        #expect(!client.isReady)
+        #expect(try client.send("PING") == .failure(.notConnected))
+    }
+
     /// A Redis that stops answering: the command times out, the connection is no longer ready
     /// (so callers do not queue behind it), and it comes back by itself once Redis answers.
     @Test func aSilentRedisIsNotReadyUntilItAnswersAgain() throws {
