@@ -26,6 +26,24 @@ public protocol UnaryMethod: AnyObject {
     func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
 }
 
+/// A request message decoded from ProtoJSON; a bad message is `invalid_argument`.
+public protocol RPCRequest {
+    init(json: JSONValue) throws(RPCError)
+}
+
+extension UnaryMethod {
+    /// The decoded request, or nil after answering the decoding error through `reply`.
+    @inlinable
+    public func decode<Request: RPCRequest>(_ message: JSONValue, reply: (Result<UnaryReply, RPCError>) -> Void) -> Request? {
+        do {
+            return try Request(json: message)
+        } catch {
+            reply(.failure(error))
+            return nil
+        }
+    }
+}
+
 /// Counts one method's outcomes (the application backs it with its metrics). Resolved once per
 /// method at start-up, so the hot path does no lookup.
 public protocol RPCOutcomeCounter: AnyObject, Sendable {

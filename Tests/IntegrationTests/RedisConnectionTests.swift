@@ -54,15 +54,6 @@ import Testing
         }
 
         func close() throws { try loop.runAndWait { [connection] in connection?.value.close() } }
-
-        /// Polls until `condition` holds (bounded by a generous deadline, never a fixed sleep).
-        func wait(until condition: () -> Bool, timeout: TimeInterval = 20) throws {
-            let deadline = Date().addingTimeInterval(timeout)
-            while !condition() {
-                guard Date() < deadline else { throw TestFailure("condition not reached within \(timeout) s") }
-                Thread.sleep(forTimeInterval: 0.01)
-            }
-        }
     }
 
     /// Deadlines run on the monotonic clock: a wall clock that leaps an hour at every reading
@@ -71,7 +62,7 @@ import Testing
         let redis = try RedisServer()
         let leaps = Atomic<Int64>(0)
         let client = try Client(redis.url, wallClock: { 1_800_000_000_000 + leaps.add(3_600_000, ordering: .relaxed).newValue })
-        try client.wait(until: { client.isReady })
+        try waitUntil("the Redis client is ready") { client.isReady }
         // Redis holds each PING for 200 ms, inside the 500 ms command timeout: the client's
         // deadline sweep runs while the command is in flight and must not see it as late.
         for _ in 0..<3 {
@@ -86,12 +77,12 @@ import Testing
         let redis = try RedisServer(password: "right-password")
         let client = try Client("redis://:wrong-password@127.0.0.1:\(redis.port)")
         // Redis records every refused AUTH in its ACL log: wait until ours was refused.
-        try client.wait(until: { (try? redis.cli("ACL", "LOG").contains("auth")) == true })
+        try waitUntil("Redis refused our AUTH") { try redis.cli("ACL", "LOG").contains("auth") }
         #expect(!client.isReady)
         #expect(try client.send("PING") == .failure(.notConnected))
 
         let good = try Client("redis://:right-password@127.0.0.1:\(redis.port)")
-        try good.wait(until: { good.isReady })
+        try waitUntil("the Redis client is ready") { good.isReady }
         #expect(try good.send("PING") == .success(.status("PONG")))
     }
 
@@ -99,11 +90,11 @@ import Testing
     @Test func aRefusedSelectIsNotReadyEvenThoughPingAnswers() throws {
         let redis = try RedisServer()
         let client = try Client("redis://127.0.0.1:\(redis.port)/99")
-        try client.wait(until: {
-            let stats = (try? redis.cli("INFO", "stats")) ?? ""
+        try waitUntil("several connection attempts were made") {
+            let stats = try redis.cli("INFO", "stats")
             let line = stats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }
             return (line.flatMap { Int($0.split(separator: ":")[1]) } ?? 0) >= 3
-        })
+        }
         #expect(!client.isReady)
         #expect(try client.send("PING") == .failure(.notConnected))
     }
@@ -113,11 +104,11 @@ import Testing
     @Test func aSilentRedisIsNotReadyUntilItAnswersAgain() throws {
         let redis = try RedisServer()
         let client = try Client(redis.url)
-        try client.wait(until: { client.isReady })
+        try waitUntil("the Redis client is ready") { client.isReady }
         try redis.cli("CLIENT", "PAUSE", "2000", "ALL")
         #expect(try client.send("PING") == .failure(.timedOut(milliseconds: 500)))
         #expect(!client.isReady)
-        try client.wait(until: { client.isReady })
+        try waitUntil("the Redis client is ready") { client.isReady }
         #expect(try client.send("PING") == .success(.status("PONG")))
     }
 
@@ -125,7 +116,7 @@ import Testing
     @Test func closeFailsPendingCommandsOnce() throws {
         let redis = try RedisServer()
         let client = try Client(redis.url)
-        try client.wait(until: { client.isReady })
+        try waitUntil("the Redis client is ready") { client.isReady }
         try redis.cli("CLIENT", "PAUSE", "1000", "ALL")
         let completions = Mutex<[Result<RedisReply, RedisError>]>([])
         let done = DispatchSemaphore(value: 0)

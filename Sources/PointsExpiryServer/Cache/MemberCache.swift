@@ -8,8 +8,8 @@ import RedisClient
 enum CacheLookup {
     case found(CachedAnswer)
     case absent
-    /// Redis could not answer; the caller goes to Voucherify instead.
-    case unavailable(RedisError)
+    /// Redis could not answer (logged here); the caller goes to Voucherify instead.
+    case unavailable
 }
 
 /// What a refill saw of the member's generation before it asked Voucherify: a unique token. The
@@ -97,7 +97,8 @@ final class MemberCache {
         redis.send([Self.hget, Array(CacheKey.answers(member: member).utf8), Array(campaign.utf8)]) { [self] result in
             switch result {
             case .failure(let error):
-                completion(.unavailable(error))
+                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
+                completion(.unavailable)
             case .success(.bulk(let bytes)):
                 guard let answer = try? CachedAnswer(serialized: bytes) else {
                     logger.warning("unreadable cache entry; treating as absent", metadata: ["bytes": "\(bytes.count)"])
@@ -105,7 +106,8 @@ final class MemberCache {
                 }
                 completion(.found(answer))
             case .success(.error(let message)):
-                completion(.unavailable(.server(message)))
+                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(message)"])
+                completion(.unavailable)
             case .success:
                 completion(.absent)
             }

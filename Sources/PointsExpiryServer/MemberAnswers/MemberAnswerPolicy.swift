@@ -17,14 +17,8 @@ struct MemberAnswerPolicy: Sendable {
         case readThroughWithoutStore
     }
 
-    enum CacheState {
-        case found(CachedAnswer)
-        case absent
-        case unavailable
-    }
-
-    func decide(_ state: CacheState, now: Timestamp) -> Lookup {
-        switch state {
+    func decide(_ lookup: CacheLookup, now: Timestamp) -> Lookup {
+        switch lookup {
         case .found(let answer):
             // Each field carries its own deadline (the deduction instant or the TTL, whichever
             // is first); the Redis hash may live on for a later field, so re-check it here.

@@ -48,15 +48,7 @@ final class MemberAnswers {
     func answer(campaign: String, member: String, completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
-            let state: MemberAnswerPolicy.CacheState
-            switch lookup {
-            case .found(let answer): state = .found(answer)
-            case .absent: state = .absent
-            case .unavailable(let error):
-                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
-                state = .unavailable
-            }
-            switch policy.decide(state, now: now) {
+            switch policy.decide(lookup, now: now) {
             case .serve(let answer, let age):
                 metrics.cacheHits.increment()
                 completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age)))

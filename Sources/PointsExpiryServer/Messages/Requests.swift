@@ -20,7 +20,7 @@ func optionalDate(_ value: String?, field: String) throws(RPCError) -> CalendarD
     return date
 }
 
-struct GetMemberExpirationRequest: Equatable, Sendable {
+struct GetMemberExpirationRequest: RPCRequest, Equatable, Sendable {
     var campaign: String
     var member: String
     var expiringBefore: CalendarDate?
@@ -39,7 +39,7 @@ struct GetMemberExpirationRequest: Equatable, Sendable {
     }
 }
 
-struct InvalidateMemberRequest: Equatable, Sendable {
+struct InvalidateMemberRequest: RPCRequest, Equatable, Sendable {
     var campaign: String
     var member: String
 

@@ -12,12 +12,7 @@ final class GetMemberExpiration: UnaryMethod {
     init(answers: MemberAnswers) { self.answers = answers }
 
     func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
-        let request: GetMemberExpirationRequest
-        do {
-            request = try GetMemberExpirationRequest(json: message)
-        } catch {
-            return reply(.failure(error))
-        }
+        guard let request: GetMemberExpirationRequest = decode(message, reply: reply) else { return }
         answers.answer(campaign: request.campaign, member: request.member) { result in
             reply(result.map { found in
                 UnaryReply(body: found.answer.responseBody(expiringBefore: request.expiringBefore), headers: found.cacheHeaders)

@@ -13,12 +13,7 @@ final class InvalidateMember: UnaryMethod {
     init(cache: MemberCache) { self.cache = cache }
 
     func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
-        let request: InvalidateMemberRequest
-        do {
-            request = try InvalidateMemberRequest(json: message)
-        } catch {
-            return reply(.failure(error))
-        }
+        guard let request: InvalidateMemberRequest = decode(message, reply: reply) else { return }
         cache.invalidate(member: request.member, eventID: nil) { result in
             switch result {
             case .success(let outcome):
