@@ -16,3 +16,15 @@ public enum VoucherifyError: Error, Equatable, Sendable {
     /// A 200 whose body is not the documented shape.
     case malformed(String)
 }
+
+extension VoucherifyError {
+    /// Voucherify could not be asked or did not answer usefully right now (5xx, timeout, network,
+    /// 429 or the budget spent, circuit open, an unreadable answer): the cases in which a stale
+    /// answer beats an error. Not-found and rejected credentials are answers, not outages.
+    public var isOutage: Bool {
+        switch self {
+        case .unavailable, .rateLimited, .malformed: return true
+        case .campaignNotFound, .memberNotFound, .rejectedCredentials, .rejectedRequest: return false
+        }
+    }
+}
