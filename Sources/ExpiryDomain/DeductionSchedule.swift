@@ -36,16 +36,16 @@ public struct DeductionSchedule: Sendable {
         return Timestamp(millisecondsSince1970: high * 1000)
     }
 
-    /// How long an answer fetched at `fetchedAt` may be served: `maxTTLSeconds`, cut short by
-    /// the deduction for the earliest expiring bucket. Nil when that is not after `fetchedAt`
-    /// (the answer must not be cached at all).
-    public func cacheNotAfter(fetchedAt: Timestamp, earliestExpiry: CalendarDate?, maxTTLSeconds: Int) -> Timestamp? {
-        let (ttlMilliseconds, overflow) = Int64(maxTTLSeconds).multipliedReportingOverflow(by: 1000)
-        var limit = fetchedAt.adding(milliseconds: overflow ? (maxTTLSeconds > 0 ? .max : .min) : ttlMilliseconds)
-        if let earliestExpiry {
-            limit = min(limit, deductionInstant(lastValidDay: earliestExpiry))
+    /// The first deduction strictly after `instant` for buckets whose last valid days are
+    /// `lastValidDays` (ascending): when an answer read at `instant` stops being true. Days whose
+    /// deduction already passed are skipped: Voucherify's nightly job has not removed those
+    /// points yet, and the webhook reports when it does. Nil when no deduction lies ahead.
+    public func nextDeduction(after instant: Timestamp, lastValidDays: some Sequence<CalendarDate>) -> Timestamp? {
+        for day in lastValidDays {
+            let deduction = deductionInstant(lastValidDay: day)
+            if deduction > instant { return deduction }
         }
-        return limit > fetchedAt ? limit : nil
+        return nil
     }
 
     private func offset(at unixSeconds: Int64) -> Int64 {

@@ -113,9 +113,4 @@ public struct MemberExpiration: Equatable, Sendable {
             .sorted { $0.date < $1.date }
     }
 
-    /// Earliest expiry over all buckets, whatever their status or points: the upstream answer
-    /// changes at the deduction following that day, so no cached copy may outlive it.
-    public var earliestBucketExpiry: CalendarDate? {
-        buckets.lazy.compactMap(\.expiresAt).min()
-    }
 }

@@ -45,19 +45,22 @@ public final class Metrics: Sendable {
             counters[values.firstIndex(of: value) ?? values.count - 1].increment()
         }
 
-        fileprivate func render(_ metric: String, into text: inout String) {
-            text += "# TYPE \(metric) counter\n"
+        fileprivate func render(_ metric: String, help: String, into text: inout String) {
+            text += "# HELP \(metric) \(help)\n# TYPE \(metric) counter\n"
             for (value, counter) in zip(values, counters) {
                 text += "\(metric){\(label)=\"\(value)\"} \(counter.current)\n"
             }
         }
     }
 
-    public let cacheHits = Counter()
-    public let cacheMisses = Counter()
+    /// Member answers by how the cache served them.
+    public let cacheResults = LabeledCounters(label: "result", values: ["hit", "miss", "stale", "negative"])
+    /// Lookups Redis could not answer (the request then read Voucherify directly).
     public let cacheUnavailable = Counter()
-    public let upstreamSuccesses = Counter()
-    public let upstreamFailures = Counter()
+    /// Requests that waited for a read already in flight: on this worker, or elsewhere in the fleet.
+    public let singleFlightJoins = LabeledCounters(label: "scope", values: ["worker", "fleet"])
+    /// Stale-while-revalidate refreshes started.
+    public let backgroundRefreshes = Counter()
     /// Webhook deliveries by what became of them.
     public let webhookEvents = LabeledCounters(label: "result", values: [
         "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
@@ -77,18 +80,21 @@ public final class Metrics: Sendable {
     public func counters(for method: String) -> MethodCounters { methods[method] ?? unknownMethod }
 
 
+    private static func render(_ metric: String, help: String, _ counter: Counter, into text: inout String) {
+        text += "# HELP \(metric) \(help)\n# TYPE \(metric) counter\n\(metric) \(counter.current)\n"
+    }
+
     /// Prometheus text exposition format.
     public func render() -> String {
-        var text = "# TYPE points_expiry_cache_lookups_total counter\n"
-        for (result, counter) in [("hit", cacheHits), ("miss", cacheMisses), ("unavailable", cacheUnavailable)] {
-            text += "points_expiry_cache_lookups_total{result=\"\(result)\"} \(counter.current)\n"
-        }
-        text += "# TYPE points_expiry_upstream_fetches_total counter\n"
-        for (result, counter) in [("ok", upstreamSuccesses), ("error", upstreamFailures)] {
-            text += "points_expiry_upstream_fetches_total{result=\"\(result)\"} \(counter.current)\n"
-        }
-        webhookEvents.render("points_expiry_webhook_events_total", into: &text)
-        text += "# TYPE points_expiry_rpc_responses_total counter\n"
+        var text = ""
+        cacheResults.render("points_expiry_cache_results_total", help: "Member answers by cache result.", into: &text)
+        Self.render("points_expiry_cache_unavailable_total", help: "Cache lookups Redis could not answer.", cacheUnavailable, into: &text)
+        singleFlightJoins.render("points_expiry_single_flight_joins_total", help: "Requests that joined a Voucherify read in flight.",
+                                 into: &text)
+        Self.render("points_expiry_background_refreshes_total", help: "Stale-while-revalidate refreshes started.", backgroundRefreshes,
+                    into: &text)
+        webhookEvents.render("points_expiry_webhook_events_total", help: "Webhook deliveries by result.", into: &text)
+        text += "# HELP points_expiry_rpc_responses_total RPC responses by method and code.\n# TYPE points_expiry_rpc_responses_total counter\n"
         for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
         unknownMethod.render(into: &text)
         return text

@@ -12,7 +12,8 @@ public struct ServiceConfiguration: Sendable {
     public var voucherify: VoucherifyConfiguration
     public var schedule: DeductionSchedule
     public var timeZone: String
-    public var cacheTTLSeconds: Int
+    /// `CACHE_TTL_SECONDS`, `CACHE_STALE_WHILE_REVALIDATE_SECONDS`, `CACHE_STALE_IF_ERROR_SECONDS`, `CACHE_NOT_FOUND_SECONDS`.
+    public var cacheWindows: CacheWindows
     /// Largest Connect request body (after gzip decoding too).
     public var maxRequestBodyBytes = 64 * 1024
     /// Voucherify's webhook secret; nil turns the webhook endpoint off (it answers 503).
@@ -23,7 +24,7 @@ public struct ServiceConfiguration: Sendable {
     public var drainSeconds = 10
 
     public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
-                timeZone: String, cacheTTLSeconds: Int) throws(ConfigurationError) {
+                timeZone: String, cacheWindows: CacheWindows = CacheWindows()) throws(ConfigurationError) {
         guard let schedule = DeductionSchedule(timeZoneIdentifier: timeZone) else {
             throw ConfigurationError(variable: "VOUCHERIFY_PROJECT_TIMEZONE", problem: "unknown IANA time zone \"\(timeZone)\"")
         }
@@ -33,7 +34,7 @@ public struct ServiceConfiguration: Sendable {
         self.voucherify = voucherify
         self.schedule = schedule
         self.timeZone = timeZone
-        self.cacheTTLSeconds = cacheTTLSeconds
+        self.cacheWindows = cacheWindows
     }
 
     /// Reads the contract's environment variables (see README). `cores` is the WORKERS default.
@@ -42,14 +43,15 @@ public struct ServiceConfiguration: Sendable {
             guard let raw = environment[name]?.trimmingSpaces, !raw.isEmpty else { return nil }
             return raw
         }
-        func positiveInt(_ name: String, default fallback: Int, max: Int) throws(ConfigurationError) -> Int {
+        func wholeNumber(_ name: String, default fallback: Int, min: Int = 1, max: Int) throws(ConfigurationError) -> Int {
             guard let raw = value(name) else { return fallback }
-            guard let number = Int(raw), number > 0, number <= max else {
-                throw ConfigurationError(variable: name, problem: "must be a whole number from 1 to \(max), got \"\(raw)\"")
+            guard let number = Int(raw), number >= min, number <= max else {
+                throw ConfigurationError(variable: name, problem: "must be a whole number from \(min) to \(max), got \"\(raw)\"")
             }
             return number
         }
 
+        let month = 86_400 * 31
         let listen = value("LISTEN") ?? "127.0.0.1:8080"
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw ConfigurationError(variable: "LISTEN", problem: "must be host:port, got \"\(listen)\"")
@@ -70,11 +72,15 @@ public struct ServiceConfiguration: Sendable {
         }
         var configuration = try ServiceConfiguration(
             server: HTTPServerConfiguration(listen: listen),
-            workers: try positiveInt("WORKERS", default: cores, max: 256),
+            workers: try wholeNumber("WORKERS", default: cores, max: 256),
             redis: redis,
             voucherify: try voucherifyConfiguration(baseURL: baseURL, appID: appID, appToken: appToken),
             timeZone: value("VOUCHERIFY_PROJECT_TIMEZONE") ?? "UTC",
-            cacheTTLSeconds: try positiveInt("CACHE_TTL_SECONDS", default: 300, max: 86_400 * 30))
+            cacheWindows: CacheWindows(
+            ttlSeconds: try wholeNumber("CACHE_TTL_SECONDS", default: 300, max: month),
+            staleWhileRevalidateSeconds: try wholeNumber("CACHE_STALE_WHILE_REVALIDATE_SECONDS", default: 60, min: 0, max: month),
+            staleIfErrorSeconds: try wholeNumber("CACHE_STALE_IF_ERROR_SECONDS", default: 3600, min: 0, max: month),
+            notFoundSeconds: try wholeNumber("CACHE_NOT_FOUND_SECONDS", default: 60, min: 0, max: month)))
         // Taken as written (not trimmed): a secret may legitimately contain any character.
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
         return configuration

@@ -35,8 +35,8 @@ final class Worker {
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
-        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify,
-                                    policy: MemberAnswerPolicy(schedule: configuration.schedule, ttlSeconds: configuration.cacheTTLSeconds),
+        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: UnlimitedAdmission(),
+                                    policy: MemberAnswerPolicy(schedule: configuration.schedule, windows: configuration.cacheWindows),
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)
         let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
                                         bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)

@@ -15,6 +15,22 @@ public struct UnaryReply {
     }
 }
 
+/// What a method may know of its call besides the message.
+public struct RPCContext {
+    /// When the caller stops waiting, on the loop's monotonic clock (`Loop.monotonicMilliseconds`):
+    /// from `connect-timeout-ms`, else the router's default. Waits inside the call end by then.
+    public let deadline: Int64
+    private let request: HTTPRequest
+
+    public init(deadline: Int64, request: HTTPRequest) {
+        self.deadline = deadline
+        self.request = request
+    }
+
+    /// A request header (name in lowercase), e.g. `cache-control`.
+    public func header(_ name: String) -> String? { request.header(name) }
+}
+
 /// One Connect unary method. `call` runs on the loop and answers through `reply` exactly once.
 public protocol UnaryMethod: AnyObject {
     /// `/package.Service/Method`
@@ -23,7 +39,7 @@ public protocol UnaryMethod: AnyObject {
     var name: String { get }
     /// `idempotency_level = NO_SIDE_EFFECTS`: also served over Connect GET.
     var hasNoSideEffects: Bool { get }
-    func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
+    func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
 }
 
 /// A request message decoded from ProtoJSON; a bad message is `invalid_argument`.
@@ -87,6 +103,8 @@ public final class ConnectRouter: HTTPHandler {
     /// the RPC hot path pays no extra hash per request.
     private let bodyLimits: [(path: String, limit: Int)]
     private let maxBodyBytes: Int
+    /// The deadline of a call that names none: waits inside a call stay bounded.
+    private let defaultDeadlineMilliseconds: Int
     /// Counts requests to no known method.
     private let unknownMethod: RPCOutcomeCounter
     private let logger: Logger
@@ -97,7 +115,9 @@ public final class ConnectRouter: HTTPHandler {
     /// `counters` gives each method's outcome counter by method name, and `unknownMethod` counts
     /// requests to paths that name no method.
     public init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: PlainRoute], maxBodyBytes: Int,
-                counters: (String) -> RPCOutcomeCounter, unknownMethod: RPCOutcomeCounter, logger: Logger) {
+                defaultDeadlineMilliseconds: Int = 15_000, counters: (String) -> RPCOutcomeCounter, unknownMethod: RPCOutcomeCounter,
+                logger: Logger) {
+        self.defaultDeadlineMilliseconds = defaultDeadlineMilliseconds
         self.loop = loop
         self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, counters($0.name))) })
         self.plainRoutes = plainRoutes
@@ -173,7 +193,8 @@ public final class ConnectRouter: HTTPHandler {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
-        method.call(message) { [self, deadlineTimer] result in
+        let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? defaultDeadlineMilliseconds), request: request)
+        method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
             self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: writer)
         }
@@ -264,6 +285,8 @@ public final class ConnectRouter: HTTPHandler {
     }
 
     public static func errorResponse(_ error: RPCError) -> HTTPResponse {
-        HTTPResponse(status: error.code.httpStatus, headers: [("content-type", "application/json")], body: error.jsonBody())
+        var headers = [("content-type", "application/json")]
+        if let seconds = error.retryAfterSeconds { headers.append(("retry-after", String(seconds))) }
+        return HTTPResponse(status: error.code.httpStatus, headers: headers, body: error.jsonBody())
     }
 }

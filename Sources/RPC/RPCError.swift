@@ -41,10 +41,13 @@ public enum RPCCode: String, Sendable, CaseIterable {
 public struct RPCError: Error, Equatable, Sendable {
     public let code: RPCCode
     public let message: String
+    /// Seconds until a retry can succeed (an upstream rate limit), sent as `retry-after`.
+    public var retryAfterSeconds: Int?
 
-    public init(_ code: RPCCode, _ message: String) {
+    public init(_ code: RPCCode, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     /// `{"code":"...","message":"..."}`

@@ -62,39 +62,14 @@ import TestSupport
             == "2025-04-06T04:00:00.000Z")
     }
 
-    @Test func cacheLifeIsTheTTLWhenNothingExpiresSooner() throws {
-        let s = try schedule("UTC")
-        let fetched = try instant("2026-11-22T10:00:00Z")
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: nil, maxTTLSeconds: 300)?.rfc3339 == "2026-11-22T10:05:00.000Z")
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: try day("2026-12-01"), maxTTLSeconds: 300)?.rfc3339
-            == "2026-11-22T10:05:00.000Z")
-    }
-
-    @Test func cacheLifeIsCutAtTheDeduction() throws {
+    @Test func theNextDeductionIsTheFirstStillAhead() throws {
         let s = try schedule("Europe/Warsaw")
-        let fetched = try instant("2026-11-22T22:58:00Z")
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: try day("2026-11-22"), maxTTLSeconds: 300)?.rfc3339
-            == "2026-11-22T23:00:00.000Z")
-    }
-
-    @Test func nothingIsCachedAtOrPastTheDeduction() throws {
-        let s = try schedule("Europe/Warsaw")
-        let atDeduction = try instant("2026-11-22T23:00:00Z")
-        #expect(s.cacheNotAfter(fetchedAt: atDeduction, earliestExpiry: try day("2026-11-22"), maxTTLSeconds: 300) == nil)
-        #expect(s.cacheNotAfter(fetchedAt: atDeduction.adding(milliseconds: 1), earliestExpiry: try day("2026-11-22"), maxTTLSeconds: 300) == nil)
-        // A bucket dated in the past (Voucherify has not run its job yet) must not be cached either.
-        #expect(s.cacheNotAfter(fetchedAt: atDeduction, earliestExpiry: try day("2026-11-01"), maxTTLSeconds: 300) == nil)
-        #expect(s.cacheNotAfter(fetchedAt: atDeduction.adding(milliseconds: -1), earliestExpiry: try day("2026-11-22"), maxTTLSeconds: 300)
-            == atDeduction)
-    }
-
-    @Test func nonPositiveOrHugeTTLs() throws {
-        let s = try schedule("UTC")
-        let fetched = try instant("2026-11-22T10:00:00Z")
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: nil, maxTTLSeconds: 0) == nil)
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: nil, maxTTLSeconds: -5) == nil)
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: nil, maxTTLSeconds: Int.max)?.millisecondsSince1970 == Int64.max)
-        #expect(s.cacheNotAfter(fetchedAt: fetched, earliestExpiry: try day("2026-11-22"), maxTTLSeconds: Int.max)?.rfc3339
-            == "2026-11-23T00:00:00.000Z")
+        let days = [try day("2026-11-21"), try day("2026-11-22"), try day("2026-12-31")]
+        // 23:58 in Warsaw on the 22nd: the 21st's deduction passed, the 22nd's is two minutes away.
+        #expect(s.nextDeduction(after: try instant("2026-11-22T22:58:00Z"), lastValidDays: days)?.rfc3339 == "2026-11-22T23:00:00.000Z")
+        // At the deduction itself it is no longer ahead.
+        #expect(s.nextDeduction(after: try instant("2026-11-22T23:00:00Z"), lastValidDays: days)?.rfc3339 == "2026-12-31T23:00:00.000Z")
+        #expect(s.nextDeduction(after: try instant("2027-01-01T00:00:00Z"), lastValidDays: days) == nil)
+        #expect(s.nextDeduction(after: try instant("2026-11-22T10:00:00Z"), lastValidDays: []) == nil)
     }
 }

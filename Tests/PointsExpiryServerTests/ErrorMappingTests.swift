@@ -9,12 +9,21 @@ import Voucherify
         (.memberNotFound, .notFound, #"loyalty card "M" was not found in campaign "C""#),
         (.unavailable("HTTP 503"), .unavailable, "Voucherify is unavailable: HTTP 503"),
         (.rateLimited(retryAfterSeconds: 30), .resourceExhausted, "Voucherify rate limit reached; retry in 30 s"),
-        (.rateLimited(retryAfterSeconds: nil), .resourceExhausted, "Voucherify rate limit reached; retry later"),
+        (.rateLimited(retryAfterSeconds: nil), .resourceExhausted, "Voucherify rate limit reached; retry in 1 s"),
         (.rejectedRequest(status: 400, detail: "bad limit"), .internal, "Voucherify rejected the request (HTTP 400): bad limit"),
         (.malformed("bucket 0: missing id"), .unavailable, "Voucherify sent an unreadable answer: bucket 0: missing id"),
     ])
     func mapsToRPC(_ error: VoucherifyError, _ code: RPCCode, _ message: String) {
-        #expect(error.rpcError(campaign: "C", member: "M") == RPCError(code, message))
+        let mapped = error.rpcError(campaign: "C", member: "M")
+        #expect(mapped.code == code)
+        #expect(mapped.message == message)
+    }
+
+    /// A rate limit tells the caller when to come back, as the `retry-after` header.
+    @Test func rateLimitsCarryRetryAfter() {
+        #expect(VoucherifyError.rateLimited(retryAfterSeconds: 30).rpcError(campaign: "C", member: "M").retryAfterSeconds == 30)
+        #expect(VoucherifyError.rateLimited(retryAfterSeconds: nil).rpcError(campaign: "C", member: "M").retryAfterSeconds == 1)
+        #expect(VoucherifyError.unavailable("x").rpcError(campaign: "C", member: "M").retryAfterSeconds == nil)
     }
 
     @Test func credentialsNameTheSettingsNeverTheSecret() {

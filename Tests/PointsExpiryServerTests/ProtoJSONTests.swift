@@ -156,12 +156,13 @@ import TestSupport
     }
 
     @Test func roundTripsThroughItsSerializedForm() throws {
-        let answer = CachedAnswer(try example(), notAfter: try instant("2026-11-20T08:35:00Z"))
+        let answer = CachedAnswer(try example(), freshUntil: try instant("2026-11-20T08:34:00Z"), notAfter: try instant("2026-11-20T08:35:00Z"))
         let bytes = answer.serialized()
-        #expect(Array(bytes.prefix(3)) == Array("pe1".utf8))
+        #expect(Array(bytes.prefix(3)) == Array("pe2".utf8))
         let decoded = try CachedAnswer(serialized: bytes)
         #expect(decoded == answer)
         #expect(decoded.fetchedAt == (try instant("2026-11-20T08:30:00Z")))
+        #expect(decoded.freshUntil == (try instant("2026-11-20T08:34:00Z")))
         #expect(decoded.notAfter == (try instant("2026-11-20T08:35:00Z")))
         #expect(decoded.expirations == (try example()).expirations)
     }
@@ -171,13 +172,13 @@ import TestSupport
             + [bucket("old", 1, try day("0000-01-01")), bucket("late", Int64.max, try day("9999-12-31"))]
         let m = MemberExpiration(campaign: "c", member: "m", buckets: buckets, fetchedAt: Timestamp(millisecondsSince1970: -5))
         #expect(m.expirations.count == 52)
-        let answer = CachedAnswer(m, notAfter: Timestamp(millisecondsSince1970: Int64.max))
+        let answer = CachedAnswer(m, freshUntil: Timestamp(millisecondsSince1970: .min), notAfter: Timestamp(millisecondsSince1970: Int64.max))
         #expect(try CachedAnswer(serialized: answer.serialized()) == answer)
     }
 
     @Test func responseBodyEqualsProtoJSON() throws {
         let m = try example()
-        let decoded = try CachedAnswer(serialized: CachedAnswer(m, notAfter: m.fetchedAt.adding(milliseconds: 300_000)).serialized())
+        let decoded = try CachedAnswer(serialized: CachedAnswer(m, freshUntil: m.fetchedAt, notAfter: m.fetchedAt.adding(milliseconds: 300_000)).serialized())
         for limit in [nil, try day("2026-11-22"), try day("2026-11-23"), try day("2000-01-01")] as [CalendarDate?] {
             #expect(decoded.responseBody(expiringBefore: limit) == m.protoJSON(expiringBefore: limit))
         }
@@ -185,7 +186,7 @@ import TestSupport
     }
 
     @Test func decodedPrefixIsASliceOfTheRecordNotACopy() throws {
-        let answer = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 7))
+        let answer = CachedAnswer(try example(), freshUntil: Timestamp(millisecondsSince1970: 6), notAfter: Timestamp(millisecondsSince1970: 7))
         let record = answer.serialized()
         let decoded = try CachedAnswer(serialized: record)
         #expect(decoded == answer)
@@ -197,24 +198,60 @@ import TestSupport
     }
 
     @Test func bodyPrefixStopsBeforeTheRequestSpecificField() throws {
-        let answer = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 0))
+        let answer = CachedAnswer(try example(), freshUntil: Timestamp(millisecondsSince1970: 0), notAfter: Timestamp(millisecondsSince1970: 0))
         #expect(text(Array(answer.bodyPrefix)) == ResponseEncodingTests.expectedPrefix)
     }
 
     @Test func rejectsGarbage() throws {
-        let good = CachedAnswer(try example(), notAfter: Timestamp(millisecondsSince1970: 0)).serialized()
+        let good = CachedAnswer(try example(), freshUntil: Timestamp(millisecondsSince1970: 0), notAfter: Timestamp(millisecondsSince1970: 0)).serialized()
         var wrongVersion = good
-        wrongVersion[2] = UInt8(ascii: "2")
+        wrongVersion[2] = UInt8(ascii: "1")
         var badCount = good
-        badCount[19...22] = [0xFF, 0xFF, 0xFF, 0xFF]
+        badCount[27...30] = [0xFF, 0xFF, 0xFF, 0xFF]
         var badDate = good
-        badDate[23...26] = [0x7F, 0xFF, 0xFF, 0xFF]
+        badDate[31...34] = [0x7F, 0xFF, 0xFF, 0xFF]
         let candidates: [[UInt8]] = [
-            [], Array("pe".utf8), Array("pe1".utf8), Array("{\"json\":true}".utf8), wrongVersion, badCount, badDate,
+            [], Array("pe".utf8), Array("pe2".utf8), Array("{\"json\":true}".utf8), wrongVersion, badCount, badDate,
             Array(good.dropLast()), good + [0x20], Array(good.prefix(30)),
         ]
         for candidate in candidates {
             #expect(throws: CachedAnswerFormatError.self) { try CachedAnswer(serialized: candidate) }
+        }
+    }
+}
+
+@Suite struct CacheEntryTests {
+    @Test func aNotFoundRoundTripsAndKeepsItsSubject() throws {
+        for subject in [NotFoundSubject.campaign, .member] {
+            let entry = CacheEntry.notFound(CachedNotFound(fetchedAt: try instant("2026-11-22T10:00:00Z"),
+                                                           freshUntil: try instant("2026-11-22T10:01:00Z"), subject: subject))
+            #expect(try CacheEntry(serialized: entry.serialized()) == entry)
+        }
+    }
+
+    @Test func anAnswerRoundTripsThroughTheEntry() throws {
+        let m = try ResponseEncodingTests().example()
+        let entry = CacheEntry.answer(CachedAnswer(m, freshUntil: m.fetchedAt.adding(milliseconds: 1), notAfter: m.fetchedAt.adding(milliseconds: 2)))
+        #expect(try CacheEntry(serialized: entry.serialized()) == entry)
+    }
+
+    /// The lease script compares these 8 bytes to tell a new fill from the record already seen.
+    @Test func theStampIsFetchedAtInEveryKind() throws {
+        let fetched = Timestamp(millisecondsSince1970: 0x0102_0304_0506_0708)
+        let notFound = CacheEntry.notFound(CachedNotFound(fetchedAt: fetched, freshUntil: fetched, subject: .member)).serialized()
+        let m = MemberExpiration(campaign: "c", member: "m", buckets: [], fetchedAt: fetched)
+        let answer = CacheEntry.answer(CachedAnswer(m, freshUntil: fetched, notAfter: fetched)).serialized()
+        #expect(Array(CacheEntry.stamp(of: notFound)) == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(Array(CacheEntry.stamp(of: answer)) == [1, 2, 3, 4, 5, 6, 7, 8])
+    }
+
+    @Test func rejectsABrokenNotFound() throws {
+        let good = CachedNotFound(fetchedAt: Timestamp(millisecondsSince1970: 0), freshUntil: Timestamp(millisecondsSince1970: 0),
+                                  subject: .campaign).serialized()
+        var badSubject = good
+        badSubject[19] = UInt8(ascii: "x")
+        for candidate in [Array(good.dropLast()), good + [0], badSubject] {
+            #expect(throws: CachedAnswerFormatError.self) { try CacheEntry(serialized: candidate) }
         }
     }
 }

@@ -13,8 +13,21 @@ import Testing
         #expect(configuration.server.listen == "127.0.0.1:8080")
         #expect(configuration.workers == 2)
         #expect(configuration.voucherify.baseURL == "https://api.voucherify.io")
-        #expect(configuration.cacheTTLSeconds == 300)
+        #expect(configuration.cacheWindows == CacheWindows(ttlSeconds: 300, staleWhileRevalidateSeconds: 60, staleIfErrorSeconds: 3600,
+                                                           notFoundSeconds: 60))
         #expect(configuration.webhookSecret == nil)
+    }
+
+    @Test func cacheWindowsComeFromTheirVariables() throws {
+        let windows = try configuration(["CACHE_TTL_SECONDS": "30", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "0",
+                                         "CACHE_STALE_IF_ERROR_SECONDS": "7200", "CACHE_NOT_FOUND_SECONDS": "5"]).cacheWindows
+        #expect(windows == CacheWindows(ttlSeconds: 30, staleWhileRevalidateSeconds: 0, staleIfErrorSeconds: 7200, notFoundSeconds: 5))
+    }
+
+    @Test(arguments: [("CACHE_TTL_SECONDS", "0"), ("CACHE_STALE_WHILE_REVALIDATE_SECONDS", "-1"), ("CACHE_STALE_IF_ERROR_SECONDS", "1h"),
+                      ("CACHE_NOT_FOUND_SECONDS", "99999999999999999999")])
+    func aBadWindowNamesItsVariable(_ variable: String, _ value: String) {
+        #expect { try configuration([variable: value]) } throws: { ($0 as? ConfigurationError)?.variable == variable }
     }
 
     @Test func aShortHostIsAValidUpstream() throws {

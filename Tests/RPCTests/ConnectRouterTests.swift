@@ -40,10 +40,12 @@ final class EchoMethod: UnaryMethod {
     /// When set, the method keeps the reply for later instead of answering.
     var held: ((Result<UnaryReply, RPCError>) -> Void)?
     var holds = false
+    private(set) var lastContext: RPCContext?
 
     init(hasNoSideEffects: Bool = true) { self.hasNoSideEffects = hasNoSideEffects }
 
-    func call(_ request: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+        lastContext = context
         if holds { return held = reply }
         if let scripted { return reply(scripted) }
         var writer = JSONWriter()
@@ -192,6 +194,29 @@ struct RouterFixture {
         #expect(writer.json?["code"] == .string("not_found"))
         #expect(writer.json?["message"] == .string("no such card"))
         #expect(fixture.outcomes["not_found"] == 1)
+    }
+
+    @Test func aRetryAfterTravelsAsAHeader() throws {
+        let method = EchoMethod()
+        method.scripted = .failure(RPCError(.resourceExhausted, "rate limit", retryAfterSeconds: 20))
+        let writer = try RouterFixture(method: method).call(body: "{}")
+        #expect(writer.response?.status == 429)
+        #expect(writer.header("retry-after") == "20")
+        method.scripted = .failure(RPCError(.unavailable, "down"))
+        #expect(try RouterFixture(method: method).call(body: "{}").header("retry-after") == nil)
+    }
+
+    /// The method sees the caller's deadline (or the default) and the request's headers.
+    @Test func theMethodSeesTheDeadlineAndHeaders() throws {
+        let fixture = try RouterFixture()
+        let before = fixture.loop.monotonicMilliseconds
+        _ = fixture.call(headers: [("content-type", "application/json"), ("connect-timeout-ms", "250"), ("cache-control", "no-cache")],
+                         body: "{}")
+        let context = try #require(fixture.method.lastContext)
+        #expect((before + 250...fixture.loop.monotonicMilliseconds + 250).contains(context.deadline))
+        #expect(context.header("cache-control") == "no-cache")
+        _ = fixture.call(body: "{}")
+        #expect(try #require(fixture.method.lastContext).deadline >= before + 15_000)
     }
 
     @Test func limitViolationsAreResourceExhausted() throws {

@@ -16,6 +16,12 @@ enum CacheKey {
         key(member: member, suffix: "}:gen")
     }
 
+    /// `pe:{<member>}:lease:<campaign>` — who is reading this member and campaign spelling from
+    /// Voucherify right now (a token), or that the last read failed moments ago (a marker).
+    static func lease(member: String, campaign: String) -> String {
+        key(member: member, suffix: "}:lease:") + campaign
+    }
+
     /// `pe:{<member>}:event:<id>` — marks a webhook event as handled, in the member's slot so the
     /// invalidation and the mark are one atomic script.
     static func handledEvent(member: String, eventID: String) -> String {

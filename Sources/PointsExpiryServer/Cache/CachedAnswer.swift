@@ -10,15 +10,18 @@ struct CachedAnswerFormatError: Error, Equatable, Sendable {
 /// the expirations needed to compute that tail (`pointsExpiringBefore`) for any request.
 struct CachedAnswer: Equatable, Sendable {
     let fetchedAt: Timestamp
-    /// The instant after which the record must not be served.
+    /// Served as a hit until then; stale windows are measured from here (`MemberAnswerPolicy`).
+    let freshUntil: Timestamp
+    /// The member's next deduction instant: never served at or past it, in any state.
     let notAfter: Timestamp
     let expirations: [ExpirationDate]
     /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`. A slice, so a record
     /// read from Redis shares the reply's bytes instead of copying them.
     let bodyPrefix: ArraySlice<UInt8>
 
-    init(_ expiration: MemberExpiration, notAfter: Timestamp) {
+    init(_ expiration: MemberExpiration, freshUntil: Timestamp, notAfter: Timestamp) {
         fetchedAt = expiration.fetchedAt
+        self.freshUntil = freshUntil
         self.notAfter = notAfter
         expirations = expiration.expirations
         bodyPrefix = encodeResponsePrefix(expiration)[...]
@@ -35,17 +38,20 @@ struct CachedAnswer: Equatable, Sendable {
     }
 
     // Record layout, all integers big-endian:
-    //   "pe1"  fetchedAt i64  notAfter i64  count u32  count × (days-since-1970 i32, points i64, buckets i32)
+    //   "pe2"  fetchedAt i64  freshUntil i64  notAfter i64  count u32  count × (days-since-1970 i32, points i64, buckets i32)
     //   prefixLength u32  prefix bytes
-    // Dates travel as day numbers so decoding needs no text parsing on the hit path.
-    static let magic: [UInt8] = Array("pe1".utf8)
+    // Dates travel as day numbers so decoding needs no text parsing on the hit path. Every
+    // record kind starts with a 3-byte magic and fetchedAt: the lease script compares those
+    // 8 bytes to tell a new fill from the record a waiter already saw.
+    static let magic: [UInt8] = Array("pe2".utf8)
     static let expirationSize = 16
 
     func serialized() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(3 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count)
+        out.reserveCapacity(3 + 8 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count)
         out.append(contentsOf: Self.magic)
         out.appendBigEndian(fetchedAt.millisecondsSince1970)
+        out.appendBigEndian(freshUntil.millisecondsSince1970)
         out.appendBigEndian(notAfter.millisecondsSince1970)
         out.appendBigEndian(UInt32(expirations.count))
         for expiration in expirations {
@@ -61,12 +67,14 @@ struct CachedAnswer: Equatable, Sendable {
     /// Reads a record; the body prefix stays a slice of `serialized` (no copy).
     init(serialized: [UInt8]) throws {
         let (header, prefixStart) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
-        self.init(fetchedAt: header.fetchedAt, notAfter: header.notAfter, expirations: header.expirations,
-                  bodyPrefix: serialized[prefixStart...])
+        self.init(fetchedAt: header.fetchedAt, freshUntil: header.freshUntil, notAfter: header.notAfter,
+                  expirations: header.expirations, bodyPrefix: serialized[prefixStart...])
     }
 
-    private init(fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate], bodyPrefix: ArraySlice<UInt8>) {
+    private init(fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate],
+                 bodyPrefix: ArraySlice<UInt8>) {
         self.fetchedAt = fetchedAt
+        self.freshUntil = freshUntil
         self.notAfter = notAfter
         self.expirations = expirations
         self.bodyPrefix = bodyPrefix
@@ -74,12 +82,13 @@ struct CachedAnswer: Equatable, Sendable {
 
     /// Everything before the body prefix, and where the prefix starts.
     private static func readHeader(_ serialized: UnsafeRawBufferPointer) throws
-        -> (header: (fetchedAt: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]), prefixStart: Int) {
+        -> (header: (fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]), prefixStart: Int) {
         guard serialized.starts(with: Self.magic) else {
-            throw CachedAnswerFormatError(reason: "not a pe1 cache record")
+            throw CachedAnswerFormatError(reason: "not a pe2 cache record")
         }
         var reader = BigEndianReader(bytes: serialized, offset: Self.magic.count)
         let fetched = try reader.read(Int64.self)
+        let fresh = try reader.read(Int64.self)
         let limit = try reader.read(Int64.self)
         let count = Int(try reader.read(UInt32.self))
         guard count <= reader.remaining / Self.expirationSize else {
@@ -99,17 +108,18 @@ struct CachedAnswer: Equatable, Sendable {
         guard prefixLength == reader.remaining, prefixLength > 0, serialized[reader.offset] == UInt8(ascii: "{") else {
             throw CachedAnswerFormatError(reason: "body prefix length mismatch")
         }
-        return ((Timestamp(millisecondsSince1970: fetched), Timestamp(millisecondsSince1970: limit), expirations), reader.offset)
+        return ((Timestamp(millisecondsSince1970: fetched), Timestamp(millisecondsSince1970: fresh), Timestamp(millisecondsSince1970: limit),
+                 expirations), reader.offset)
     }
 }
 
 extension [UInt8] {
-    fileprivate mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
     }
 }
 
-private struct BigEndianReader {
+struct BigEndianReader {
     let bytes: UnsafeRawBufferPointer
     var offset: Int
 

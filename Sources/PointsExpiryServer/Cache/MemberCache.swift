@@ -2,13 +2,14 @@ import Codecs
 import ExpiryDomain
 import Logging
 import RedisClient
+import Voucherify
 
 /// What Redis holds for one member and campaign spelling. Whether it may be served is the
 /// policy's call (`MemberAnswerPolicy`), not the cache's.
 enum CacheLookup {
-    case found(CachedAnswer)
+    case found(CacheEntry)
     case absent
-    /// Redis could not answer (logged here); the caller goes to Voucherify instead.
+    /// Redis could not answer (logged here); the caller reads Voucherify without the cache.
     case unavailable
 }
 
@@ -20,6 +21,26 @@ struct CacheFence: Equatable, Sendable {
     let token: [UInt8]
 }
 
+/// The right to read one member and campaign spelling from Voucherify for the whole fleet.
+struct ReadLease: Equatable, Sendable {
+    let token: [UInt8]
+    let fence: CacheFence
+}
+
+/// What trying to take the read lease found.
+enum LeaseClaim {
+    /// This worker reads; store with the fence, then release.
+    case claimed(ReadLease)
+    /// A record other than the one the caller saw is there now: someone filled it.
+    case filled(CacheEntry, stamp: [UInt8])
+    /// Another worker or replica is reading; it ends within `remainingMilliseconds`.
+    case held(remainingMilliseconds: Int64)
+    /// The last read failed moments ago; do not ask again until the marker expires.
+    case failedRecently(VoucherifyError)
+    /// Redis could not answer.
+    case unavailable
+}
+
 /// What an invalidation did.
 enum InvalidationOutcome: Equatable, Sendable {
     case dropped
@@ -28,27 +49,32 @@ enum InvalidationOutcome: Equatable, Sendable {
     case alreadyHandled
 }
 
-/// Cached answers per member in Redis: one hash per member, one field per campaign spelling as
-/// callers asked. The hash lives until the latest field's `notAfter`; the reader re-checks each
-/// field's own (`MemberAnswerPolicy`), so an answer is never served past that instant.
+/// Cached records per member in Redis: one hash per member, one field per campaign spelling as
+/// callers asked. The hash lives as long as its longest-kept field; the reader re-checks each
+/// field's own windows and deduction instant (`MemberAnswerPolicy`).
 ///
-/// Fencing: `invalidate` deletes the hash and replaces the member's generation token in one
-/// script; `store` writes only if the token still equals the one `fence` returned before the
-/// fetch, in one script. So a refill that started before an acknowledged invalidation can never
-/// write its answer back, whatever campaign spelling it used. A member's keys share a hash tag.
+/// Single-flight: a read of one member and campaign spelling holds a lease key for the whole
+/// fleet (`claimLease`); others wait for its fill. Fencing: `invalidate` deletes the hash and
+/// replaces the member's generation token in one script; the lease hands the reader the token,
+/// and `finishRead` stores only while it is unchanged. So a refill that started before an
+/// acknowledged invalidation can never write its answer back, whatever campaign spelling it
+/// used. A member's keys share a hash tag, so each script touches one Redis Cluster slot.
 final class MemberCache {
     private let redis: RedisConnection
     private let logger: Logger
     private static let hget = Array("HGET".utf8)
     private static let eval = Array("EVAL".utf8)
-    private static let oneKey = Array("1".utf8)
     private static let twoKeys = Array("2".utf8)
     private static let threeKeys = Array("3".utf8)
 
-    /// How long a generation token lives after its last use: far longer than any refill runs
-    /// (each upstream page times out in seconds), short enough that tokens of members nobody
-    /// asks for again go away soon. A refill outliving its token just does not store.
-    private static let generationLifetime = Array(String(10 * 60_000).utf8)
+    /// How long a read lease lives: longer than any read (`MemberAnswers` ends reads before it),
+    /// short enough that a dead holder's members are read again soon.
+    static let leaseMilliseconds: Int64 = 10_000
+    private static let leaseLifetime = Array(String(leaseMilliseconds).utf8)
+    /// How long a generation token lives after its last use: twice the longest read, so a refill
+    /// always finds its own token; a refill outliving it just does not store. Short, so names
+    /// nobody asks for again (unknown members, typos) leave nothing behind for long.
+    private static let generationLifetime = Array(String(2 * leaseMilliseconds).utf8)
     /// How long a handled webhook event is remembered. Voucherify retries a failed delivery for
     /// about a day; a redelivery after this only repeats an idempotent invalidation.
     private static let handledEventLifetime = Array(String(24 * 3_600_000).utf8)
@@ -56,24 +82,42 @@ final class MemberCache {
     // EVAL, not EVALSHA: both run from Redis' script cache; EVAL needs no NOSCRIPT round trip after
     // a Redis restart, and these scripts run on misses and invalidations only, never on a hit.
 
-    /// KEYS: generation. ARGV: a new token, its lifetime ms. Returns the current token, creating
-    /// it when absent (plain Lua rather than SET NX GET, which needs Redis 7).
-    private static let readOrCreateToken = Array("""
-        local token = redis.call('GET', KEYS[1])
-        if token then
-            redis.call('PEXPIRE', KEYS[1], ARGV[2])
-            return token
+    /// KEYS: answers, lease, generation. ARGV: campaign field, the fetchedAt stamp the caller saw
+    /// (8 bytes or empty), a new lease token, lease ms, a new generation token, generation ms.
+    /// One round trip that either reports a fill the caller has not seen, reports the lease's
+    /// holder (a token or a failure marker) with its time left, or takes the lease and returns the
+    /// generation token to fence the read with (plain Lua rather than SET NX GET: Redis 6 too).
+    private static let claimLease = Array("""
+        local record = redis.call('HGET', KEYS[1], ARGV[1])
+        if record and string.sub(record, 4, 11) ~= ARGV[2] then return {'filled', record} end
+        local holder = redis.call('GET', KEYS[2])
+        if holder then return {'held', holder, redis.call('PTTL', KEYS[2])} end
+        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+        local generation = redis.call('GET', KEYS[3])
+        if generation then
+            redis.call('PEXPIRE', KEYS[3], ARGV[6])
+        else
+            generation = ARGV[5]
+            redis.call('SET', KEYS[3], generation, 'PX', ARGV[6])
         end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return ARGV[1]
+        return {'claimed', generation}
         """.utf8)
 
-    /// KEYS: answers, generation. ARGV: token from `fence`, campaign field, value, lifetime ms.
-    private static let fencedStore = Array("""
-        if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-        redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-        return 1
+    /// KEYS: answers, lease, generation. ARGV: lease token, generation token, campaign field,
+    /// record (empty: store nothing), record lifetime ms, failure marker (empty: none), marker ms.
+    /// Stores the record only while the generation is unchanged, then releases the lease if this
+    /// reader still holds it — or leaves the failure marker in its place. Returns 1 if stored.
+    private static let finishRead = Array("""
+        local stored = 0
+        if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then
+            redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+            if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+            stored = 1
+        end
+        if redis.call('GET', KEYS[2]) == ARGV[1] then
+            if ARGV[6] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) else redis.call('DEL', KEYS[2]) end
+        end
+        return stored
         """.utf8)
 
     /// KEYS: answers, generation, handled-event mark (optional). ARGV: new token, its lifetime ms,
@@ -100,11 +144,11 @@ final class MemberCache {
                 logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(error)"])
                 completion(.unavailable)
             case .success(.bulk(let bytes)):
-                guard let answer = try? CachedAnswer(serialized: bytes) else {
+                guard let entry = try? CacheEntry(serialized: bytes) else {
                     logger.warning("unreadable cache entry; treating as absent", metadata: ["bytes": "\(bytes.count)"])
                     return completion(.absent)
                 }
-                completion(.found(answer))
+                completion(.found(entry))
             case .success(.error(let message)):
                 logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(message)"])
                 completion(.unavailable)
@@ -114,29 +158,53 @@ final class MemberCache {
         }
     }
 
-    /// The member's generation token; call before asking Voucherify, store with the result.
-    func fence(member: String, completion: @escaping (Result<CacheFence, RedisError>) -> Void) {
-        redis.send([Self.eval, Self.readOrCreateToken, Self.oneKey, Array(CacheKey.generation(member: member).utf8),
-                    Self.newToken(), Self.generationLifetime]) { result in
-            switch result {
-            case .success(.bulk(let token)): completion(.success(CacheFence(token: token)))
-            case .success(.error(let message)): completion(.failure(.server(message)))
-            case .success(let other): completion(.failure(.server("unexpected reply to the fence script: \(other)")))
-            case .failure(let error): completion(.failure(error))
+    /// Takes the read lease unless a record with a stamp other than `seenStamp` is there (a fill
+    /// to use) or someone holds it (wait, or share its failure).
+    func claimLease(campaign: String, member: String, seenStamp: [UInt8], completion: @escaping (LeaseClaim) -> Void) {
+        let token = Self.newToken()
+        redis.send([Self.eval, Self.claimLease, Self.threeKeys, Array(CacheKey.answers(member: member).utf8),
+                    Array(CacheKey.lease(member: member, campaign: campaign).utf8), Array(CacheKey.generation(member: member).utf8),
+                    Array(campaign.utf8), seenStamp, token, Self.leaseLifetime, Self.newToken(), Self.generationLifetime]) { [logger] result in
+            guard case .success(.array(let items)) = result, case .bulk(let kind)? = items.first else {
+                logger.debug("lease unavailable; reading without the cache", metadata: ["reply": "\(result)"])
+                return completion(.unavailable)
+            }
+            switch (String(decoding: kind, as: UTF8.self), items.count > 1 ? items[1] : .null) {
+            case ("filled", .bulk(let record)):
+                guard let entry = try? CacheEntry(serialized: record) else {
+                    logger.warning("unreadable cache entry; reading it again", metadata: ["bytes": "\(record.count)"])
+                    return completion(.held(remainingMilliseconds: 0))
+                }
+                completion(.filled(entry, stamp: Array(CacheEntry.stamp(of: record))))
+            case ("held", .bulk(let holder)):
+                let remaining: Int64
+                if items.count > 2, case .integer(let value) = items[2] { remaining = max(0, value) } else { remaining = 0 }
+                if let failure = ReadFailureMarker.error(holder, remainingMilliseconds: remaining) {
+                    completion(.failedRecently(failure))
+                } else {
+                    completion(.held(remainingMilliseconds: remaining))
+                }
+            case ("claimed", .bulk(let generation)):
+                completion(.claimed(ReadLease(token: token, fence: CacheFence(token: generation))))
+            default:
+                logger.warning("unexpected reply to the lease script", metadata: ["reply": "\(items)"])
+                completion(.unavailable)
             }
         }
     }
 
-    /// Stores `answer` under `campaign` until its `notAfter`, unless the member was invalidated
-    /// since `fence` was read; does nothing when `notAfter` is not in the future.
-    func store(campaign: String, member: String, answer: CachedAnswer, now: Timestamp, fence: CacheFence) {
-        let lifetime = answer.notAfter.millisecondsSince1970 - now.millisecondsSince1970
-        guard lifetime > 0 else { return }
-        redis.send([Self.eval, Self.fencedStore, Self.twoKeys,
-                    Array(CacheKey.answers(member: member).utf8), Array(CacheKey.generation(member: member).utf8),
-                    fence.token, Array(campaign.utf8), answer.serialized(), Array(String(lifetime).utf8)]) { [logger] result in
+    /// Ends a read: stores `record` (for `lifetimeMilliseconds`) unless an invalidation fenced it
+    /// off, and releases the lease, or marks it with `failure` for a moment.
+    func finishRead(campaign: String, member: String, lease: ReadLease, record: CacheEntry?, lifetimeMilliseconds: Int64,
+                    failure: VoucherifyError?) {
+        let marker = failure.flatMap(ReadFailureMarker.init)
+        redis.send([Self.eval, Self.finishRead, Self.threeKeys, Array(CacheKey.answers(member: member).utf8),
+                    Array(CacheKey.lease(member: member, campaign: campaign).utf8), Array(CacheKey.generation(member: member).utf8),
+                    lease.token, lease.fence.token, Array(campaign.utf8), record?.serialized() ?? [], Array(String(lifetimeMilliseconds).utf8),
+                    marker?.value ?? [], Array(String(marker?.milliseconds ?? 0).utf8)]) { [logger] result in
             switch result {
-            case .success(.integer(0)): logger.debug("refill fenced off by an invalidation; not stored", metadata: ["member": "\(member)"])
+            case .success(.integer(0)) where record != nil:
+                logger.debug("refill fenced off by an invalidation; not stored", metadata: ["member": "\(member)"])
             case .success(.error(let message)): logger.warning("cache write rejected", metadata: ["error": "\(message)"])
             case .failure(let error): logger.debug("cache write failed", metadata: ["error": "\(error)"])
             case .success: break
@@ -167,5 +235,36 @@ final class MemberCache {
     private static func newToken() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return Array(Hex.lowercase((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }).utf8)
+    }
+}
+
+/// What a failed read leaves in its lease for a moment, so the fleet backs off instead of
+/// repeating it: `!u` (Voucherify unavailable, 1 s) or `!r` (rate limited, until the announced
+/// time, at most 5 s here: the rate budget keeps the longer, fleet-wide block). Lease tokens are
+/// hex, so a marker can never be mistaken for one.
+struct ReadFailureMarker {
+    let value: [UInt8]
+    let milliseconds: Int64
+
+    init?(_ error: VoucherifyError) {
+        switch error {
+        case .rateLimited(let seconds):
+            value = Array("!r".utf8)
+            milliseconds = Int64(min(max(seconds ?? 1, 1), 5)) * 1000
+        case .unavailable, .malformed:
+            value = Array("!u".utf8)
+            milliseconds = 1000
+        case .campaignNotFound, .memberNotFound, .rejectedCredentials, .rejectedRequest:
+            return nil
+        }
+    }
+
+    /// The failure a marker stands for; nil for a lease token.
+    static func error(_ holder: [UInt8], remainingMilliseconds: Int64) -> VoucherifyError? {
+        switch holder {
+        case Array("!r".utf8): return .rateLimited(retryAfterSeconds: Int(max(1, (remainingMilliseconds + 999) / 1000)))
+        case Array("!u".utf8): return .unavailable("another read of this member failed moments ago; retrying shortly")
+        default: return nil
+        }
     }
 }

@@ -9,6 +9,7 @@ struct MemberAnswer {
     enum Source: String {
         case hit
         case miss
+        case stale
     }
 
     let answer: CachedAnswer
@@ -19,23 +20,38 @@ struct MemberAnswer {
     var cacheHeaders: [(name: String, value: String)] { [("x-cache", source.rawValue), ("age", String(ageSeconds))] }
 }
 
-/// The resolver every member-reading RPC goes through: Redis first, then (fenced) Voucherify,
-/// as `MemberAnswerPolicy` decides. This thin half does the I/O; the rules live in the policy.
-/// Loop-confined: one per worker.
+/// The resolver every member-reading RPC goes through: Redis first, then at most one Voucherify
+/// read per member and campaign spelling for the whole fleet, as `MemberAnswerPolicy` decides.
+/// This half does the I/O and the waiting; the rules live in the policy. Loop-confined: one
+/// per worker.
+///
+/// A read is a `MemberFlight`: callers of this worker join it; across workers and replicas the
+/// Redis read lease (`MemberCache.claimLease`) decides who reads, and the others poll for the
+/// fill every few milliseconds. A read is bounded by its lease, not by its callers: a caller
+/// that gives up leaves it running, and it still fills the cache.
 final class MemberAnswers {
     private let loop: Loop
     private let cache: MemberCache
     private let voucherify: VoucherifyAPI
+    private let budget: UpstreamAdmission
     private let policy: MemberAnswerPolicy
     private let lifecycle: WorkerLifecycle
     private let metrics: Metrics
     private let logger: Logger
+    private var flights: [FlightKey: MemberFlight] = [:]
 
-    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, policy: MemberAnswerPolicy, lifecycle: WorkerLifecycle,
-         metrics: Metrics, logger: Logger) {
+    /// A read ends a second before its lease expires, so no other reader can start beside it.
+    private static let readMilliseconds = MemberCache.leaseMilliseconds - 1000
+    /// Polling for another reader's fill: start fast (a hit is a millisecond away), back off to
+    /// this, so a slow read costs a waiting worker a few Redis calls a second.
+    private static let maxPollMilliseconds = 40
+
+    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, budget: UpstreamAdmission, policy: MemberAnswerPolicy,
+         lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
         self.voucherify = voucherify
+        self.budget = budget
         self.policy = policy
         self.lifecycle = lifecycle
         self.metrics = metrics
@@ -44,51 +60,255 @@ final class MemberAnswers {
 
     private var now: Timestamp { Timestamp(millisecondsSince1970: loop.nowMilliseconds) }
 
-    /// The answer for `member` under `campaign` as the caller spelled it. Completes once, on the loop.
-    func answer(campaign: String, member: String, completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
+    /// The answer for `member` under `campaign` as the caller spelled it, waiting no later than
+    /// `deadline` (monotonic ms). Completes once, on the loop.
+    func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64,
+                completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
+        let key = FlightKey(campaign: campaign, member: member)
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
-            switch policy.decide(lookup, now: now) {
-            case .serve(let answer, let age):
-                metrics.cacheHits.increment()
-                completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age)))
-            case .readThroughWithoutStore:
+            let entry: CacheEntry?
+            switch lookup {
+            case .found(let found): entry = found
+            case .absent: entry = nil
+            case .unavailable:
                 metrics.cacheUnavailable.increment()
-                readThrough(campaign: campaign, member: member, fence: nil, completion: completion)
-            case .readThrough:
-                metrics.cacheMisses.increment()
-                // The generation is read before Voucherify is asked: an invalidation acknowledged
-                // after this point makes the store a no-op.
-                cache.fence(member: member) { [self] fence in
-                    if case .failure(let error) = fence {
-                        logger.debug("cache fence unreadable; answer will not be stored", metadata: ["error": "\(error)"])
-                    }
-                    readThrough(campaign: campaign, member: member, fence: try? fence.get(), completion: completion)
-                }
+                entry = nil
+            }
+            switch policy.decide(entry, directives: directives, now: now) {
+            case .serve(.answer(let answer), let age):
+                metrics.cacheResults.increment("hit")
+                completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age)))
+            case .serve(.notFound(let notFound), _):
+                metrics.cacheResults.increment("negative")
+                completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+            case .serveStaleAndRefresh(let answer, let age):
+                metrics.cacheResults.increment("stale")
+                completion(.success(MemberAnswer(answer: answer, source: .stale, ageSeconds: age)))
+                refresh(key, seen: entry)
+            case .read(let fallback):
+                join(key, seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, completion: completion))
             }
         }
     }
 
-    /// Asks Voucherify; stores the answer only with a `fence` (read before the read began).
-    private func readThrough(campaign: String, member: String, fence: CacheFence?,
-                             completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
-        guard !lifecycle.stopped else { return completion(.failure(RPCError(.unavailable, "the service is shutting down"))) }
-        voucherify.fetchMemberBuckets(campaign: campaign, member: member) { [self] result in
-            switch result {
-            case .failure(let error):
-                metrics.upstreamFailures.increment()
-                completion(.failure(error.rpcError(campaign: campaign, member: member)))
-            case .success(let buckets):
-                metrics.upstreamSuccesses.increment()
-                let fetchedAt = now
-                let expiration = MemberExpiration(campaign: campaign, member: member, buckets: buckets, fetchedAt: fetchedAt)
-                // One encoding serves both the cache entry and this response.
-                let (answer, storable) = policy.record(for: expiration)
-                if let fence, storable {
-                    cache.store(campaign: campaign, member: member, answer: answer, now: fetchedAt, fence: fence)
+    // MARK: Flights
+
+    private func join(_ key: FlightKey, seen: CacheEntry?, usesCache: Bool, waiter: FlightWaiter) {
+        if let flight = flights[key] {
+            metrics.singleFlightJoins.increment("worker")
+            flight.waiters.append(waiter)
+            return
+        }
+        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: usesCache)
+        flight.waiters.append(waiter)
+        flights[key] = flight
+        start(flight)
+    }
+
+    /// Stale-while-revalidate: one background read unless one runs already (here or elsewhere).
+    private func refresh(_ key: FlightKey, seen: CacheEntry?) {
+        guard flights[key] == nil else { return }
+        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: true)
+        flights[key] = flight
+        metrics.backgroundRefreshes.increment()
+        start(flight)
+    }
+
+    private func start(_ flight: MemberFlight) {
+        guard flight.usesCache else { return read(flight, lease: nil) }
+        cache.claimLease(campaign: flight.key.campaign, member: flight.key.member, seenStamp: flight.seenStamp) { [self] claim in
+            switch claim {
+            case .claimed(let lease):
+                read(flight, lease: lease)
+            case .filled(let entry, let stamp):
+                flight.seenStamp = stamp
+                if case .read = policy.decide(entry, directives: .none, now: now) {
+                    start(flight) // a record nobody may serve (past its deduction): read it again
+                } else {
+                    finish(flight, .filled(entry))
                 }
-                completion(.success(MemberAnswer(answer: answer, source: .miss, ageSeconds: 0)))
+            case .held:
+                metrics.singleFlightJoins.increment("fleet")
+                poll(flight)
+            case .failedRecently(let error):
+                finish(flight, .failed(error))
+            case .unavailable:
+                read(flight, lease: nil)
             }
         }
     }
+
+    /// Waits a little, then asks the lease again: the holder's fill, its failure, or our turn.
+    private func poll(_ flight: MemberFlight) {
+        let nowMonotonic = loop.monotonicMilliseconds
+        flight.dropWaiters(pastDeadline: nowMonotonic)
+        guard let deadline = flight.latestDeadline else { return finish(flight, .abandoned) }
+        let delay = min(flight.nextPollDelay(max: Self.maxPollMilliseconds), max(0, Int(clamping: deadline - nowMonotonic)))
+        do {
+            flight.pollTimer = try Timer.schedule(on: loop, after: delay) { [weak self, weak flight] in
+                guard let self, let flight else { return }
+                flight.pollTimer = nil
+                start(flight)
+            }
+        } catch {
+            logger.error("could not arm a poll timer; reading without waiting", metadata: ["error": "\(error)"])
+            read(flight, lease: nil)
+        }
+    }
+
+    /// Reads Voucherify; with a `lease`, stores the outcome (fenced) and releases the lease.
+    private func read(_ flight: MemberFlight, lease: ReadLease?) {
+        guard !lifecycle.stopped else { return finish(flight, .failed(.unavailable("the service is shutting down"))) }
+        let (campaign, member) = (flight.key.campaign, flight.key.member)
+        let started = loop.monotonicMilliseconds
+        // Waiting for budget only pays when nobody has a stale answer to take instead.
+        let mayWait = !flight.waiters.isEmpty && flight.waiters.allSatisfy { $0.fallback == nil }
+        let admission = BoundedAdmission(budget: budget, waitUntil: mayWait ? flight.latestDeadline ?? started : started)
+        voucherify.fetchMemberBuckets(campaign: campaign, member: member, deadline: started + Self.readMilliseconds,
+                                      admission: admission) { [self] result in
+            let outcome: FlightOutcome
+            switch result {
+            case .success(let buckets):
+                let expiration = MemberExpiration(campaign: campaign, member: member, buckets: buckets, fetchedAt: now)
+                let (entry, lifetime) = policy.entry(for: expiration, jitterMilliseconds: .random(in: 0...policy.maxJitterMilliseconds))
+                if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
+                outcome = .read(entry)
+            case .failure(let error):
+                if let subject = NotFoundSubject(error) {
+                    let (entry, lifetime) = policy.notFoundEntry(subject, now: now)
+                    if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
+                    outcome = .read(entry)
+                } else {
+                    if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: nil, lifetimeMilliseconds: 0, failure: error) }
+                    outcome = .failed(error)
+                }
+            }
+            finish(flight, outcome)
+        }
+    }
+
+    private func finish(_ flight: MemberFlight, _ outcome: FlightOutcome) {
+        flight.pollTimer?.cancel()
+        if flights[flight.key] === flight { flights[flight.key] = nil }
+        let waiters = flight.waiters
+        flight.waiters = []
+        let (campaign, member) = (flight.key.campaign, flight.key.member)
+        let now = now
+        for waiter in waiters {
+            switch outcome {
+            case .read(.answer(let answer)), .filled(.answer(let answer)):
+                metrics.cacheResults.increment("miss")
+                waiter.completion(.success(MemberAnswer(answer: answer, source: .miss,
+                                                        ageSeconds: MemberAnswerPolicy.ageSeconds(since: answer.fetchedAt, now: now))))
+            case .read(.notFound(let notFound)), .filled(.notFound(let notFound)):
+                metrics.cacheResults.increment("negative")
+                waiter.completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+            case .failed(let error):
+                if let stale = policy.staleFallback(waiter.fallback, after: error, now: now) {
+                    metrics.cacheResults.increment("stale")
+                    waiter.completion(.success(MemberAnswer(answer: stale, source: .stale,
+                                                            ageSeconds: MemberAnswerPolicy.ageSeconds(since: stale.fetchedAt, now: now))))
+                } else {
+                    waiter.completion(.failure(error.rpcError(campaign: campaign, member: member)))
+                }
+            case .abandoned:
+                waiter.completion(.failure(RPCError(.deadlineExceeded, "no answer from Voucherify within the call's deadline")))
+            }
+        }
+    }
+}
+
+/// One member and campaign spelling, as callers spell it: the unit of single-flight.
+struct FlightKey: Hashable {
+    let campaign: String
+    let member: String
+}
+
+/// A caller waiting for a read.
+struct FlightWaiter {
+    let deadline: Int64
+    /// The stale answer this caller may take while Voucherify cannot be asked.
+    let fallback: CachedAnswer?
+    let completion: (Result<MemberAnswer, RPCError>) -> Void
+}
+
+/// How a read ended.
+private enum FlightOutcome {
+    /// This worker read it.
+    case read(CacheEntry)
+    /// Another worker or replica read it.
+    case filled(CacheEntry)
+    case failed(VoucherifyError)
+    /// Every caller gave up while another reader held the lease.
+    case abandoned
+}
+
+/// One in-progress read and its waiters. Loop-confined (owned by `MemberAnswers`).
+final class MemberFlight {
+    let key: FlightKey
+    var waiters: [FlightWaiter] = []
+    /// The stamp of the record the flight started from: a different one is a fill.
+    var seenStamp: [UInt8]
+    /// False once Redis failed: read without the lease, store nothing.
+    let usesCache: Bool
+    var pollTimer: Timer?
+    private var pollDelay = 1
+
+    init(key: FlightKey, seenStamp: [UInt8], usesCache: Bool) {
+        self.key = key
+        self.seenStamp = seenStamp
+        self.usesCache = usesCache
+    }
+
+    var latestDeadline: Int64? { waiters.lazy.map(\.deadline).max() }
+
+    /// 1, 2, 4, … ms up to `max`.
+    func nextPollDelay(max: Int) -> Int {
+        defer { pollDelay = min(pollDelay * 2, max) }
+        return pollDelay
+    }
+
+    /// Callers past their deadline have had `deadline_exceeded` from the router; forget them.
+    func dropWaiters(pastDeadline now: Int64) {
+        waiters.removeAll { $0.deadline <= now }
+    }
+}
+
+/// The budget, with waits cut at `waitUntil`: a read whose callers can take a stale answer, or a
+/// background refresh, does not queue for budget.
+private final class BoundedAdmission: UpstreamAdmission {
+    private let budget: UpstreamAdmission
+    private let waitUntil: Int64
+
+    init(budget: UpstreamAdmission, waitUntil: Int64) {
+        self.budget = budget
+        self.waitUntil = waitUntil
+    }
+
+    func admit(deadline: Int64, completion: @escaping (Result<Void, VoucherifyError>) -> Void) {
+        budget.admit(deadline: min(deadline, waitUntil), completion: completion)
+    }
+
+    func observe(_ observation: RateLimitObservation) { budget.observe(observation) }
+}
+
+extension CacheLookup {
+    /// Whether Redis answered (so leases and stores can work).
+    var isUsable: Bool {
+        if case .unavailable = self { return false }
+        return true
+    }
+}
+
+extension NotFoundSubject {
+    init?(_ error: VoucherifyError) {
+        switch error {
+        case .campaignNotFound: self = .campaign
+        case .memberNotFound: self = .member
+        default: return nil
+        }
+    }
+
+    var error: VoucherifyError { self == .campaign ? .campaignNotFound : .memberNotFound }
 }

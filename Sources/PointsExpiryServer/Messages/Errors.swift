@@ -13,10 +13,9 @@ extension VoucherifyError {
             return RPCError(.notFound, "loyalty card \"\(member)\" was not found in campaign \"\(campaign)\"")
         case .unavailable(let detail):
             return RPCError(.unavailable, "Voucherify is unavailable: \(detail)")
-        case .rateLimited(let seconds?):
-            return RPCError(.resourceExhausted, "Voucherify rate limit reached; retry in \(seconds) s")
-        case .rateLimited(nil):
-            return RPCError(.resourceExhausted, "Voucherify rate limit reached; retry later")
+        case .rateLimited(let seconds):
+            let retryAfter = max(1, seconds ?? 1)
+            return RPCError(.resourceExhausted, "Voucherify rate limit reached; retry in \(retryAfter) s", retryAfterSeconds: retryAfter)
         case .rejectedCredentials(let status):
             return RPCError(.internal,
                 "Voucherify rejected the service's credentials (HTTP \(status)); check VOUCHERIFY_APP_ID and VOUCHERIFY_APP_TOKEN")

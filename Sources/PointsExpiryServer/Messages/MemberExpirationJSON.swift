@@ -5,7 +5,7 @@ import ExpiryDomain
 extension MemberExpiration {
     /// The ProtoJSON response; built through the cache record so there is one encoder.
     func protoJSON(expiringBefore: CalendarDate?) -> [UInt8] {
-        CachedAnswer(self, notAfter: fetchedAt).responseBody(expiringBefore: expiringBefore)
+        CachedAnswer(self, freshUntil: fetchedAt, notAfter: fetchedAt).responseBody(expiringBefore: expiringBefore)
     }
 }
 

@@ -11,7 +11,7 @@ final class HealthCheck: UnaryMethod {
 
     init(readiness: Readiness) { self.readiness = readiness }
 
-    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         readiness.check { reason in
             let status = reason == nil ? #"{"status":"SERVING"}"# : #"{"status":"NOT_SERVING"}"#
             reply(.success(UnaryReply(body: Array(status.utf8))))

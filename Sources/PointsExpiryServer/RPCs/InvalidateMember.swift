@@ -12,7 +12,7 @@ final class InvalidateMember: UnaryMethod {
 
     init(cache: MemberCache) { self.cache = cache }
 
-    func call(_ message: JSONValue, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: InvalidateMemberRequest = decode(message, reply: reply) else { return }
         cache.invalidate(member: request.member, eventID: nil) { result in
             switch result {
