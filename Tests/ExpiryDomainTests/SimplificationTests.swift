@@ -50,7 +50,6 @@ import TestSupport
         #expect(m.nonExpiringPoints == 42)
         #expect(m.expirations.isEmpty)
         #expect(m.nextExpiration == nil)
-        #expect(m.earliestBucketExpiry == nil)
     }
 
     @Test func zeroPointBucketsNeitherCountNorCreateDates() throws {
@@ -61,8 +60,6 @@ import TestSupport
         ])
         #expect(m.expirations == [ExpirationDate(date: try day("2026-06-01"), points: 10, buckets: 1)])
         #expect(m.activePoints == 10)
-        // The zero bucket still changes the upstream answer when it expires.
-        #expect(m.earliestBucketExpiry == (try day("2026-05-01")))
     }
 
     @Test func onlyActiveBucketsCountAndStatusIsCaseInsensitive() throws {
@@ -78,8 +75,6 @@ import TestSupport
         #expect(m.nonExpiringPoints == 0)
         #expect(m.expirations == [ExpirationDate(date: try day("2026-06-01"), points: 30, buckets: 2)])
         #expect(m.buckets.count == 6)
-        // Any status counts for when the answer changes.
-        #expect(m.earliestBucketExpiry == (try day("2026-04-01")))
     }
 
     @Test func emptyBucketList() {
@@ -90,7 +85,6 @@ import TestSupport
         #expect(m.expirations.isEmpty)
         #expect(m.campaignId == "")
         #expect(m.voucherId == "")
-        #expect(m.earliestBucketExpiry == nil)
     }
 
     @Test func idsComeFromTheFirstBucketThatHasThem() throws {
