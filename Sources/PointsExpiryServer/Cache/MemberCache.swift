@@ -179,7 +179,7 @@ final class MemberCache {
             case ("held", .bulk(let holder)):
                 let remaining: Int64
                 if items.count > 2, case .integer(let value) = items[2] { remaining = max(0, value) } else { remaining = 0 }
-                if let failure = ReadFailureMarker.error(holder, remainingMilliseconds: remaining) {
+                if let failure = ReadFailureMarker.error(holder) {
                     completion(.failedRecently(failure))
                 } else {
                     completion(.held(remainingMilliseconds: remaining))
@@ -239,9 +239,9 @@ final class MemberCache {
 }
 
 /// What a failed read leaves in its lease for a moment, so the fleet backs off instead of
-/// repeating it: `!u` (Voucherify unavailable, 1 s) or `!r` (rate limited, until the announced
-/// time, at most 5 s here: the rate budget keeps the longer, fleet-wide block). Lease tokens are
-/// hex, so a marker can never be mistaken for one.
+/// repeating it: `!u` (Voucherify unavailable, for 1 s) or `!r<seconds>` (rate limited, with
+/// the announced wait, kept at most 5 s here: the rate budget holds the longer, fleet-wide
+/// block). Lease tokens are hex, so a marker can never be mistaken for one.
 struct ReadFailureMarker {
     let value: [UInt8]
     let milliseconds: Int64
@@ -249,8 +249,9 @@ struct ReadFailureMarker {
     init?(_ error: VoucherifyError) {
         switch error {
         case .rateLimited(let seconds):
-            value = Array("!r".utf8)
-            milliseconds = Int64(min(max(seconds ?? 1, 1), 5)) * 1000
+            let retryAfter = max(seconds ?? 1, 1)
+            value = Array("!r\(retryAfter)".utf8)
+            milliseconds = Int64(min(retryAfter, 5)) * 1000
         case .unavailable, .malformed:
             value = Array("!u".utf8)
             milliseconds = 1000
@@ -260,11 +261,12 @@ struct ReadFailureMarker {
     }
 
     /// The failure a marker stands for; nil for a lease token.
-    static func error(_ holder: [UInt8], remainingMilliseconds: Int64) -> VoucherifyError? {
-        switch holder {
-        case Array("!r".utf8): return .rateLimited(retryAfterSeconds: Int(max(1, (remainingMilliseconds + 999) / 1000)))
-        case Array("!u".utf8): return .unavailable("another read of this member failed moments ago; retrying shortly")
-        default: return nil
+    static func error(_ holder: [UInt8]) -> VoucherifyError? {
+        guard holder.first == UInt8(ascii: "!") else { return nil }
+        if holder.starts(with: "!r".utf8) {
+            let seconds = Int(String(decoding: holder.dropFirst(2), as: UTF8.self)) ?? 1
+            return .rateLimited(retryAfterSeconds: min(max(seconds, 1), RateLimitHeaders.maxRetryAfterSeconds))
         }
+        return .unavailable("another read of this member failed moments ago; retrying shortly")
     }
 }
