@@ -49,7 +49,7 @@ import Testing
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken, "LOG_LEVEL": "info",
         ])
         defer { service.stop() }
-        let baseURL = "http://127.0.0.1:\(try listeningPort(of: service))"
+        let baseURL = "http://127.0.0.1:\(try ServiceProcess.listeningPort(of: service))"
         // One worker: a 200 from /readyz (a PING over its Redis connection) covers every worker.
         try waitUntil("the service's /readyz answers 200", interval: 0.05) {
             (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200
@@ -68,16 +68,5 @@ import Testing
         #expect(inFlight.outputText == "200")
         #expect(try service.waitForExit() == 0)
         #expect(service.outputText.contains("stopped"))
-    }
-
-    /// The port from the "listening" log line (`listen=127.0.0.1:PORT`): the binary was started
-    /// with port 0, so only it knows which port it got.
-    private func listeningPort(of service: ChildProcess) throws -> Int {
-        let line = try service.waitForLine(containing: "points-expiry listening")
-        guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("listen=") }),
-              let port = field.split(separator: ":").last.flatMap({ Int($0) }) else {
-            throw TestFailure("no listen=HOST:PORT in \(line)")
-        }
-        return port
     }
 }

@@ -10,11 +10,11 @@ final class FakeVoucherify: @unchecked Sendable {
     let baseURL: String
     private let child: ChildProcess
 
-    init() throws {
+    init(arguments: [String] = []) throws {
         child = try ChildProcess(BuiltProducts.path("fake-voucherify"), [
             "--host", "127.0.0.1", "--port", "0", "--members", "3", "--app-id", Self.appID, "--app-token", Self.appToken,
             "--campaign-id", Self.campaignID, "--campaign-name", Self.campaignName,
-        ])
+        ] + arguments)
         let line = try child.waitForLine(containing: "listening on ")
         guard let url = line.split(separator: " ").last else { throw TestFailure("unexpected fake output: \(line)") }
         baseURL = String(url)

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+
+/// The cache as Voucherify's shield, with two replicas of the built binary (two workers each)
+/// sharing one Redis and the fake: single-flight, negative caching, stale answers instead of
+/// errors, the deduction-instant rule, and fencing of background refreshes.
+@Suite struct ShieldTests {
+    static let campaign = FakeVoucherify.campaignID
+
+    /// Upstream calls for one member, per page.
+    func pageCalls(_ fleet: Fleet, member: String) throws -> [String: Int] {
+        try fleet.fake.pageCalls().filter { $0.key.hasPrefix("\(Self.campaign)|\(member)|") }
+    }
+
+    func memberCalls(_ fleet: Fleet, member: String) throws -> Int {
+        try pageCalls(fleet, member: member).values.reduce(0, +)
+    }
+
+    /// Waits until the wall clock is past `instant` (a record's window ends by the clock).
+    func waitUntilPast(_ instant: Date) throws {
+        try waitUntil("the clock passes \(instant)") { Date() > instant }
+    }
+
+    @Test func concurrentCallersShareOneReadPerPageAcrossTheFleet() throws {
+        let fleet = try Fleet()
+        try fleet.fake.putMember("SF-1", buckets: buckets(250)) // three pages of 100
+        try fleet.fake.control("POST", "latency", ["latency_ms": 300])
+        let results = try fleet.burst(member: "SF-1", count: 200)
+        #expect(results.filter { $0.status == 200 }.count == 200)
+        #expect(try pageCalls(fleet, member: "SF-1") == ["\(Self.campaign)|SF-1|1": 1, "\(Self.campaign)|SF-1|2": 1, "\(Self.campaign)|SF-1|3": 1])
+        let joins = try fleet.replicas.map { try $0.metrics() }.joined()
+        #expect(joins.contains("points_expiry_single_flight_joins_total"))
+    }
+
+    @Test func unknownMembersAreRememberedForTheNotFoundWindow() throws {
+        let fleet = try Fleet()
+        let results = try fleet.burst(member: "NOPE-1", count: 100)
+        #expect(results.allSatisfy { $0.status == 404 })
+        for replica in fleet.replicas { #expect(try replica.get(member: "NOPE-1").code == "not_found") }
+        #expect(try memberCalls(fleet, member: "NOPE-1") == 1)
+        // Nothing long-lived is left behind for a name nobody will ask for again.
+        #expect((Int(try fleet.redis.cli("PTTL", "pe:{NOPE-1}:gen")) ?? .max) <= 20_000)
+        #expect((Int(try fleet.redis.cli("PTTL", "pe:{NOPE-1}:answers")) ?? .max) <= 60_000)
+        // InvalidateMember drops the remembered not-found like any answer.
+        try fleet.fake.putMember("NOPE-1", buckets: buckets(1))
+        let invalidate = try CurlClient.request("POST", fleet.replicas[0].baseURL + "/pointsexpiry.v1.PointsExpiryService/InvalidateMember",
+                                                body: Data(#"{"campaign":"\#(Self.campaign)","member":"NOPE-1"}"#.utf8),
+                                                headers: ["content-type: application/json"])
+        #expect(invalidate.json["invalidated"] as? Bool == true)
+        #expect(try fleet.replicas[1].get(member: "NOPE-1").status == 200)
+    }
+
+    @Test func aFailingVoucherifyGetsStaleAnswersAndFewCalls() throws {
+        let fleet = try Fleet(environment: ["CACHE_TTL_SECONDS": "1", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "0",
+                                            "CACHE_STALE_IF_ERROR_SECONDS": "3600"])
+        let members = (0..<5).map { "SIE-\($0)" }
+        for member in members {
+            try fleet.fake.putMember(member, buckets: buckets(1))
+            #expect(try fleet.replicas[0].get(member: member).status == 200)
+        }
+        try waitUntilPast(Date().addingTimeInterval(1.1))
+        try fleet.fake.resetStats()
+        try fleet.fake.fail(["mode": "status", "status": 503])
+        var results: [BurstResult] = []
+        for member in members { results += try fleet.burst(member: member, count: 40) }
+        #expect(results.count == 200)
+        #expect(results.allSatisfy { $0.status == 200 && $0.cache == "stale" })
+        // Reads back off (fleet-wide failure markers, circuit breaker): far fewer than requests.
+        #expect(try fleet.fake.totalCalls() <= 40)
+    }
+
+    @Test func noCacheReadsThroughAndMaxAgeBoundsTheAge() throws {
+        let fleet = try Fleet()
+        try fleet.fake.putMember("DIR-1", buckets: buckets(1))
+        #expect(try fleet.replicas[0].get(member: "DIR-1").headers["x-cache"] == "miss")
+        try waitUntil("the answer is cached") { try fleet.redis.cli("HEXISTS", answersKey("DIR-1"), Self.campaign) == "1" }
+        #expect(try fleet.replicas[1].get(member: "DIR-1").headers["x-cache"] == "hit")
+        #expect(try fleet.replicas[1].get(member: "DIR-1", headers: ["cache-control: no-cache"]).headers["x-cache"] == "miss")
+        #expect(try memberCalls(fleet, member: "DIR-1") == 2)
+        try waitUntilPast(Date().addingTimeInterval(1.1))
+        #expect(try fleet.replicas[0].get(member: "DIR-1", headers: ["cache-control: max-age=0"]).headers["x-cache"] == "miss")
+        #expect(try memberCalls(fleet, member: "DIR-1") == 3)
+    }
+
+    /// Midnight passed, but Voucherify's nightly job has not: the due bucket is still listed.
+    /// The answer is read once and cached (not re-read on every request for hours).
+    @Test func anAnswerStillListingDueBucketsIsCachedAfterOneRead() throws {
+        let fleet = try Fleet()
+        let yesterday = ISO8601DateFormatter.string(from: Date().addingTimeInterval(-86_400), timeZone: TimeZone(identifier: "UTC")!,
+                                                    formatOptions: [.withFullDate])
+        try fleet.fake.putMember("MID-1", buckets: [["id": "lopb_due", "points": 7, "status": "ACTIVE", "expires_at": yesterday]])
+        #expect(try fleet.replicas[0].get(member: "MID-1").headers["x-cache"] == "miss")
+        try waitUntil("the answer is cached") { try fleet.redis.cli("HEXISTS", answersKey("MID-1"), Self.campaign) == "1" }
+        for replica in fleet.replicas { #expect(try replica.get(member: "MID-1").headers["x-cache"] == "hit") }
+        #expect(try memberCalls(fleet, member: "MID-1") == 1)
+    }
+}
