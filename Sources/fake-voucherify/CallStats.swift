@@ -1,29 +1,98 @@
 import Codecs
 
-/// Counts API calls: total, per "<campaign>|<member>" and per "<campaign>|<member>|<page>".
-/// Campaign and member are the decoded path segments as the caller gave them.
+/// What the fake saw of the API calls since the last reset: how many, per "<campaign>|<member>"
+/// and per "<campaign>|<member>|<page>", and what a test needs to assert that a caller spared
+/// Voucherify (budget never exceeded, one read per member at a time). Campaign and member are
+/// the decoded path segments as the caller gave them. Loop-confined.
 final class CallStats {
     private(set) var calls = 0
     private var byMember: [String: Int] = [:]
     private var byPage: [String: Int] = [:]
+    /// Calls answered with a failure `POST /_fake/fail` injected (drops included).
+    private var failed = 0
+    /// 429s sent because a call was over the enforced rate limit.
+    private var rateLimited = 0
+    /// The most calls that arrived in one rate-limit window, refused ones included.
+    private var maxInWindow = 0
+    private var concurrency = ConcurrencyHighWater()
 
-    func record(campaign: String?, member: String?, page: String?) {
+    static func memberKey(campaign: String, member: String) -> String { "\(campaign)|\(member)" }
+
+    /// A call arrived; `finished` must follow once it is answered or abandoned.
+    func arrived(campaign: String, member: String, page: String) {
         calls += 1
-        guard let campaign, let member else { return }
-        byMember["\(campaign)|\(member)", default: 0] += 1
-        if let page { byPage["\(campaign)|\(member)|\(page)", default: 0] += 1 }
+        let key = CallStats.memberKey(campaign: campaign, member: member)
+        byMember[key, default: 0] += 1
+        byPage["\(key)|\(page)", default: 0] += 1
+        concurrency.begin(key)
     }
 
+    func finished(campaign: String, member: String) {
+        concurrency.end(CallStats.memberKey(campaign: campaign, member: member))
+    }
+
+    func sawWindow(callsInWindow: Int) {
+        maxInWindow = max(maxInWindow, callsInWindow)
+    }
+
+    func countRateLimited() { rateLimited += 1 }
+
+    func countFailed() { failed += 1 }
+
+    /// Calls in progress stay counted: they end after the reset, and are the new concurrency floor.
     func reset() {
         calls = 0
         byMember.removeAll()
         byPage.removeAll()
+        failed = 0
+        rateLimited = 0
+        maxInWindow = 0
+        concurrency.resetHighs()
     }
 
     var json: JSONValue {
         func sortedByKey(_ counts: [String: Int]) -> JSONValue {
             .object(JSONObject(members: counts.sorted { $0.key < $1.key }.map { (key: $0.key, value: .integer($0.value)) }))
         }
-        return .object(["calls": .integer(calls), "by_member": sortedByKey(byMember), "by_page": sortedByKey(byPage)])
+        return .object([
+            "calls": .integer(calls),
+            "by_member": sortedByKey(byMember),
+            "by_page": sortedByKey(byPage),
+            "failed": .integer(failed),
+            "rate_limited": .integer(rateLimited),
+            "max_in_window": .integer(maxInWindow),
+            "max_concurrent": .integer(concurrency.highest),
+            "by_member_max_concurrent": sortedByKey(concurrency.highestByKey),
+        ])
+    }
+}
+
+/// Calls in progress (arrived, not yet answered) and the most there were at once, in all and
+/// per key: the evidence that a caller never sent two reads of one member at the same time.
+struct ConcurrencyHighWater {
+    private var inProgress = 0
+    /// Only keys with calls in progress, so it stays as small as the traffic at any moment.
+    private var inProgressByKey: [String: Int] = [:]
+    private(set) var highest = 0
+    private(set) var highestByKey: [String: Int] = [:]
+
+    mutating func begin(_ key: String) {
+        inProgress += 1
+        highest = max(highest, inProgress)
+        let forKey = inProgressByKey[key, default: 0] + 1
+        inProgressByKey[key] = forKey
+        highestByKey[key] = max(highestByKey[key, default: 0], forKey)
+    }
+
+    mutating func end(_ key: String) {
+        inProgress -= 1
+        let forKey = inProgressByKey[key, default: 1] - 1
+        inProgressByKey[key] = forKey > 0 ? forKey : nil
+    }
+
+    /// Forgets the highs; what is in progress now is where the new ones start.
+    mutating func resetHighs() {
+        highest = inProgress
+        highestByKey = inProgressByKey
     }
 }

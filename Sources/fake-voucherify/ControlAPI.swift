@@ -14,8 +14,9 @@ struct ControlAPI {
 
     static let routes = """
         GET /_fake/stats, POST /_fake/stats/reset, GET|POST /_fake/fail, PUT|DELETE /_fake/members, GET|POST /_fake/latency, \
-        POST /_fake/expire
+        GET|POST /_fake/rate-limit, GET|POST /_fake/hold, POST /_fake/release, POST /_fake/expire
         """
+    private static let paths: Set = ["stats", "stats/reset", "fail", "members", "latency", "rate-limit", "hold", "release", "expire"]
 
     func handle(_ request: IncomingRequest, path: [String]) -> Dispatch {
         if path == ["expire"], request.method == .post {
@@ -53,7 +54,22 @@ struct ControlAPI {
             guard r.latency_ms >= 0 else { throw .badRequest("latency_ms must be ≥ 0") }
             state.defaultLatencyMs = r.latency_ms
             return ControlReply.ok([("latency_ms", .integer(r.latency_ms))])
-        case (["stats"], _), (["stats", "reset"], _), (["fail"], _), (["members"], _), (["latency"], _), (["expire"], _):
+        case (["rate-limit"], .get):
+            return .json(200, state.rateLimit.json(nowMs: Timestamp.now().millisecondsSince1970))
+        case (["rate-limit"], .post):
+            try state.rateLimit.configure(ControlReply.decode(RateLimitWindow.Request.self, request))
+            let settings = state.rateLimit.settings
+            return ControlReply.ok([("limit", .integer(settings.limit)), ("window_seconds", .integer(settings.windowSeconds)),
+                                    ("enforce", .bool(settings.enforce))])
+        case (["hold"], .get):
+            return .json(200, state.holds.json)
+        case (["hold"], .post):
+            try state.holds.add(ControlReply.decode(ReadHolds.HoldRequest.self, request))
+            return ControlReply.ok([("rules", .integer(state.holds.rules.count))])
+        case (["release"], .post):
+            let released = try state.holds.release(ControlReply.decode(ReadHolds.ReleaseRequest.self, request))
+            return ControlReply.ok([("released", .integer(released.calls)), ("rules_removed", .integer(released.rules))])
+        case _ where ControlAPI.paths.contains(path.joined(separator: "/")):
             throw ControlError(status: 405, message: "method not allowed; routes: \(ControlAPI.routes)")
         default:
             throw .notFound("no such control endpoint; routes: \(ControlAPI.routes)")
@@ -76,7 +92,7 @@ struct ControlAPI {
 
     private func putMember(_ r: PutMember) throws(ControlError) -> OutgoingResponse {
         guard !r.campaign.isEmpty, !r.member.isEmpty else { throw .badRequest("campaign and member must not be empty") }
-        var builder = BucketBuilder(defaultCreatedAt: Timestamp(millisecondsSince1970: RateLimitWindow.nowSeconds() * 1000).rfc3339)
+        var builder = BucketBuilder(defaultCreatedAt: Timestamp.now().rfc3339)
         let buckets: [PointsBucket]
         do {
             buckets = try builder.build(r.buckets, context: "member \(r.member)")

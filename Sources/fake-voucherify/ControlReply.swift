@@ -13,9 +13,10 @@ enum ControlReply {
     }
 
     /// The JSON body as `T`; a body that does not decode is a 400 saying where it went wrong.
+    /// No body reads as `{}`, so endpoints whose fields are all optional need none.
     static func decode<T: Decodable>(_ type: T.Type, _ request: IncomingRequest) throws(ControlError) -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(request.body))
+            return try JSONDecoder().decode(T.self, from: request.body.isEmpty ? Data("{}".utf8) : Data(request.body))
         } catch {
             throw .badRequest("bad JSON body: \(describeDecodingError(error))")
         }

@@ -8,27 +8,31 @@ struct StartupError: Error, CustomStringConvertible {
 }
 
 /// The HTTP/1.1 server on a `Loop`: owns the evhttp server, the signal events and one timer per
-/// delayed answer, and knows the requests whose deferred answer has not come yet. The loop itself
-/// belongs to the caller. C callbacks find this object again through Unmanaged and call one
-/// method each. `teardown()` is the single place that frees the handles, in a safe order.
-/// Loop-confined.
+/// delayed answer, and keeps every request whose answer comes later. The loop itself belongs to
+/// the caller. C callbacks find this object again through Unmanaged and call one method each.
+/// `teardown()` is the single place that frees the handles, in a safe order. Loop-confined.
 final class EventServer {
     private let loop: Loop
     private var http: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
-    private var pending: [UInt64: PendingReply] = [:]
-    /// Requests whose deferred answer has not come back yet (ids shared with `pending`).
-    private var awaiting: [UInt64: OpaquePointer] = [:]
-    private var nextPendingId: UInt64 = 0
+    /// Requests not answered yet, by id: waiting for their delay, for deferred work, or both.
+    /// Whatever keeps a request waiting, it is kept here and leaves through `settle` or
+    /// `connectionClosing`, the only places that end an exchange.
+    private var open: [UInt64: OpenRequest] = [:]
+    private var nextOpenId: UInt64 = 0
     private let handler: (IncomingRequest) -> Dispatch
     private(set) var port: Int = 0
 
     static let maxBodyBytes = 1 << 20
 
-    private struct PendingReply {
+    private struct OpenRequest {
         let request: OpaquePointer
-        let action: Dispatch.Action
-        let timer: Timer
+        /// The connection it came on. Remembered because libevent detaches the request from it
+        /// when the client goes away, before telling us the connection closes.
+        let connection: OpaquePointer?
+        /// Armed while the answer waits out its delay.
+        var delay: Timer?
+        let onFinish: (() -> Void)?
     }
 
     init(loop: Loop, handler: @escaping (IncomingRequest) -> Dispatch) {
@@ -91,17 +95,17 @@ final class EventServer {
         return port
     }
 
-    /// Frees every handle once, before the loop goes: pending timers and deferred answers (their
-    /// requests are left to evhttp or freed if detached; answers that come later are dropped),
+    /// Frees every handle once, before the loop goes: the requests still open (left to evhttp or
+    /// freed if detached; answers that come later are dropped; their handlers hear they are over),
     /// then the HTTP server with its connections, then the signal events.
     func teardown() {
-        for (_, p) in pending {
-            p.timer.cancel()
-            freeIfDetached(p.request)
+        let unanswered = open.values
+        open.removeAll()
+        for entry in unanswered {
+            entry.delay?.cancel()
+            freeIfDetached(entry.request)
+            entry.onFinish?()
         }
-        pending.removeAll()
-        for (_, request) in awaiting { freeIfDetached(request) }
-        awaiting.removeAll()
         if let http { evhttp_free(http) }
         http = nil
         for ev in signalEvents { event_free(ev) }
@@ -113,16 +117,24 @@ final class EventServer {
     private func handleRequest(_ req: OpaquePointer) {
         guard let incoming = makeIncoming(req) else { return }
         let dispatch = handler(incoming)
-        switch dispatch.action {
-        case .drop:
-            // Drops go through a timer even without delay, so the connection is never freed inside libevent's own callback.
-            schedule(req, dispatch.action, afterMs: max(0, dispatch.delayMs))
-        case .respond, .deferred:
-            if dispatch.delayMs > 0 {
-                schedule(req, dispatch.action, afterMs: dispatch.delayMs)
-            } else {
-                finish(req, dispatch.action)
+        if case .respond(let response) = dispatch.action, dispatch.delayMs <= 0 {
+            send(req, response)
+            dispatch.onFinish?()
+            return
+        }
+        let id = keepOpen(req, onFinish: dispatch.onFinish)
+        // Drops go through a timer even without delay, so the connection is never freed inside libevent's own callback.
+        guard dispatch.delayMs > 0 || dispatch.isDrop else {
+            proceed(id, dispatch.action)
+            return
+        }
+        do {
+            open[id]?.delay = try Timer.schedule(on: loop, after: max(0, dispatch.delayMs)) { [unowned self] in
+                proceed(id, dispatch.action)
             }
+        } catch {
+            logError("cannot set a timer (\(error)); answering at once")
+            proceed(id, dispatch.action)
         }
     }
 
@@ -204,72 +216,70 @@ final class EventServer {
         evhttp_send_reply(req, response.status, reasonPhrase(response.status), buffer)
     }
 
-    // MARK: - Delayed answers
+    // MARK: - Answers that come later
 
-    private func schedule(_ req: OpaquePointer, _ action: Dispatch.Action, afterMs ms: Int) {
-        nextPendingId += 1
-        let id = nextPendingId
-        let timer: Timer
-        do {
-            timer = try Timer.schedule(on: loop, after: ms) { [unowned self] in timerFired(id) }
-        } catch {
-            logError("cannot set a timer (\(error)); answering at once")
-            finish(req, action)
-            return
-        }
-        pending[id] = PendingReply(request: req, action: action, timer: timer)
-        watchConnection(of: req)
+    private func keepOpen(_ req: OpaquePointer, onFinish: (() -> Void)?) -> UInt64 {
+        nextOpenId += 1
+        let connection = evhttp_request_get_connection(req)
+        open[nextOpenId] = OpenRequest(request: req, connection: connection, delay: nil, onFinish: onFinish)
+        if let connection { watchClosing(connection) }
+        return nextOpenId
     }
 
-    /// Learn when libevent frees the request's connection, so a late timer or deferred answer never
+    /// Learn when libevent frees the connection, so a late timer or deferred answer never
     /// touches a freed request.
-    private func watchConnection(of req: OpaquePointer) {
-        guard let connection = evhttp_request_get_connection(req) else { return }
+    private func watchClosing(_ connection: OpaquePointer) {
         evhttp_connection_set_closecb(connection, { connection, arg in
             guard let connection, let arg else { return }
             Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().connectionClosing(connection)
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    private func timerFired(_ id: UInt64) {
-        guard let p = pending.removeValue(forKey: id) else { return }
-        finish(p.request, p.action)
-    }
-
-    private func finish(_ req: OpaquePointer, _ action: Dispatch.Action) {
+    /// Carries out `action` for the open request `id` once its delay, if any, is over.
+    private func proceed(_ id: UInt64, _ action: Dispatch.Action) {
         switch action {
         case .respond(let response):
-            send(req, response)
+            settle(id) { send($0, response) }
         case .drop:
-            if let connection = evhttp_request_get_connection(req) {
-                evhttp_connection_free(connection)  // closes the socket and frees the request with it
-            } else {
-                evhttp_request_free(req)
-            }
+            settle(id, by: drop)
         case .deferred(let start):
-            nextPendingId += 1
-            let id = nextPendingId
-            awaiting[id] = req
-            watchConnection(of: req)
-            // Weak: a delivery may outlive the server at shutdown; its answer then goes nowhere.
-            start { [weak self] response in self?.deferredReplyArrived(id, response) }
+            // Weak: the work may outlive the server at shutdown; its answer then goes nowhere.
+            start { [weak self] response in
+                guard let self else { return }
+                settle(id) { send($0, response) }
+            }
         }
     }
 
-    private func deferredReplyArrived(_ id: UInt64, _ response: OutgoingResponse) {
-        // Absent when the client went away, the server was torn down, or a second answer came.
-        guard let req = awaiting.removeValue(forKey: id) else { return }
-        send(req, response)
+    /// Ends the open request `id` by `ending` it (an answer or a drop) and tells its handler.
+    /// Does nothing when it has ended already: the client went away, the server was torn down,
+    /// or a second answer came.
+    private func settle(_ id: UInt64, by ending: (OpaquePointer) -> Void) {
+        guard let entry = open.removeValue(forKey: id) else { return }
+        entry.delay?.cancel()
+        ending(entry.request)
+        entry.onFinish?()
     }
 
-    /// libevent is about to free `connection` and the requests still queued on it.
+    private func drop(_ req: OpaquePointer) {
+        if let connection = evhttp_request_get_connection(req) {
+            evhttp_connection_free(connection)  // closes the socket and frees the request with it
+        } else {
+            evhttp_request_free(req)
+        }
+    }
+
+    /// libevent is about to free `connection` and the requests still queued on it. A request
+    /// whose client went away was detached from it first: nobody will answer it now, so it is
+    /// ours to free.
     private func connectionClosing(_ connection: OpaquePointer) {
-        let doomed = pending.filter { evhttp_request_get_connection($0.value.request) == connection }
-        for (id, p) in doomed {
-            p.timer.cancel()
-            pending.removeValue(forKey: id)
+        let ended = open.filter { $0.value.connection == connection }
+        for (id, entry) in ended {
+            open.removeValue(forKey: id)
+            entry.delay?.cancel()
+            freeIfDetached(entry.request)
+            entry.onFinish?()
         }
-        awaiting = awaiting.filter { evhttp_request_get_connection($0.value) != connection }
     }
 
     private func freeIfDetached(_ req: OpaquePointer) {

@@ -4,6 +4,7 @@ final class FakeState {
     let stats = CallStats()
     let failures = FailureInjector()
     let rateLimit: RateLimitWindow
+    let holds: ReadHolds
     let appId: String
     let appToken: String
     /// Added to every API answer (`--latency-ms`, `POST /_fake/latency`).
@@ -14,10 +15,11 @@ final class FakeState {
     let eventIds = EventIdSource()
     let webhooks: WebhookDelivery
 
-    init(store: CampaignStore, rateLimit: RateLimitWindow, appId: String, appToken: String, latencyMs: Int,
+    init(store: CampaignStore, rateLimit: RateLimitWindow, holds: ReadHolds, appId: String, appToken: String, latencyMs: Int,
          webhookURL: String?, webhookSecret: String?, webhooks: WebhookDelivery) {
         self.store = store
         self.rateLimit = rateLimit
+        self.holds = holds
         self.appId = appId
         self.appToken = appToken
         self.defaultLatencyMs = latencyMs

@@ -13,9 +13,28 @@ struct FakeVoucherify: ParsableCommand {
             API (headers X-App-Id and X-App-Token):
               GET /v1/loyalties/{campaign id or name}/members/{card code}/points-expiration
                   ?limit=1..100&page=1..100
-            Control (no auth):
-              GET /_fake/stats    POST /_fake/stats/reset    GET|POST /_fake/fail
+            Every API answer carries X-Rate-Limit-Limit, -Remaining, -Retry (epoch
+            second the window ends) and -Type. A window opens with the first call and
+            lasts --rate-limit-window seconds; with --enforce-rate-limit, calls past
+            --rate-limit get 429 with Retry-After until it ends.
+            Control (no auth; JSON bodies, omitted fields optional):
+              GET /_fake/stats    calls, by_member, by_page, failed (injected failures),
+                  rate_limited (429s over the limit), max_in_window (most calls a
+                  window counted), max_concurrent, by_member_max_concurrent
+                  ("campaign|member": most calls in progress at once)
+              POST /_fake/stats/reset
+              GET|POST /_fake/fail  {"mode":"status"|"rate_limit"|"malformed"|"slow"|
+                  "drop"|"none","count":N?,…}: the next N calls (default: all) fail
               PUT|DELETE /_fake/members    GET|POST /_fake/latency
+              GET|POST /_fake/rate-limit  {"limit":N?,"window_seconds":S?,
+                  "enforce":true|false?}: a change starts a fresh window
+              GET|POST /_fake/hold  {"member":…?,"campaign":…?,"hold_ms":30000?}:
+                  matching API calls get no answer until released, or hold_ms after
+                  they arrived (at most 600000; at most 1000 rules). GET shows
+                  {"rules":[…],"held":N}. Injected failures and 429s are not held.
+              POST /_fake/release  {"member":…?,"campaign":…?}: answers the matching
+                  held calls with the data as it is now and lifts the rules naming
+                  those fields ({} releases everything)
               POST /_fake/expire  runs Voucherify's nightly expiry job for one card:
                   {"campaign":…,"member":…,"as_of":"YYYY-MM-DD"?,"webhook_url":…?,
                    "secret":…?,"shape":"envelope"|"data"?,"pretty":false?,
@@ -62,10 +81,13 @@ struct FakeVoucherify: ParsableCommand {
     @Option(help: "Milliseconds added to every API answer (timer based, never blocks).")
     var latencyMs = 0
 
-    @Option(help: "Requests per minute advertised in X-Rate-Limit-Limit.")
+    @Option(help: "Requests per window, advertised in X-Rate-Limit-Limit.")
     var rateLimit = 2000
 
-    @Flag(help: "Answer 429 once more than --rate-limit calls arrive in the current minute.")
+    @Option(help: ArgumentHelp("Length of a rate-limit window in seconds (1…86400).", valueName: "seconds"))
+    var rateLimitWindow = 60
+
+    @Flag(help: "Answer 429 once more than --rate-limit calls arrive in the current window.")
     var enforceRateLimit = false
 
     @Option(help: "Where POST /_fake/expire delivers the points_expired webhook (http:// = h2c, https://).")
@@ -88,7 +110,8 @@ struct FakeVoucherify: ParsableCommand {
             fail("\(error)")
         }
         guard latencyMs >= 0 else { fail("--latency-ms must be ≥ 0") }
-        guard rateLimit >= 1 else { fail("--rate-limit must be ≥ 1") }
+        let rateLimitSettings = RateLimitWindow.Settings(limit: rateLimit, windowSeconds: rateLimitWindow, enforce: enforceRateLimit)
+        if let problem = rateLimitSettings.problem(limitName: "--rate-limit", windowName: "--rate-limit-window") { fail(problem) }
         if let webhookUrl, WebhookDelivery.httpVersion(for: webhookUrl) == nil {
             fail("--webhook-url must start with http:// or https://, got \"\(webhookUrl)\"")
         }
@@ -101,7 +124,7 @@ struct FakeVoucherify: ParsableCommand {
             fail("cannot set up the event loop: \(error)")
         }
         let state = FakeState(store: CampaignStore(campaigns: campaigns),
-                              rateLimit: RateLimitWindow(limit: rateLimit, enforce: enforceRateLimit),
+                              rateLimit: RateLimitWindow(rateLimitSettings), holds: ReadHolds(loop: loop),
                               appId: appId, appToken: appToken, latencyMs: latencyMs,
                               webhookURL: webhookUrl.flatMap { $0.isEmpty ? nil : $0 },
                               webhookSecret: (webhookSecret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"]).flatMap { $0.isEmpty ? nil : $0 },
@@ -125,7 +148,7 @@ struct FakeVoucherify: ParsableCommand {
 
     private func loadCampaigns() throws -> [LoyaltyCampaign] {
         if let data {
-            return try DataFile.load(path: data, now: RateLimitWindow.nowSeconds())
+            return try DataFile.load(path: data, now: Timestamp.now().millisecondsSince1970 / 1000)
         }
         guard members >= 0, members <= 10_000_000 else { throw InputError(description: "--members must be 0…10000000") }
         guard let range = parseRange(bucketsPerMember) else {

@@ -76,8 +76,17 @@ struct Dispatch {
 
     var action: Action
     var delayMs: Int
+    /// Runs once, on the loop, when the exchange is over: answered, dropped, abandoned because
+    /// its connection closed, or cut short by the server's teardown. What keeps count of calls in
+    /// progress learns here that one ended.
+    var onFinish: (() -> Void)? = nil
 
     static func now(_ response: OutgoingResponse) -> Dispatch { Dispatch(action: .respond(response), delayMs: 0) }
+
+    var isDrop: Bool {
+        if case .drop = action { return true }
+        return false
+    }
 }
 
 /// Reason phrases for the status line.

@@ -1,4 +1,5 @@
 import Codecs
+import ExpiryDomain
 
 /// `GET /v1/loyalties/{campaignId}/members/{memberId}/points-expiration?limit=&page=`.
 struct PointsExpirationAPI {
@@ -6,61 +7,108 @@ struct PointsExpirationAPI {
 
     static let envoyBody = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 
+    /// In order: the call counts (stats, rate window), an enforced limit refuses it before
+    /// anything else, an injected failure takes its place, a hold rule keeps it open, else the
+    /// real answer.
     func handle(_ request: IncomingRequest, campaign: String, member: String) -> Dispatch {
-        let pageParam = request.queryValue("page")
-        state.stats.record(campaign: campaign, member: member, page: pageParam.flatMap { Int($0) }.map(String.init) ?? pageParam ?? "1")
-        let withinLimit = state.rateLimit.record()
-        var latency = state.defaultLatencyMs
+        let call = APICall(request, campaign: campaign, member: member)
+        state.stats.arrived(campaign: campaign, member: member, page: call.page.flatMap { Int($0) }.map(String.init) ?? call.page ?? "1")
+        let finished = { [stats = state.stats] in stats.finished(campaign: campaign, member: member) }
+        func dispatch(_ action: Dispatch.Action, afterMs delay: Int = state.defaultLatencyMs) -> Dispatch {
+            Dispatch(action: action, delayMs: delay, onFinish: finished)
+        }
+        func injected(_ action: Dispatch.Action, afterMs delay: Int = state.defaultLatencyMs) -> Dispatch {
+            state.stats.countFailed()
+            return dispatch(action, afterMs: delay)
+        }
 
-        let response: OutgoingResponse
+        let nowMs = Timestamp.now().millisecondsSince1970
+        let admission = state.rateLimit.admit(nowMs: nowMs)
+        state.stats.sawWindow(callsInWindow: admission.callsInWindow)
+        guard admission.allowed else {
+            state.stats.countRateLimited()
+            return dispatch(.respond(tooManyRequests(retryAfter: state.rateLimit.secondsToWindowEnd(nowMs: nowMs),
+                                                     retryAt: state.rateLimit.windowEndSeconds(nowMs: nowMs))))
+        }
+
         switch state.failures.next() {
         case .drop:
-            return Dispatch(action: .drop, delayMs: latency)
+            return injected(.drop)
         case .status(let status, let body, let contentType):
-            response = injectedStatus(status, body: body, contentType: contentType)
+            return injected(.respond(injectedStatus(status, body: body, contentType: contentType, nowMs: nowMs)))
         case .rateLimit(let retryAfter):
-            response = tooManyRequests(retryAfter: retryAfter)
+            return injected(.respond(tooManyRequests(retryAfter: retryAfter, retryAt: nowMs / 1000 + Int64(retryAfter))))
         case .malformed:
-            response = OutgoingResponse(status: 200, headers: [("Content-Type", "application/json")] + state.rateLimit.headers(),
-                                        body: Array(#"{"object":"list","data":[{"id":"#.utf8))
+            return injected(.respond(OutgoingResponse(status: 200, headers: [("Content-Type", "application/json")] + state.rateLimit.headers(nowMs: nowMs),
+                                                      body: Array(#"{"object":"list","data":[{"id":"#.utf8))))
         case .slow(let ms):
-            latency = ms
-            response = answer(request, campaign: campaign, member: member, withinLimit: withinLimit)
+            return injected(.respond(answer(call)), afterMs: ms)
         case .none:
-            response = answer(request, campaign: campaign, member: member, withinLimit: withinLimit)
+            break
         }
-        return Dispatch(action: .respond(response), delayMs: latency)
+
+        let subject = ReadHolds.CallSubject(member: member, campaignSpellings: spellings(of: campaign))
+        guard let holdMs = state.holds.holdMs(for: subject) else { return dispatch(.respond(answer(call))) }
+        // Answered on release from the data as it is then, with no added latency.
+        let held = ReadHolds.HeldCall(subject: subject)
+        return Dispatch(action: .deferred { [holds = state.holds] reply in
+            holds.hold(held, for: holdMs) { reply(answer(call)) }
+        }, delayMs: 0, onFinish: { [holds = state.holds] in
+            holds.forget(held)
+            finished()
+        })
     }
 
-    /// The real behaviour: rate limit (when enforced), auth, query checks, lookups, one page.
-    private func answer(_ request: IncomingRequest, campaign: String, member: String, withinLimit: Bool) -> OutgoingResponse {
-        if state.rateLimit.enforce && !withinLimit {
-            return tooManyRequests(retryAfter: state.rateLimit.secondsToReset())
+    /// What an answer needs from a request, copied while libevent still holds it: a held call is
+    /// answered long after it arrived.
+    private struct APICall {
+        let campaign: String
+        let member: String
+        let appId: String?
+        let appToken: String?
+        let limit: String?
+        let page: String?
+
+        init(_ request: IncomingRequest, campaign: String, member: String) {
+            self.campaign = campaign
+            self.member = member
+            appId = request.header("X-App-Id")
+            appToken = request.header("X-App-Token")
+            limit = request.queryValue("limit")
+            page = request.queryValue("page")
         }
-        let headers = state.rateLimit.headers()
+    }
+
+    /// The campaign as called, and the id and name it resolves to.
+    private func spellings(of campaign: String) -> [String] {
+        guard let found = state.store.campaign(matching: campaign) else { return [campaign] }
+        return [campaign, found.id, found.name]
+    }
+
+    /// The real behaviour: auth, query checks, lookups, one page; the rate-limit headers as of now.
+    private func answer(_ call: APICall) -> OutgoingResponse {
+        let headers = state.rateLimit.headers(nowMs: Timestamp.now().millisecondsSince1970)
         func error(_ e: (Int32, JSONValue)) -> OutgoingResponse { .json(e.0, e.1, headers: headers) }
 
-        let appId = request.header("X-App-Id")
-        let appToken = request.header("X-App-Token")
-        guard let appId, let appToken else {
+        guard let appId = call.appId, let appToken = call.appToken else {
             return error(VoucherifyErrorBody.unauthorized("Missing X-App-Id or X-App-Token header"))
         }
         guard appId == state.appId, appToken == state.appToken else {
             return error(VoucherifyErrorBody.unauthorized("Invalid application credentials"))
         }
 
-        guard let limit = boundedInt(request.queryValue("limit"), default: 10, range: 1...100) else {
+        guard let limit = boundedInt(call.limit, default: 10, range: 1...100) else {
             return error(VoucherifyErrorBody.invalidQuery("Query param limit must be an integer between 1 and 100"))
         }
-        guard let page = boundedInt(request.queryValue("page"), default: 1, range: 1...100) else {
+        guard let page = boundedInt(call.page, default: 1, range: 1...100) else {
             return error(VoucherifyErrorBody.invalidQuery("Query param page must be an integer between 1 and 100"))
         }
 
-        guard let found = state.store.campaign(matching: campaign) else {
-            return error(VoucherifyErrorBody.notFound(resourceType: "campaign", id: campaign))
+        guard let found = state.store.campaign(matching: call.campaign) else {
+            return error(VoucherifyErrorBody.notFound(resourceType: "campaign", id: call.campaign))
         }
-        guard let card = found.members[member] else {
-            return error(VoucherifyErrorBody.notFound(resourceType: "voucher", id: member))
+        guard let card = found.members[call.member] else {
+            return error(VoucherifyErrorBody.notFound(resourceType: "voucher", id: call.member))
         }
 
         let start = (page - 1) * limit
@@ -74,8 +122,8 @@ struct PointsExpirationAPI {
         return .json(200, body, headers: headers)
     }
 
-    private func injectedStatus(_ status: Int32, body: String?, contentType: String?) -> OutgoingResponse {
-        let headers = state.rateLimit.headers()
+    private func injectedStatus(_ status: Int32, body: String?, contentType: String?, nowMs: Int64) -> OutgoingResponse {
+        let headers = state.rateLimit.headers(nowMs: nowMs)
         if let body {
             return OutgoingResponse(status: status, headers: [("Content-Type", contentType ?? "application/json")] + headers,
                                     body: Array(body.utf8))
@@ -88,15 +136,9 @@ struct PointsExpirationAPI {
         return .json(status, VoucherifyErrorBody.generic(status: status), headers: headers)
     }
 
-    private func tooManyRequests(retryAfter: Int) -> OutgoingResponse {
-        let now = RateLimitWindow.nowSeconds()
-        let headers = state.rateLimit.headers(now: now).map { name, value -> (String, String) in
-            switch name {
-            case "X-Rate-Limit-Remaining": return (name, "0")
-            case "X-Rate-Limit-Retry": return (name, String(now + Int64(retryAfter)))
-            default: return (name, value)
-            }
-        } + [("Retry-After", String(retryAfter))]
+    /// A 429 that says come back after `retryAfter` seconds, i.e. at epoch second `retryAt`.
+    private func tooManyRequests(retryAfter: Int, retryAt: Int64) -> OutgoingResponse {
+        let headers = state.rateLimit.headers(remaining: 0, retryAt: retryAt) + [("Retry-After", String(retryAfter))]
         let e = VoucherifyErrorBody.tooManyRequests(retryAfter: retryAfter)
         return .json(e.0, e.1, headers: headers)
     }
