@@ -94,4 +94,92 @@ import Testing
         for replica in fleet.replicas { #expect(try replica.get(member: "MID-1").headers["x-cache"] == "hit") }
         #expect(try memberCalls(fleet, member: "MID-1") == 1)
     }
+
+    // MARK: Reads held open at the fake
+
+    /// Row "2,000 entries expiring at once": every caller gets the stale answer at once while one
+    /// refresh per member runs for the whole fleet (held open at the fake, so none can finish and
+    /// let a second one start).
+    @Test func expiredEntriesAreServedStaleWhileOneRefreshPerMemberRuns() throws {
+        let fleet = try Fleet(environment: ["CACHE_TTL_SECONDS": "1", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "600"])
+        let members = (0..<10).map { "SWR-\($0)" }
+        for member in members {
+            try fleet.fake.putMember(member, buckets: buckets(1))
+            #expect(try fleet.replicas[0].get(member: member).status == 200)
+        }
+        try waitUntil("every answer is cached") {
+            try members.allSatisfy { try fleet.redis.cli("HEXISTS", answersKey($0), Self.campaign) == "1" }
+        }
+        try waitUntilPast(Date().addingTimeInterval(1.1))
+        try fleet.fake.hold(member: nil, campaign: nil, holdMilliseconds: 60_000)
+        try fleet.fake.resetStats()
+        var results: [BurstResult] = []
+        for member in members { results += try fleet.burst(member: member, count: 20) }
+        #expect(results.count == 200)
+        #expect(results.allSatisfy { $0.status == 200 && $0.cache == "stale" })
+        try waitUntil("one refresh per member is held at the fake") { try fleet.fake.heldCount() == members.count }
+        for member in members { #expect(try memberCalls(fleet, member: member) == 1) }
+        try fleet.fake.release(member: nil)
+        try waitUntil("the refreshed answers are fresh again") {
+            try members.allSatisfy { try fleet.replicas[1].get(member: $0).headers["x-cache"] == "hit" }
+        }
+    }
+
+    /// A background refresh in flight when the member is invalidated stores nothing.
+    @Test func aRefreshInFlightWhenTheMemberIsInvalidatedStoresNothing() throws {
+        let fleet = try Fleet(environment: ["CACHE_TTL_SECONDS": "1", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "600"])
+        try fleet.fake.putMember("FENCE-1", buckets: buckets(1, points: 10))
+        #expect(try fleet.replicas[0].get(member: "FENCE-1").status == 200)
+        try waitUntil("the answer is cached") { try fleet.redis.cli("HEXISTS", answersKey("FENCE-1"), Self.campaign) == "1" }
+        try waitUntilPast(Date().addingTimeInterval(1.1))
+        try fleet.fake.hold(member: "FENCE-1", campaign: nil, holdMilliseconds: 60_000)
+        #expect(try fleet.replicas[0].get(member: "FENCE-1").headers["x-cache"] == "stale")
+        try waitUntil("the refresh is held at the fake") { try fleet.fake.heldCount() == 1 }
+
+        let invalidate = try CurlClient.request("POST", fleet.replicas[1].baseURL + "/pointsexpiry.v1.PointsExpiryService/InvalidateMember",
+                                                body: Data(#"{"campaign":"\#(Self.campaign)","member":"FENCE-1"}"#.utf8),
+                                                headers: ["content-type: application/json"])
+        #expect(invalidate.json["invalidated"] as? Bool == true)
+        try fleet.fake.putMember("FENCE-1", buckets: buckets(1, points: 99))
+        try fleet.fake.release(member: "FENCE-1")
+        let lease = "pe:{FENCE-1}:lease:\(Self.campaign)"
+        try waitUntil("the refresh ended and gave its lease back") { try fleet.redis.cli("EXISTS", lease) == "0" }
+        #expect(try fleet.redis.cli("HEXISTS", answersKey("FENCE-1"), Self.campaign) == "0")
+        let after = try fleet.replicas[1].get(member: "FENCE-1")
+        #expect(after.headers["x-cache"] == "miss")
+        #expect(after.json["activePoints"] as? String == "99")
+    }
+
+    /// A caller past its deadline gets `deadline_exceeded`; the read goes on and fills the cache
+    /// (one upstream call in all).
+    @Test func aCallerPastItsDeadlineGivesUpButTheReadFillsTheCache() throws {
+        let fleet = try Fleet()
+        try fleet.fake.putMember("DL-1", buckets: buckets(1))
+        try fleet.fake.hold(member: "DL-1", campaign: nil, holdMilliseconds: 60_000)
+        for replica in fleet.replicas {
+            let late = try replica.get(member: "DL-1", headers: ["connect-timeout-ms: 300"])
+            #expect(late.status == 504)
+            #expect(late.code == "deadline_exceeded")
+        }
+        try fleet.fake.release(member: "DL-1")
+        try waitUntil("the read filled the cache") { try fleet.redis.cli("HEXISTS", answersKey("DL-1"), Self.campaign) == "1" }
+        #expect(try fleet.replicas[1].get(member: "DL-1").headers["x-cache"] == "hit")
+        #expect(try memberCalls(fleet, member: "DL-1") == 1)
+    }
+
+    /// The replica holding the lease dies mid-read: the lease expires and the next caller reads.
+    @Test func aLeaseWhoseHolderDiedExpiresAndTheNextCallerReads() throws {
+        let fleet = try Fleet()
+        try fleet.fake.putMember("DEAD-1", buckets: buckets(1))
+        try fleet.fake.hold(member: "DEAD-1", campaign: nil, holdMilliseconds: 60_000)
+        let doomed = try ChildProcess("/usr/bin/curl", ["-s", "--http2-prior-knowledge", "--max-time", "60", "-o", "/dev/null",
+                                                        fleet.replicas[0].getURL(member: "DEAD-1", campaign: Self.campaign)])
+        defer { doomed.stop() }
+        try waitUntil("replica 0 holds the read open at the fake") { try fleet.fake.heldCount() == 1 }
+        fleet.crash(0)
+        try fleet.fake.release(member: "DEAD-1")
+        let survivor = try fleet.replicas[1].get(member: "DEAD-1")
+        #expect(survivor.status == 200)
+        #expect(try memberCalls(fleet, member: "DEAD-1") == 2)
+    }
 }
