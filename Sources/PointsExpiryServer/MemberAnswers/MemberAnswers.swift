@@ -59,6 +59,7 @@ final class MemberAnswers {
     }
 
     private var now: Timestamp { Timestamp(millisecondsSince1970: loop.nowMilliseconds) }
+    private static let deadlineExceeded = RPCError(.deadlineExceeded, "no answer from Voucherify within the call's deadline")
 
     /// The answer for `member` under `campaign` as the caller spelled it, waiting no later than
     /// `deadline` (monotonic ms). Completes once, on the loop.
@@ -142,7 +143,7 @@ final class MemberAnswers {
     /// Waits a little, then asks the lease again: the holder's fill, its failure, or our turn.
     private func poll(_ flight: MemberFlight) {
         let nowMonotonic = loop.monotonicMilliseconds
-        flight.dropWaiters(pastDeadline: nowMonotonic)
+        for late in flight.removeWaiters(pastDeadline: nowMonotonic) { late.completion(.failure(Self.deadlineExceeded)) }
         guard let deadline = flight.latestDeadline else { return finish(flight, .abandoned) }
         let delay = min(flight.nextPollDelay(max: Self.maxPollMilliseconds), max(0, Int(clamping: deadline - nowMonotonic)))
         do {
@@ -213,7 +214,7 @@ final class MemberAnswers {
                     waiter.completion(.failure(error.rpcError(campaign: campaign, member: member)))
                 }
             case .abandoned:
-                waiter.completion(.failure(RPCError(.deadlineExceeded, "no answer from Voucherify within the call's deadline")))
+                waiter.completion(.failure(Self.deadlineExceeded))
             }
         }
     }
@@ -269,9 +270,12 @@ final class MemberFlight {
         return pollDelay
     }
 
-    /// Callers past their deadline have had `deadline_exceeded` from the router; forget them.
-    func dropWaiters(pastDeadline now: Int64) {
-        waiters.removeAll { $0.deadline <= now }
+    /// Takes out the callers past their deadline (the router may have answered them already;
+    /// a second answer is ignored there).
+    func removeWaiters(pastDeadline now: Int64) -> [FlightWaiter] {
+        let late = waiters.filter { $0.deadline <= now }
+        if !late.isEmpty { waiters.removeAll { $0.deadline <= now } }
+        return late
     }
 }
 
