@@ -182,4 +182,63 @@ import Testing
         #expect(survivor.status == 200)
         #expect(try memberCalls(fleet, member: "DEAD-1") == 2)
     }
+
+    // MARK: Rate budget
+
+    /// Row "429 with Retry-After: 20, 2 replicas": one fleet-wide gate. After the 429 no replica
+    /// calls Voucherify; callers get `resource_exhausted` with `retry-after`, or a stale answer.
+    @Test func a429StopsEveryReplicaUntilTheAnnouncedTime() throws {
+        let fleet = try Fleet(environment: ["CACHE_TTL_SECONDS": "1", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "0"])
+        for member in ["RL-STALE", "RL-1", "RL-2", "RL-3"] { try fleet.fake.putMember(member, buckets: buckets(1)) }
+        #expect(try fleet.replicas[1].get(member: "RL-STALE").status == 200)
+        try waitUntil("the answer is cached") { try fleet.redis.cli("HEXISTS", answersKey("RL-STALE"), Self.campaign) == "1" }
+        try waitUntilPast(Date().addingTimeInterval(1.1))
+
+        try fleet.fake.fail(["mode": "rate_limit", "retry_after": 20, "count": 1])
+        let limited = try fleet.replicas[0].get(member: "RL-1")
+        #expect(limited.status == 429)
+        #expect(limited.headers["retry-after"] == "20")
+        let callsAfter429 = try fleet.fake.totalCalls()
+        for member in ["RL-2", "RL-3"] {
+            let refused = try fleet.replicas[1].get(member: member)
+            #expect(refused.code == "resource_exhausted")
+            #expect((Int(refused.headers["retry-after"] ?? "") ?? 0) >= 10)
+        }
+        let stale = try fleet.replicas[1].get(member: "RL-STALE")
+        #expect(stale.status == 200)
+        #expect(stale.headers["x-cache"] == "stale")
+        #expect(try fleet.fake.totalCalls() == callsAfter429)
+    }
+
+    /// Row "warming loop on a 2,000/min plan", at test scale: more distinct members than the plan
+    /// allows per window, from both replicas at once. The shared budget keeps Voucherify under its
+    /// limit (it never has to answer 429); callers that cannot wait get `resource_exhausted`
+    /// with `retry-after`.
+    @Test func theSharedBudgetNeverExceedsThePlan() throws {
+        let fleet = try Fleet(environment: ["VOUCHERIFY_RATE_LIMIT": "10/sec"],
+                              fakeArguments: ["--rate-limit", "40", "--rate-limit-window", "2", "--enforce-rate-limit"])
+        let members = (0..<60).map { "BUD-\($0)" }
+        for member in members { try fleet.fake.putMember(member, buckets: buckets(1)) }
+        try fleet.fake.resetStats()
+        let codes = LockedCodes()
+        DispatchQueue.concurrentPerform(iterations: members.count) { index in
+            let replica = fleet.replicas[index % 2]
+            let result = try? replica.get(member: members[index], headers: ["connect-timeout-ms: 1500"])
+            codes.append(result.map { "\($0.status) \($0.headers["retry-after"] == nil ? "-" : "retry-after")" } ?? "no answer")
+        }
+        let stats = try fleet.fake.stats()
+        #expect(stats.rateLimited == 0)
+        #expect(stats.maxInWindow <= 40)
+        let answered = codes.all
+        #expect(answered.count == members.count)
+        #expect(answered.allSatisfy { $0 == "200 -" || $0 == "429 retry-after" || $0 == "504 -" })
+        #expect(answered.contains("200 -"))
+    }
+}
+
+private final class LockedCodes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var codes: [String] = []
+    func append(_ code: String) { lock.withLock { codes.append(code) } }
+    var all: [String] { lock.withLock { codes } }
 }
