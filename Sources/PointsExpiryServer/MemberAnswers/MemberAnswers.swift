@@ -73,7 +73,8 @@ final class MemberAnswers {
     private func readThrough(campaign: String, member: String, fence: CacheFence?,
                              completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         guard !lifecycle.stopped else { return completion(.failure(RPCError(.unavailable, "the service is shutting down"))) }
-        voucherify.fetchMemberBuckets(campaign: campaign, member: member) { [self] result in
+        voucherify.fetchMemberBuckets(campaign: campaign, member: member, deadline: loop.monotonicMilliseconds + 10_000,
+                                      admission: UnlimitedAdmission()) { [self] result in
             switch result {
             case .failure(let error):
                 metrics.upstreamFailures.increment()
