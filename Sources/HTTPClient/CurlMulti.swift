@@ -256,6 +256,7 @@ public final class CurlMulti {
             guard pe_curl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &privatePointer) == CURLE_OK,
                   let privatePointer else { continue }
             let transfer = Unmanaged<HTTPTransfer>.fromOpaque(privatePointer).takeUnretainedValue()
+            transfer.retireConnection(after: result)
             detach(transfer)
             transfer.finish(result)
         }

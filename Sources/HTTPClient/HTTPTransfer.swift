@@ -1,5 +1,6 @@
 internal import CCurl
 internal import CShims
+import Glibc
 
 public struct HTTPClientRequest: Sendable {
     public enum Version: Sendable {
@@ -227,6 +228,21 @@ public final class HTTPTransfer {
             responseHeaders.append((name, value))
         }
         return length
+    }
+
+    /// curl 7.88 keeps an HTTP/2 connection on which a stream timed out or broke, and every later
+    /// stream on it then fails at once ("Error in the HTTP2 framing layer"): one hung request
+    /// would fail all that follow. After such an ending the connection's socket is shut down
+    /// (curl still owns it and closes it): curl's liveness check then finds the connection dead
+    /// and the next transfer opens a fresh one. Other streams still on it end too; on a hung
+    /// connection they would not have been answered either. Only the transfer finds its
+    /// connection, and only until the multi handle lets go of it, so this runs just before. An
+    /// HTTP/1.1 connection is closed by curl itself on these errors: none is found.
+    func retireConnection(after code: CURLcode) {
+        guard code == CURLE_OPERATION_TIMEDOUT || code == CURLE_HTTP2 || code == CURLE_HTTP2_STREAM else { return }
+        var socket = CURL_SOCKET_BAD
+        guard pe_curl_easy_getinfo_socket(easy, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK, socket != CURL_SOCKET_BAD else { return }
+        shutdown(socket, Int32(SHUT_RDWR))
     }
 
     /// curl is done with it (the multi handle has already let go).

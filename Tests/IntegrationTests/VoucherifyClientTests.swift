@@ -55,6 +55,15 @@ final class LoopCurl: @unchecked Sendable {
             }
         }
     }
+
+    /// Sends one request and waits for its result.
+    func send(_ request: HTTPClientRequest) throws -> Result<HTTPClientResponse, HTTPClientError> {
+        let results = TransferResults()
+        try start([request], into: results)
+        try waitUntil("\(request.url) is answered") { results[0] != nil }
+        guard let result = results[0]?.result else { throw TestFailure("no result for \(request.url)") }
+        return result
+    }
 }
 
 /// `VoucherifyAPI` on a `LoopCurl`, talking to a fresh fake Voucherify.
@@ -267,3 +276,20 @@ final class TransferResults: Sendable {
     }
 }
 
+@Suite struct HungHTTP2PeerTests {
+    /// libcurl 7.88 keeps an HTTP/2 connection on which a stream timed out, and every later
+    /// stream on it fails at once ("Error in the HTTP2 framing layer"). The client retires such
+    /// a connection: the next request gets a fresh one.
+    @Test func aConnectionWhoseStreamTimedOutIsNotReused() throws {
+        let peer = try HangingHTTP2Peer()
+        defer { peer.stop() }
+        let http = try LoopCurl()
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(peer.port)/hang", version: .http2PriorKnowledge,
+                                        totalTimeoutMilliseconds: 500)
+        guard case .failure(.timedOut(milliseconds: 500)) = try http.send(request) else {
+            throw TestFailure("the hung peer must time the first request out")
+        }
+        #expect(try http.send(request).get().status == 200)
+        #expect(peer.connections == 2)
+    }
+}
