@@ -19,6 +19,9 @@ CURLcode pe_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
 CURLcode pe_curl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **value) {
     return curl_easy_getinfo(handle, info, value);
 }
+CURLcode pe_curl_easy_getinfo_socket(CURL *handle, CURLINFO info, curl_socket_t *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
 CURLMcode pe_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
 }

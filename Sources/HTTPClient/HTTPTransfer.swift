@@ -1,5 +1,6 @@
 internal import CCurl
 internal import CShims
+import Glibc
 
 public struct HTTPClientRequest: Sendable {
     public enum Version: Sendable {
@@ -17,13 +18,23 @@ public struct HTTPClientRequest: Sendable {
     public var body: [UInt8]
     public var version: Version
     public var connectTimeoutMilliseconds: Int
+    /// The whole exchange's limit (at least 1 ms), counted from when the transfer leaves
+    /// `CurlMulti`'s queue: time spent waiting for a free transfer slot never counts against it.
     public var totalTimeoutMilliseconds: Int
     /// A response body larger than this fails the transfer (a broken peer must not exhaust memory).
     public var maxResponseBytes: Int
+    /// Monotonic milliseconds (`Loop.monotonicMilliseconds`): a request still waiting for a free
+    /// transfer slot at this instant fails with `.queueTimedOut` without being sent. nil: it waits
+    /// as long as it takes.
+    public var queueDeadline: Int64?
+    /// Monotonic milliseconds by which the caller needs the exchange over: the total timeout is cut
+    /// to the time left when the transfer leaves the queue, and the wait in the queue ends here too
+    /// (a request that can no longer finish in time is not worth sending).
+    public var deadline: Int64?
 
     public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
                 version: Version, connectTimeoutMilliseconds: Int = 2000, totalTimeoutMilliseconds: Int = 10000,
-                maxResponseBytes: Int = 16 << 20) {
+                maxResponseBytes: Int = 16 << 20, queueDeadline: Int64? = nil, deadline: Int64? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -32,6 +43,8 @@ public struct HTTPClientRequest: Sendable {
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
         self.totalTimeoutMilliseconds = totalTimeoutMilliseconds
         self.maxResponseBytes = maxResponseBytes
+        self.queueDeadline = queueDeadline
+        self.deadline = deadline
     }
 }
 
@@ -50,6 +63,8 @@ public struct HTTPClientResponse: Sendable {
 
 public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case timedOut(milliseconds: Int)
+    /// Still queued behind other transfers at its queue deadline: never sent.
+    case queueTimedOut(waitedMilliseconds: Int)
     case connectionFailed(String)
     case responseTooLarge(limit: Int)
     case transport(String)
@@ -58,6 +73,7 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
     public var description: String {
         switch self {
         case .timedOut(let ms): return "no answer within \(ms) ms"
+        case .queueTimedOut(let ms): return "timed out waiting for a connection (queued \(ms) ms, never sent)"
         case .connectionFailed(let why): return "could not connect: \(why)"
         case .responseTooLarge(let limit): return "response larger than \(limit) bytes"
         case .transport(let why): return why
@@ -77,14 +93,45 @@ public final class HTTPTransfer {
     private var responseBody: [UInt8] = []
     private var responseHeaders: [(name: String, value: String)] = []
     private var overflowed = false
+    /// The total timeout curl was given when the transfer left the queue (for the error message).
+    private var appliedTotalTimeoutMilliseconds: Int
+    /// When `CurlMulti.start` accepted it (monotonic ms): the wait in the queue is measured from here.
+    let acceptedAt: Int64
     weak var multi: CurlMulti?
 
-    init(request: HTTPClientRequest, completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws {
+    init(request: HTTPClientRequest, acceptedAt: Int64,
+         completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws {
         guard let easy = curl_easy_init() else { throw HTTPClientError.setup("curl_easy_init failed") }
         self.easy = easy
         self.request = request
+        self.acceptedAt = acceptedAt
         self.completion = completion
+        appliedTotalTimeoutMilliseconds = max(1, request.totalTimeoutMilliseconds)
         try configure()
+    }
+
+    /// When waiting in the queue stops being worthwhile: the earlier of the request's deadlines.
+    var queueExpiry: Int64? {
+        switch (request.queueDeadline, request.deadline) {
+        case let (queue?, end?): return min(queue, end)
+        case let (queue, end): return queue ?? end
+        }
+    }
+
+    func isQueueExpired(now: Int64) -> Bool {
+        queueExpiry.map { $0 <= now } ?? false
+    }
+
+    /// Gives curl the total timeout as the transfer leaves the queue: the request's own, cut to
+    /// what is left before its deadline. curl starts counting when the handle is added, which
+    /// follows at once, so queued time never counts. Only called while the deadline is ahead.
+    func setTotalTimeout(now: Int64) throws {
+        var timeout = max(1, request.totalTimeoutMilliseconds)
+        if let deadline = request.deadline, deadline > now {
+            timeout = Int(min(Int64(timeout), deadline - now))
+        }
+        appliedTotalTimeoutMilliseconds = timeout
+        try set(CURLOPT_TIMEOUT_MS, timeout)
     }
 
     deinit {
@@ -117,7 +164,6 @@ public final class HTTPTransfer {
         try set(CURLOPT_PROTOCOLS_STR, "http,https")
         try set(CURLOPT_NOSIGNAL, 1)
         try set(CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
-        try set(CURLOPT_TIMEOUT_MS, request.totalTimeoutMilliseconds)
         try set(CURLOPT_TCP_NODELAY, 1)
         try set(CURLOPT_TCP_KEEPALIVE, 1)
         // Empty string: offer every encoding curl can decode, and decode transparently.
@@ -184,10 +230,35 @@ public final class HTTPTransfer {
         return length
     }
 
+    /// curl 7.88 keeps an HTTP/2 connection on which a stream timed out or broke, and every later
+    /// stream on it then fails at once ("Error in the HTTP2 framing layer"): one hung request
+    /// would fail all that follow. After such an ending the connection's socket is shut down
+    /// (curl still owns it and closes it): curl's liveness check then finds the connection dead
+    /// and the next transfer opens a fresh one. Other streams still on it end too; on a hung
+    /// connection they would not have been answered either. Only the transfer finds its
+    /// connection, and only until the multi handle lets go of it, so this runs just before. An
+    /// HTTP/1.1 connection is closed by curl itself on these errors: none is found.
+    func retireConnection(after code: CURLcode) {
+        guard code == CURLE_OPERATION_TIMEDOUT || code == CURLE_HTTP2 || code == CURLE_HTTP2_STREAM else { return }
+        var socket = CURL_SOCKET_BAD
+        guard pe_curl_easy_getinfo_socket(easy, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK, socket != CURL_SOCKET_BAD else { return }
+        shutdown(socket, Int32(SHUT_RDWR))
+    }
+
+    /// curl is done with it (the multi handle has already let go).
     func finish(_ code: CURLcode) {
+        complete(outcome(code))
+    }
+
+    /// It never reached curl (its wait in the queue ran out, or curl refused it).
+    func fail(_ error: HTTPClientError) {
+        complete(.failure(error))
+    }
+
+    private func complete(_ result: Result<HTTPClientResponse, HTTPClientError>) {
         guard let completion else { return }
         self.completion = nil
-        completion(outcome(code))
+        completion(result)
     }
 
     private func outcome(_ code: CURLcode) -> Result<HTTPClientResponse, HTTPClientError> {
@@ -200,7 +271,7 @@ public final class HTTPTransfer {
             return .success(HTTPClientResponse(status: status, headers: responseHeaders, body: responseBody,
                                                httpVersion: version >= Int(CURL_HTTP_VERSION_2_0) ? 2 : 1))
         case CURLE_OPERATION_TIMEDOUT:
-            return .failure(.timedOut(milliseconds: request.totalTimeoutMilliseconds))
+            return .failure(.timedOut(milliseconds: appliedTotalTimeoutMilliseconds))
         case CURLE_WRITE_ERROR where overflowed:
             return .failure(.responseTooLarge(limit: request.maxResponseBytes))
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR:

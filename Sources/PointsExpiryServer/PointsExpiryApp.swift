@@ -11,8 +11,8 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public let metrics: Metrics
     private let logger: Logger
     private let group: LoopGroup
-    /// Voucherify's rate limit is per project: one gate for every worker.
-    private let rateLimit = RateLimitGate()
+    /// Voucherify's health is one fact for every worker: one circuit breaker, one failure log.
+    private let voucherifyShared = VoucherifyShared()
     /// Each worker belongs to its loop; this thread only hands them work through it.
     private var workers: [LoopBound<Worker>?]
     /// The port every worker listens on (resolved when LISTEN asked for port 0).
@@ -49,9 +49,9 @@ public final class PointsExpiryApp: @unchecked Sendable {
             let address = listen
             let worker: LoopBound<Worker>
             do {
-                worker = try loop.runAndWait { [configuration, rateLimit, metrics, logger] in
-                    LoopBound(try Worker(loop: loop, configuration: configuration, listen: address, rateLimit: rateLimit, metrics: metrics,
-                                         logger: logger), loop: loop)
+                worker = try loop.runAndWait { [configuration, voucherifyShared, metrics, logger] in
+                    LoopBound(try Worker(loop: loop, configuration: configuration, listen: address, voucherifyShared: voucherifyShared,
+                                         metrics: metrics, logger: logger), loop: loop)
                 }
             } catch {
                 // Close the workers already built on their own loops, then stop: a failed start

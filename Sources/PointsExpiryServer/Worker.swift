@@ -29,12 +29,13 @@ final class Worker {
     /// Redis answered this worker's handshake and the worker is not draining.
     var isReady: Bool { redis.isReady && !lifecycle.draining }
 
-    init(loop: Loop, configuration: ServiceConfiguration, listen: String, rateLimit: RateLimitGate, metrics: Metrics, logger: Logger) throws {
+    init(loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared, metrics: Metrics,
+         logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
-        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, rateLimit: rateLimit, logger: logger)
+        let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)
         let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: UnlimitedAdmission(),
                                     policy: MemberAnswerPolicy(schedule: configuration.schedule, windows: configuration.cacheWindows),
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)

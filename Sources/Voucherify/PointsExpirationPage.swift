@@ -158,17 +158,10 @@ public enum RateLimitHeaders {
 
     /// A non-negative decimal header value, surrounding spaces ignored; an HTTP-date or anything
     /// else is nil. Values beyond Int64 saturate rather than being dropped.
-    private static func headerInteger(_ value: String) -> Int64? {
+    static func headerInteger(_ value: String) -> Int64? {
         let digits = trimmingOWS(value[...]).utf8
         guard !digits.isEmpty, digits.allSatisfy(isDigit) else { return nil }
         return parseDecimalInt64(digits) ?? Int64.max
-    }
-}
-
-extension Int64 {
-    func subtractingSaturating(_ other: Int64) -> Int64 {
-        let (difference, overflow) = subtractingReportingOverflow(other)
-        return overflow ? (other < 0 ? .max : .min) : difference
     }
 }
 

@@ -7,7 +7,9 @@ public struct VoucherifyConfiguration: Sendable {
     public let appID: String
     public let appToken: String
     public var connectTimeoutMilliseconds = 2000
+    /// One page request's own limit; a read's deadline may cut it shorter.
     public var requestTimeoutMilliseconds = 5000
+    public var retry = RetryPolicy()
 
     /// Validates `baseURL`: `http://` or `https://`, a host, an optional port, and no path,
     /// query or credentials (the client appends `/v1/...` itself, so a path such as `/v1` would

@@ -82,7 +82,8 @@ import Testing
         // One member per failure: a failed read leaves a short fleet-wide back-off on its member.
         for member in ["CARD-3", "CARD-3M", "CARD-3R"] { try service.fake.putMember(member, buckets: buckets(1)) }
 
-        try service.fake.fail(["mode": "status", "status": 500, "count": 1])
+        // Three: a 5xx is retried twice within the read's deadline.
+        try service.fake.fail(["mode": "status", "status": 500, "count": 3])
         let broken = try service.get(member: "CARD-3")
         #expect(broken.status == 503)
         #expect(broken.code == "unavailable")

@@ -18,6 +18,8 @@ typedef size_t (*pe_curl_write_callback)(char *data, size_t size, size_t count, 
 CURLcode pe_curl_easy_setopt_write_function(CURL *handle, CURLoption option, pe_curl_write_callback fn);
 CURLcode pe_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode pe_curl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **value);
+// curl_easy_getinfo with a `curl_socket_t *` argument (CURLINFO_ACTIVESOCKET).
+CURLcode pe_curl_easy_getinfo_socket(CURL *handle, CURLINFO info, curl_socket_t *value);
 
 CURLMcode pe_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 CURLMcode pe_curl_multi_setopt_pointer(CURLM *multi, CURLMoption option, void *value);
