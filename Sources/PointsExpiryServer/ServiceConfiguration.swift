@@ -21,6 +21,10 @@ public struct ServiceConfiguration: Sendable {
     public var maxWebhookBodyBytes = 1024 * 1024
     /// How long a graceful stop waits for in-flight requests.
     public var drainSeconds = 10
+    /// `VOUCHERIFY_RATE_LIMIT`, the fleet's upstream budget; nil: only Voucherify's headers limit.
+    public var rateLimit: RateLimitSetting?
+    /// `VOUCHERIFY_INTERACTIVE_RESERVE`: the share of that budget warming may not touch.
+    public var interactiveReserve = InteractiveReserve.standard
 
     public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
                 timeZone: String, cacheTTLSeconds: Int) throws(ConfigurationError) {
@@ -77,6 +81,8 @@ public struct ServiceConfiguration: Sendable {
             cacheTTLSeconds: try positiveInt("CACHE_TTL_SECONDS", default: 300, max: 86_400 * 30))
         // Taken as written (not trimmed): a secret may legitimately contain any character.
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
+        if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
+        if let reserve = value("VOUCHERIFY_INTERACTIVE_RESERVE") { configuration.interactiveReserve = try InteractiveReserve(parsing: reserve) }
         return configuration
     }
 }
