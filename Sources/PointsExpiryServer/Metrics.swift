@@ -66,6 +66,7 @@ public final class Metrics: Sendable {
         "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
         "cache_unavailable", "not_configured",
     ])
+    public let rateBudget = RateBudgetCounters()
 
     /// Requests to no known method.
     public let unknownMethod: MethodCounters
@@ -97,6 +98,46 @@ public final class Metrics: Sendable {
         text += "# HELP points_expiry_rpc_responses_total RPC responses by method and code.\n# TYPE points_expiry_rpc_responses_total counter\n"
         for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
         unknownMethod.render(into: &text)
+        rateBudget.render(into: &text)
         return text
+    }
+}
+
+extension Metrics {
+    /// The shared upstream rate budget (`RateBudget`), by caller class.
+    public final class RateBudgetCounters: Sendable {
+        private let grants = (interactive: Counter(), warming: Counter())
+        private let waits = (interactive: Counter(), warming: Counter())
+        private let refusals = (interactive: Counter(), warming: Counter())
+        let localDecisions = Counter()
+        /// Whole tokens left in the bucket at the last decision seen here; -1 before any, and
+        /// always without VOUCHERIFY_RATE_LIMIT.
+        private let tokens = Atomic<Int>(-1)
+
+        func granted(_ priority: AdmissionPriority) { (priority == .warming ? grants.warming : grants.interactive).increment() }
+        func waited(_ priority: AdmissionPriority) { (priority == .warming ? waits.warming : waits.interactive).increment() }
+        func refused(_ priority: AdmissionPriority) { (priority == .warming ? refusals.warming : refusals.interactive).increment() }
+        func sawTokens(_ count: Int64) { tokens.store(Int(clamping: count), ordering: .relaxed) }
+
+        fileprivate func render(into text: inout String) {
+            for (name, help, pair) in [
+                ("grants", "Upstream calls the rate budget admitted.", grants),
+                ("waits", "Calls that waited in line for a token.", waits),
+                ("refusals", "Calls refused: no token before their deadline, a 429 block, or a full line.", refusals),
+            ] {
+                text += "# HELP points_expiry_rate_budget_\(name)_total \(help)\n# TYPE points_expiry_rate_budget_\(name)_total counter\n"
+                text += "points_expiry_rate_budget_\(name)_total{class=\"interactive\"} \(pair.interactive.current)\n"
+                text += "points_expiry_rate_budget_\(name)_total{class=\"warming\"} \(pair.warming.current)\n"
+            }
+            text += """
+                # HELP points_expiry_rate_budget_local_decisions_total Budget decisions made by this replica's own bucket because Redis could not be asked.
+                # TYPE points_expiry_rate_budget_local_decisions_total counter
+                points_expiry_rate_budget_local_decisions_total \(localDecisions.current)
+                # HELP points_expiry_rate_budget_tokens Whole tokens left in the bucket at the last decision seen here (-1: none yet, or no VOUCHERIFY_RATE_LIMIT).
+                # TYPE points_expiry_rate_budget_tokens gauge
+                points_expiry_rate_budget_tokens \(tokens.load(ordering: .relaxed))
+
+                """
+        }
     }
 }

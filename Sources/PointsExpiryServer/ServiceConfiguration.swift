@@ -22,6 +22,10 @@ public struct ServiceConfiguration: Sendable {
     public var maxWebhookBodyBytes = 1024 * 1024
     /// How long a graceful stop waits for in-flight requests.
     public var drainSeconds = 10
+    /// `VOUCHERIFY_RATE_LIMIT`, the fleet's upstream budget; nil: only Voucherify's headers limit.
+    public var rateLimit: RateLimitSetting?
+    /// `VOUCHERIFY_INTERACTIVE_RESERVE`: the share of that budget warming may not touch.
+    public var interactiveReserve = InteractiveReserve.standard
 
     public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
                 timeZone: String, cacheWindows: CacheWindows = CacheWindows()) throws(ConfigurationError) {
@@ -83,6 +87,8 @@ public struct ServiceConfiguration: Sendable {
             notFoundSeconds: try wholeNumber("CACHE_NOT_FOUND_SECONDS", default: 60, min: 0, max: month)))
         // Taken as written (not trimmed): a secret may legitimately contain any character.
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
+        if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
+        if let reserve = value("VOUCHERIFY_INTERACTIVE_RESERVE") { configuration.interactiveReserve = try InteractiveReserve(parsing: reserve) }
         return configuration
     }
 }
