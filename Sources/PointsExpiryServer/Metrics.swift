@@ -1,4 +1,5 @@
 import RPC
+import Voucherify
 import Synchronization
 
 /// Process-wide counters shared by every worker (atomics: no locks on the request path).
@@ -7,6 +8,7 @@ public final class Metrics: Sendable {
     public final class Counter: Sendable {
         private let value = Atomic<Int>(0)
         public func increment() { value.add(1, ordering: .relaxed) }
+        public func add(_ amount: Int) { value.add(amount, ordering: .relaxed) }
         public var current: Int { value.load(ordering: .relaxed) }
     }
 
@@ -67,12 +69,18 @@ public final class Metrics: Sendable {
         "cache_unavailable", "not_configured",
     ])
     public let rateBudget = RateBudgetCounters()
+    /// Voucherify HTTP calls by outcome, and their total duration (ms) for a mean.
+    public let upstreamCalls = LabeledCounters(label: "outcome", values: UpstreamCallOutcome.allCases.map(\.rawValue))
+    public let upstreamMilliseconds = Counter()
+    /// The process's circuit breaker, read when metrics are rendered.
+    private let circuitBreaker: CircuitBreaker?
 
     /// Requests to no known method.
     public let unknownMethod: MethodCounters
     private let methods: [String: MethodCounters]
 
-    public init(methods names: [String]) {
+    public init(methods names: [String], circuitBreaker: CircuitBreaker? = nil) {
+        self.circuitBreaker = circuitBreaker
         methods = Dictionary(uniqueKeysWithValues: names.map { ($0, MethodCounters(name: $0)) })
         unknownMethod = MethodCounters(name: "unknown")
     }
@@ -99,6 +107,18 @@ public final class Metrics: Sendable {
         for name in methods.keys.sorted() { methods[name]?.render(into: &text) }
         unknownMethod.render(into: &text)
         rateBudget.render(into: &text)
+        upstreamCalls.render("points_expiry_upstream_calls_total", help: "Voucherify HTTP calls by outcome.", into: &text)
+        Self.render("points_expiry_upstream_call_milliseconds_total", help: "Time spent in Voucherify calls.", upstreamMilliseconds,
+                    into: &text)
+        if let snapshot = circuitBreaker?.snapshot {
+            text += "# HELP points_expiry_upstream_circuit_state Voucherify circuit breaker: 1 for the current state.\n"
+                + "# TYPE points_expiry_upstream_circuit_state gauge\n"
+            for state in CircuitBreaker.State.allCases {
+                text += "points_expiry_upstream_circuit_state{state=\"\(state.rawValue)\"} \(state == snapshot.state ? 1 : 0)\n"
+            }
+            text += "# HELP points_expiry_upstream_circuit_opens_total Times the circuit opened.\n"
+                + "# TYPE points_expiry_upstream_circuit_opens_total counter\npoints_expiry_upstream_circuit_opens_total \(snapshot.opens)\n"
+        }
         return text
     }
 }

@@ -12,7 +12,9 @@ public final class PointsExpiryApp: @unchecked Sendable {
     private let logger: Logger
     private let group: LoopGroup
     /// Voucherify's health is one fact for every worker: one circuit breaker, one failure log.
-    private let voucherifyShared = VoucherifyShared()
+    private let voucherifyShared: VoucherifyShared
+    /// The rate budget's fallback while Redis is unreachable: one per replica, shared by its workers.
+    private let localBudget: LocalRateBudget
     /// Each worker belongs to its loop; this thread only hands them work through it.
     private var workers: [LoopBound<Worker>?]
     /// The port every worker listens on (resolved when LISTEN asked for port 0).
@@ -21,7 +23,14 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        metrics = Metrics(methods: ["GetMemberExpiration", "InvalidateMember", "HealthCheck"])
+        let circuitBreaker = CircuitBreaker()
+        let metrics = Metrics(methods: ["GetMemberExpiration", "InvalidateMember", "HealthCheck"], circuitBreaker: circuitBreaker)
+        self.metrics = metrics
+        voucherifyShared = VoucherifyShared(circuitBreaker: circuitBreaker) { outcome, milliseconds in
+            metrics.upstreamCalls.increment(outcome.rawValue)
+            metrics.upstreamMilliseconds.add(Int(clamping: milliseconds))
+        }
+        localBudget = LocalRateBudget(rules: RateBudgetRules(setting: configuration.rateLimit, reserve: configuration.interactiveReserve))
         group = try LoopGroup(count: configuration.workers)
         workers = Array(repeating: nil, count: configuration.workers)
     }
@@ -49,9 +58,9 @@ public final class PointsExpiryApp: @unchecked Sendable {
             let address = listen
             let worker: LoopBound<Worker>
             do {
-                worker = try loop.runAndWait { [configuration, voucherifyShared, metrics, logger] in
+                worker = try loop.runAndWait { [configuration, voucherifyShared, localBudget, metrics, logger] in
                     LoopBound(try Worker(loop: loop, configuration: configuration, listen: address, voucherifyShared: voucherifyShared,
-                                         metrics: metrics, logger: logger), loop: loop)
+                                         localBudget: localBudget, metrics: metrics, logger: logger), loop: loop)
                 }
             } catch {
                 // Close the workers already built on their own loops, then stop: a failed start

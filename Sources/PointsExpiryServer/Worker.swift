@@ -20,6 +20,7 @@ final class Worker {
     let loop: Loop
     private let redis: RedisConnection
     private let curl: CurlMulti
+    private var budget: RateBudget?
     private var server: HTTPServer?
     private var router: ConnectRouter?
     private let lifecycle = WorkerLifecycle()
@@ -29,14 +30,16 @@ final class Worker {
     /// Redis answered this worker's handshake and the worker is not draining.
     var isReady: Bool { redis.isReady && !lifecycle.draining }
 
-    init(loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared, metrics: Metrics,
-         logger: Logger) throws {
+    init(loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared,
+         localBudget: LocalRateBudget, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)
-        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: UnlimitedAdmission(),
+        let budget = try RateBudget(loop: loop, redis: redis, local: localBudget, metrics: metrics, logger: logger)
+        self.budget = budget
+        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: budget.interactive,
                                     policy: MemberAnswerPolicy(schedule: configuration.schedule, windows: configuration.cacheWindows),
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)
         let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
@@ -75,6 +78,7 @@ final class Worker {
         server?.closeAll()
         server = nil
         router = nil
+        budget?.close()
         curl.cancelAll()
         redis.close()
     }

@@ -37,7 +37,7 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
-    public enum State: String, Sendable {
+    public enum State: String, CaseIterable, Sendable {
         case closed
         case open
         /// One probe call is testing Voucherify; everything else still fails fast.
