@@ -120,6 +120,12 @@ import Testing
                                            headers: ["content-type: application/json"])
         #expect(check.json["status"] as? String == "SERVING")
         let metrics = try CurlClient.request("GET", service.baseURL + "/metrics")
-        #expect(metrics.text.contains("points_expiry_cache_lookups_total"))
+        // Every family has HELP and TYPE; the shield's families are there before any traffic.
+        for family in ["points_expiry_cache_results_total", "points_expiry_single_flight_joins_total", "points_expiry_upstream_calls_total",
+                       "points_expiry_upstream_circuit_state", "points_expiry_rate_budget_grants_total"] {
+            #expect(metrics.text.contains("# HELP \(family) "))
+            #expect(metrics.text.contains("# TYPE \(family) "))
+        }
+        #expect(metrics.text.contains(#"points_expiry_upstream_circuit_state{state="closed"} 1"#))
     }
 }
