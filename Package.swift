@@ -73,7 +73,7 @@ let package = Package(
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport",
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", logging,
+            "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", "TestSupport", logging,
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -256,7 +256,9 @@ public final class CurlMulti {
             guard pe_curl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &privatePointer) == CURLE_OK,
                   let privatePointer else { continue }
             let transfer = Unmanaged<HTTPTransfer>.fromOpaque(privatePointer).takeUnretainedValue()
-            transfer.retireConnection(after: result)
+            transfer.retireConnection(after: result) { socket in
+                running.values.contains { $0 !== transfer && $0.activeSocket == socket }
+            }
             detach(transfer)
             transfer.finish(result)
         }

@@ -235,14 +235,23 @@ public final class HTTPTransfer {
     /// would fail all that follow. After such an ending the connection's socket is shut down
     /// (curl still owns it and closes it): curl's liveness check then finds the connection dead
     /// and the next transfer opens a fresh one. Other streams still on it end too; on a hung
-    /// connection they would not have been answered either. Only the transfer finds its
-    /// connection, and only until the multi handle lets go of it, so this runs just before. An
-    /// HTTP/1.1 connection is closed by curl itself on these errors: none is found.
-    func retireConnection(after code: CURLcode) {
+    /// connection they would not have been answered either. A timeout alone does not prove the
+    /// connection hung (deadlines cut timeouts short), so after a timeout a connection still
+    /// carrying other streams is left to them; the last stream to time out retires it. Only the
+    /// transfer finds its connection, and only until the multi handle lets go of it, so this runs
+    /// just before. An HTTP/1.1 connection is closed by curl itself on these errors: none is found.
+    func retireConnection(after code: CURLcode, sharedWithOthers: (Int32) -> Bool) {
         guard code == CURLE_OPERATION_TIMEDOUT || code == CURLE_HTTP2 || code == CURLE_HTTP2_STREAM else { return }
-        var socket = CURL_SOCKET_BAD
-        guard pe_curl_easy_getinfo_socket(easy, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK, socket != CURL_SOCKET_BAD else { return }
+        guard let socket = activeSocket else { return }
+        if code == CURLE_OPERATION_TIMEDOUT, sharedWithOthers(socket) { return }
         shutdown(socket, Int32(SHUT_RDWR))
+    }
+
+    /// The socket of the connection this transfer runs on, while it runs.
+    var activeSocket: Int32? {
+        var socket = CURL_SOCKET_BAD
+        guard pe_curl_easy_getinfo_socket(easy, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK, socket != CURL_SOCKET_BAD else { return nil }
+        return socket
     }
 
     /// curl is done with it (the multi handle has already let go).

@@ -39,3 +39,19 @@ public func rpcError<T>(_ body: () throws(RPCError) -> T) -> RPCError? {
         return error
     }
 }
+
+/// A small seeded generator (SplitMix64): the same sequence on every run, for tests that draw
+/// jitter or random steps.
+public struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
+    }
+}

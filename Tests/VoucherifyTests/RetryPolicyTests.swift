@@ -1,24 +1,13 @@
 import Testing
+import TestSupport
 @testable import Voucherify
-
-/// A seeded generator (SplitMix64), so each run draws the same jitter.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct RetryPolicyTests {
     let policy = RetryPolicy()  // 3 attempts, 100 ms doubling to 2 s, 500 ms minimum attempt
     let farDeadline: Int64 = 1_000_000
 
     @Test func equalJitterKeepsHalfOfEachStepAndSpreadsTheRest() {
-        var random = SeededRandom(state: 7)
+        var random = SplitMix64(seed: 7)
         var firsts: [Int64] = []
         for _ in 0..<1_000 {
             let first = policy.delayBeforeRetry(afterAttempt: 1, now: 0, deadline: farDeadline, using: &random)
@@ -32,7 +21,7 @@ struct SeededRandom: RandomNumberGenerator {
     }
 
     @Test func noRetryAfterTheLastAttempt() {
-        var random = SeededRandom(state: 1)
+        var random = SplitMix64(seed: 1)
         #expect(policy.delayBeforeRetry(afterAttempt: 3, now: 0, deadline: farDeadline, using: &random) == nil)
         #expect(policy.delayBeforeRetry(afterAttempt: 0, now: 0, deadline: farDeadline, using: &random) == nil)
         var once = RetryPolicy(maxAttempts: 1)
@@ -51,7 +40,7 @@ struct SeededRandom: RandomNumberGenerator {
 
     /// The backoff plus a minimal useful attempt must fit before the deadline.
     @Test func retriesOnlyWhileTheyFitBeforeTheDeadline() {
-        var random = SeededRandom(state: 11)
+        var random = SplitMix64(seed: 11)
         // Without backoff only the 500 ms attempt has to fit.
         let immediate = RetryPolicy(baseDelayMilliseconds: 0)
         #expect(immediate.delayBeforeRetry(afterAttempt: 1, now: 1_000, deadline: 1_500, using: &random) == 0)
@@ -71,7 +60,7 @@ struct SeededRandom: RandomNumberGenerator {
     }
 
     @Test func hostileNumbersNeitherTrapNorRetry() {
-        var random = SeededRandom(state: 3)
+        var random = SplitMix64(seed: 3)
         #expect(policy.delayBeforeRetry(afterAttempt: 1, now: .max - 10, deadline: .max, using: &random) == nil)
         #expect(policy.delayBeforeRetry(afterAttempt: .max, now: 0, deadline: .max, using: &random) == nil)
         #expect(policy.delayBeforeRetry(afterAttempt: .min, now: 0, deadline: .max, using: &random) == nil)

@@ -33,6 +33,8 @@ enum LeaseClaim {
     case claimed(ReadLease)
     /// A record other than the one the caller saw is there now: someone filled it.
     case filled(CacheEntry, stamp: [UInt8])
+    /// A record is there that cannot be decoded; claim again past it (with this stamp as seen).
+    case unreadable(stamp: [UInt8])
     /// Another worker or replica is reading; it ends within `remainingMilliseconds`.
     case held(remainingMilliseconds: Int64)
     /// The last read failed moments ago; do not ask again until the marker expires.
@@ -84,12 +86,14 @@ final class MemberCache {
 
     /// KEYS: answers, lease, generation. ARGV: campaign field, the fetchedAt stamp the caller saw
     /// (8 bytes or empty), a new lease token, lease ms, a new generation token, generation ms.
+    /// A record of another format (an older release's) counts as absent: it is read again.
     /// One round trip that either reports a fill the caller has not seen, reports the lease's
     /// holder (a token or a failure marker) with its time left, or takes the lease and returns the
     /// generation token to fence the read with (plain Lua rather than SET NX GET: Redis 6 too).
     private static let claimLease = Array("""
         local record = redis.call('HGET', KEYS[1], ARGV[1])
-        if record and string.sub(record, 4, 11) ~= ARGV[2] then return {'filled', record} end
+        local kind = record and string.sub(record, 1, 3)
+        if (kind == 'pe2' or kind == 'pn2') and string.sub(record, 4, 11) ~= ARGV[2] then return {'filled', record} end
         local holder = redis.call('GET', KEYS[2])
         if holder then return {'held', holder, redis.call('PTTL', KEYS[2])} end
         redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
@@ -173,7 +177,7 @@ final class MemberCache {
             case ("filled", .bulk(let record)):
                 guard let entry = try? CacheEntry(serialized: record) else {
                     logger.warning("unreadable cache entry; reading it again", metadata: ["bytes": "\(record.count)"])
-                    return completion(.held(remainingMilliseconds: 0))
+                    return completion(.unreadable(stamp: Array(CacheEntry.stamp(of: record))))
                 }
                 completion(.filled(entry, stamp: Array(CacheEntry.stamp(of: record))))
             case ("held", .bulk(let holder)):

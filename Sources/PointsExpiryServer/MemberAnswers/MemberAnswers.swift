@@ -129,8 +129,14 @@ final class MemberAnswers {
                 } else {
                     finish(flight, .filled(entry))
                 }
+            case .unreadable(let stamp):
+                flight.seenStamp = stamp
+                start(flight)
             case .held:
-                metrics.singleFlightJoins.increment("fleet")
+                if !flight.waitsForFleet {
+                    flight.waitsForFleet = true
+                    metrics.singleFlightJoins.increment("fleet")
+                }
                 poll(flight)
             case .failedRecently(let error):
                 finish(flight, .failed(error))
@@ -143,7 +149,16 @@ final class MemberAnswers {
     /// Waits a little, then asks the lease again: the holder's fill, its failure, or our turn.
     private func poll(_ flight: MemberFlight) {
         let nowMonotonic = loop.monotonicMilliseconds
-        for late in flight.removeWaiters(pastDeadline: nowMonotonic) { late.completion(.failure(Self.deadlineExceeded)) }
+        // A slow read is an outage too: a caller out of time takes its stale answer if it has one.
+        let now = now
+        for late in flight.removeWaiters(pastDeadline: nowMonotonic) {
+            if let stale = policy.staleFallback(late.fallback, after: .unavailable("timed out"), now: now) {
+                metrics.cacheResults.increment("stale")
+                late.completion(.success(MemberAnswer(answer: stale, source: .stale, ageSeconds: MemberAnswerPolicy.ageSeconds(since: stale.fetchedAt, now: now))))
+            } else {
+                late.completion(.failure(Self.deadlineExceeded))
+            }
+        }
         guard let deadline = flight.latestDeadline else { return finish(flight, .abandoned) }
         let delay = min(flight.nextPollDelay(max: Self.maxPollMilliseconds), max(0, Int(clamping: deadline - nowMonotonic)))
         do {
@@ -160,7 +175,14 @@ final class MemberAnswers {
 
     /// Reads Voucherify; with a `lease`, stores the outcome (fenced) and releases the lease.
     private func read(_ flight: MemberFlight, lease: ReadLease?) {
-        guard !lifecycle.stopped else { return finish(flight, .failed(.unavailable("the service is shutting down"))) }
+        guard !lifecycle.stopped else {
+            // Give the lease back: the fleet should not wait out its 10 s for a read never made.
+            if let lease {
+                cache.finishRead(campaign: flight.key.campaign, member: flight.key.member, lease: lease, record: nil, lifetimeMilliseconds: 0,
+                                 failure: nil)
+            }
+            return finish(flight, .failed(.unavailable("the service is shutting down")))
+        }
         let (campaign, member) = (flight.key.campaign, flight.key.member)
         let started = loop.monotonicMilliseconds
         // Waiting for budget only pays when nobody has a stale answer to take instead.
@@ -181,7 +203,10 @@ final class MemberAnswers {
                     if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
                     outcome = .read(entry)
                 } else {
-                    if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: nil, lifetimeMilliseconds: 0, failure: error) }
+                    // Only what Voucherify said (or a budget that made callers wait) warns the fleet
+                    // off; a read that merely would not queue for budget leaves no marker.
+                    let marker = admission.refusedWithoutWaiting ? nil : error
+                    if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: nil, lifetimeMilliseconds: 0, failure: marker) }
                     outcome = .failed(error)
                 }
             }
@@ -254,6 +279,8 @@ final class MemberFlight {
     /// False once Redis failed: read without the lease, store nothing.
     let usesCache: Bool
     var pollTimer: Timer?
+    /// Counted once as a fleet join when it first found another reader's lease.
+    var waitsForFleet = false
     private var pollDelay = 1
 
     init(key: FlightKey, seenStamp: [UInt8], usesCache: Bool) {
@@ -290,8 +317,15 @@ private final class BoundedAdmission: UpstreamAdmission {
         self.waitUntil = waitUntil
     }
 
+    /// The budget refused a call this read would not wait for.
+    private(set) var refusedWithoutWaiting = false
+
     func admit(deadline: Int64, completion: @escaping (Result<Void, VoucherifyError>) -> Void) {
-        budget.admit(deadline: min(deadline, waitUntil), completion: completion)
+        let shortened = waitUntil < deadline
+        budget.admit(deadline: min(deadline, waitUntil)) { [self] result in
+            if shortened, case .failure = result { refusedWithoutWaiting = true }
+            completion(result)
+        }
     }
 
     func observe(_ observation: RateLimitObservation) { budget.observe(observation) }
