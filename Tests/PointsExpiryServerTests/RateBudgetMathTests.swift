@@ -97,11 +97,11 @@ import Voucherify
         #expect(budget.take(64, at: 60_010).granted == 64)
     }
 
-    @Test func theLastReportedRemainingWinsAndCallsSinceCount() throws {
+    @Test func theLowestReportedRemainingWinsAndCallsSinceCount() throws {
         var budget = try Budget(nil)
-        budget.observe(remaining: 1)
-        budget.observe(remaining: 4, at: 5)
-        #expect(budget.take(3, at: 6).granted == 3)
+        budget.observe(remaining: 4)
+        budget.observe(remaining: 3, at: 5)
+        #expect(budget.take(2, at: 6).granted == 2)
         #expect(budget.take(3, at: 7).granted == 1)
         #expect(budget.state.remainingUntil == Self.start + 5 + 60_000)
     }
@@ -154,10 +154,21 @@ import Voucherify
         #expect(rules.recording(RateLimitObservation(blockedForSeconds: Int.max))?.blockedForMilliseconds == 300_000)
         #expect(rules.recording(RateLimitObservation(blockedForSeconds: 0))?.blockedForMilliseconds == 1_000)
         #expect(rules.recording(RateLimitObservation(blockedForSeconds: -5))?.blockedForMilliseconds == 1_000)
-        #expect(rules.recording(RateLimitObservation(remaining: -3)) == BudgetObservation(remaining: 0, remainingReserve: 5, blockedForMilliseconds: 0))
+        #expect(rules.recording(RateLimitObservation(remaining: -3)) == BudgetObservation(remaining: 0, remainingReserve: 5, blockedForMilliseconds: 0, resetJump: 64))
         #expect(rules.recording(RateLimitObservation(limit: Int.max, remaining: Int.max))
-            == BudgetObservation(remaining: 1_000_000_000, remainingReserve: 500_000_000, blockedForMilliseconds: 0))
+            == BudgetObservation(remaining: 1_000_000_000, remainingReserve: 500_000_000, blockedForMilliseconds: 0, resetJump: 250_000_000))
         #expect(rules.recording(RateLimitObservation(limit: 7, remaining: 1))?.remainingReserve == 4)
+    }
+
+    /// Answers to concurrent calls arrive out of order: a late, higher remaining is an older word
+    /// and must not raise the cap; a rise of a quarter of the limit is Voucherify's new window.
+    @Test func aLateHigherRemainingDoesNotRaiseTheCapButANewWindowDoes() throws {
+        var budget = try Budget("1000/min")
+        budget.observe(remaining: 5)
+        budget.observe(remaining: 40)
+        #expect(budget.take(1000).granted == 5)
+        budget.observe(remaining: 300)
+        #expect(budget.take(1000).granted == 300)
     }
 
     @Test func aClockSteppingBackCannotStallTheBudgetLongerThanABlock() throws {

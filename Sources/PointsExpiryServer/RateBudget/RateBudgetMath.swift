@@ -57,6 +57,10 @@ struct RateBudgetRules: Equatable, Sendable {
     /// Warming can never be admitted: the reserve leaves no whole token to it.
     var warmingNeverFits: Bool { capacity > 0 && warmingFloor + unitsPerToken > capacity }
 
+    /// The smallest rise of the reported remaining taken as a new window: more than the calls one
+    /// replica has in flight on a worker or two.
+    static let minimumResetJump: Int64 = 64
+
     /// Largest `X-Rate-Limit-Remaining` / `-Limit` taken as said; larger values are clamped.
     static let maxReportedCalls: Int64 = 1_000_000_000
 
@@ -73,7 +77,8 @@ struct RateBudgetRules: Equatable, Sendable {
         let reserveBase = limit ?? requestsPerWindow ?? 0
         return BudgetObservation(remaining: remaining,
                                  remainingReserve: Int64((reserve * Double(reserveBase)).rounded(.up)),
-                                 blockedForMilliseconds: blocked ?? 0)
+                                 blockedForMilliseconds: blocked ?? 0,
+                                 resetJump: max(Self.minimumResetJump, reserveBase / 4))
     }
 }
 
@@ -86,6 +91,10 @@ struct BudgetObservation: Equatable, Sendable {
     var remainingReserve: Int64
     /// A 429's block, 1 s…`maxBlockMilliseconds`; 0 for any other answer.
     var blockedForMilliseconds: Int64
+    /// How much higher than the current cap a report must be to mean Voucherify's window reset
+    /// (a quarter of the limit, at least `minimumResetJump`). A smaller rise is an answer to an
+    /// older call arriving late, and is ignored.
+    var resetJump: Int64
 }
 
 /// What the budget answered to a request for up to `wanted` calls.
@@ -149,12 +158,15 @@ struct RateBudgetState: Equatable, Sendable {
     /// Records one answer's headers. A 429 blocks every call until its time has passed and drops
     /// the remaining cap: Voucherify's window starts afresh when the block ends, so reports of
     /// the old window (answers to calls still in flight during the block) are ignored too. Any
-    /// other report replaces the cap: the last word on Voucherify's remaining wins, for one horizon.
+    /// other report sets the cap for one horizon when it is lower (answers to concurrent calls
+    /// arrive out of order: the lowest is the newest word), when the cap has lapsed, or when it
+    /// rises by `resetJump` or more (Voucherify's window reset).
     mutating func observe(_ observation: BudgetObservation, rules: RateBudgetRules, now: Int64) {
         if observation.blockedForMilliseconds > 0 {
             blockedUntil = max(blockedUntil, now + min(observation.blockedForMilliseconds, rules.maxBlockMilliseconds))
             remainingUntil = 0
-        } else if let reported = observation.remaining, blockedUntil <= now {
+        } else if let reported = observation.remaining, blockedUntil <= now,
+                  remainingUntil <= now || reported <= remaining || reported - remaining >= observation.resetJump {
             remaining = reported
             remainingUntil = now + rules.remainingHorizonMilliseconds
             remainingReserve = observation.remainingReserve

@@ -21,7 +21,8 @@ enum RateBudgetScript {
     /// EVAL arguments recording one answer's headers. Reply: 1.
     static func observe(_ observation: BudgetObservation, rules: RateBudgetRules) -> [[UInt8]] {
         [eval, observeScript, oneKey, key] + arguments(rules)
-            + [number(observation.remaining ?? -1), number(observation.remainingReserve), number(observation.blockedForMilliseconds)]
+            + [number(observation.remaining ?? -1), number(observation.remainingReserve), number(observation.blockedForMilliseconds),
+               number(observation.resetJump)]
     }
 
     static let grantScript = Array((state + serverClock + grantBody).utf8)
@@ -92,11 +93,12 @@ enum RateBudgetScript {
             return {granted, wait, tokensLeft()}
         end
 
-        local function observe(remaining, remainingReserve, blockedFor, now)
+        local function observe(remaining, remainingReserve, blockedFor, resetJump, now)
             if blockedFor > 0 then
                 s.blockedUntil = math.max(s.blockedUntil, now + math.min(blockedFor, maxBlock))
                 s.remainingUntil = 0
-            elseif remaining >= 0 and s.blockedUntil <= now then
+            elseif remaining >= 0 and s.blockedUntil <= now
+                and (s.remainingUntil <= now or remaining <= s.remaining or remaining - s.remaining >= resetJump) then
                 s.remaining = remaining
                 s.remainingUntil = now + remainingHorizon
                 s.remainingReserve = remainingReserve
@@ -125,9 +127,10 @@ enum RateBudgetScript {
         return decision
         """
 
-    /// ARGV[8]: remaining (-1 when not reported); ARGV[9]: its reserve; ARGV[10]: block ms (0: none).
+    /// ARGV[8]: remaining (-1 when not reported); ARGV[9]: its reserve; ARGV[10]: block ms (0: none);
+    /// ARGV[11]: the rise that means a new window.
     static let observeBody = """
-        observe(tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), now)
+        observe(tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), now)
         save()
         return 1
         """
