@@ -93,13 +93,7 @@ load_pids=()     # the curl processes of the wave under way
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  for pid in "${load_pids[@]}" "${fleet_pids[@]}" "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${load_pids[@]}" "${fleet_pids[@]}" "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$status" -ne 0 ]; then
-    echo "bench-shield: failed (exit $status); logs:" >&2
-    for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "== $log" >&2; tail -n 20 "$log" >&2; }; done
-  fi
-  rm -rf "$WORK"
+  finish_run bench-shield "$status" "${load_pids[@]}" "${fleet_pids[@]}" "${children[@]}"
   exit "$status"
 }
 trap cleanup EXIT

@@ -50,13 +50,7 @@ children=()
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$status" -ne 0 ]; then
-    echo "bench: failed (exit $status); server logs:" >&2
-    for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "== $log" >&2; tail -n 20 "$log" >&2; }; done
-  fi
-  rm -rf "$WORK"
+  finish_run bench "$status" "${children[@]}"
   exit "$status"
 }
 trap cleanup EXIT

@@ -34,3 +34,17 @@ wait_for_port() {
   echo "nothing is listening on 127.0.0.1:$1" >&2
   return 1
 }
+
+# A benchmark's last step (from its EXIT trap): kills and reaps the PIDs given, shows the tail of
+# every log in $WORK when the run failed, and removes $WORK. Usage: finish_run NAME STATUS PID...
+finish_run() {
+  local name=$1 status=$2
+  shift 2
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$status" -ne 0 ]; then
+    echo "$name: failed (exit $status); logs:" >&2
+    for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "== $log" >&2; tail -n 20 "$log" >&2; }; done
+  fi
+  rm -rf "$WORK"
+}

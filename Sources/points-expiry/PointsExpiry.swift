@@ -22,7 +22,16 @@ struct Serve: ParsableCommand {
     @Option(help: "Redis URL (REDIS_URL).") var redisURL: String?
     @Option(help: "Voucherify base URL (VOUCHERIFY_API_URL).") var voucherifyApiURL: String?
     @Option(help: "IANA time zone of the Voucherify project (VOUCHERIFY_PROJECT_TIMEZONE).") var timezone: String?
-    @Option(help: "Longest life of a cached answer in seconds (CACHE_TTL_SECONDS).") var cacheTTLSeconds: Int?
+    @Option(help: "Seconds an answer is fresh (CACHE_TTL_SECONDS, default 300).") var cacheTTLSeconds: Int?
+    @Option(help: "Seconds a stale answer is served while one refresh runs (CACHE_STALE_WHILE_REVALIDATE_SECONDS, default 60).")
+    var cacheStaleWhileRevalidateSeconds: Int?
+    @Option(help: "Seconds a stale answer is served while Voucherify cannot be asked (CACHE_STALE_IF_ERROR_SECONDS, default 3600).")
+    var cacheStaleIfErrorSeconds: Int?
+    @Option(help: "Seconds a not_found is remembered (CACHE_NOT_FOUND_SECONDS, default 60).") var cacheNotFoundSeconds: Int?
+    @Option(help: "Shared upstream budget, N/sec, N/min or N/hour (VOUCHERIFY_RATE_LIMIT, default: only Voucherify's headers).")
+    var voucherifyRateLimit: String?
+    @Option(help: "Share of the budget warming may not touch (VOUCHERIFY_INTERACTIVE_RESERVE, default 0.5).")
+    var voucherifyInteractiveReserve: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).") var logLevel: String?
 
     func run() throws {
@@ -30,7 +39,12 @@ struct Serve: ParsableCommand {
         let overrides: [(String, String?)] = [
             ("LISTEN", listen), ("WORKERS", workers.map(String.init)), ("REDIS_URL", redisURL),
             ("VOUCHERIFY_API_URL", voucherifyApiURL), ("VOUCHERIFY_PROJECT_TIMEZONE", timezone),
-            ("CACHE_TTL_SECONDS", cacheTTLSeconds.map(String.init)), ("LOG_LEVEL", logLevel),
+            ("CACHE_TTL_SECONDS", cacheTTLSeconds.map(String.init)),
+            ("CACHE_STALE_WHILE_REVALIDATE_SECONDS", cacheStaleWhileRevalidateSeconds.map(String.init)),
+            ("CACHE_STALE_IF_ERROR_SECONDS", cacheStaleIfErrorSeconds.map(String.init)),
+            ("CACHE_NOT_FOUND_SECONDS", cacheNotFoundSeconds.map(String.init)),
+            ("VOUCHERIFY_RATE_LIMIT", voucherifyRateLimit), ("VOUCHERIFY_INTERACTIVE_RESERVE", voucherifyInteractiveReserve),
+            ("LOG_LEVEL", logLevel),
         ]
         for case let (name, value?) in overrides { environment[name] = value }
 

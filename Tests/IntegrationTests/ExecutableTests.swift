@@ -18,6 +18,9 @@ import Testing
         ("LISTEN", "no-port"),
         ("WORKERS", "0"),
         ("CACHE_TTL_SECONDS", "ten"),
+        ("CACHE_STALE_IF_ERROR_SECONDS", "-1"),
+        ("VOUCHERIFY_RATE_LIMIT", "lots/min"),
+        ("VOUCHERIFY_INTERACTIVE_RESERVE", "1.5"),
         ("LOG_LEVEL", "loud"),
     ])
     func badConfigurationStopsStartupWithOneLineNamingTheVariable(variable: String, value: String) throws {

@@ -222,7 +222,7 @@ import Testing
         let members = (0..<60).map { "BUD-\($0)" }
         for member in members { try fleet.fake.putMember(member, buckets: buckets(1)) }
         try fleet.fake.resetStats()
-        let codes = LockedCodes()
+        let codes = LockedArray<String>()
         let group = DispatchGroup()
         for (index, member) in members.enumerated() {
             group.enter()
@@ -264,11 +264,4 @@ import Testing
 /// The value of one sample line (`name{labels} value`) in Prometheus text; 0 when absent.
 func metricValue(_ text: String, _ sample: String) -> Int {
     text.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
-}
-
-private final class LockedCodes: @unchecked Sendable {
-    private let lock = NSLock()
-    private var codes: [String] = []
-    func append(_ code: String) { lock.withLock { codes.append(code) } }
-    var all: [String] { lock.withLock { codes } }
 }

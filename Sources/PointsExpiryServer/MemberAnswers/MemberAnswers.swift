@@ -16,6 +16,17 @@ struct MemberAnswer {
     let source: Source
     let ageSeconds: Int64
 
+    init(answer: CachedAnswer, source: Source, ageSeconds: Int64) {
+        self.answer = answer
+        self.source = source
+        self.ageSeconds = ageSeconds
+    }
+
+    /// Aged from the record's `fetchedAt` to `now`.
+    init(answer: CachedAnswer, source: Source, now: Timestamp) {
+        self.init(answer: answer, source: source, ageSeconds: MemberAnswerPolicy.ageSeconds(since: answer.fetchedAt, now: now))
+    }
+
     /// `x-cache` and `age`, as every RPC that answers a member sends them.
     var cacheHeaders: [(name: String, value: String)] { [("x-cache", source.rawValue), ("age", String(ageSeconds))] }
 }
@@ -152,12 +163,7 @@ final class MemberAnswers {
         // A slow read is an outage too: a caller out of time takes its stale answer if it has one.
         let now = now
         for late in flight.removeWaiters(pastDeadline: nowMonotonic) {
-            if let stale = policy.staleFallback(late.fallback, after: .unavailable("timed out"), now: now) {
-                metrics.cacheResults.increment("stale")
-                late.completion(.success(MemberAnswer(answer: stale, source: .stale, ageSeconds: MemberAnswerPolicy.ageSeconds(since: stale.fetchedAt, now: now))))
-            } else {
-                late.completion(.failure(Self.deadlineExceeded))
-            }
+            answer(late, staleOr: Self.deadlineExceeded, after: .unavailable("timed out"), now: now)
         }
         guard let deadline = flight.latestDeadline else { return finish(flight, .abandoned) }
         let delay = min(flight.nextPollDelay(max: Self.maxPollMilliseconds), max(0, Int(clamping: deadline - nowMonotonic)))
@@ -225,23 +231,24 @@ final class MemberAnswers {
             switch outcome {
             case .read(.answer(let answer)), .filled(.answer(let answer)):
                 metrics.cacheResults.increment("miss")
-                waiter.completion(.success(MemberAnswer(answer: answer, source: .miss,
-                                                        ageSeconds: MemberAnswerPolicy.ageSeconds(since: answer.fetchedAt, now: now))))
+                waiter.completion(.success(MemberAnswer(answer: answer, source: .miss, now: now)))
             case .read(.notFound(let notFound)), .filled(.notFound(let notFound)):
                 metrics.cacheResults.increment("negative")
                 waiter.completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
             case .failed(let error):
-                if let stale = policy.staleFallback(waiter.fallback, after: error, now: now) {
-                    metrics.cacheResults.increment("stale")
-                    waiter.completion(.success(MemberAnswer(answer: stale, source: .stale,
-                                                            ageSeconds: MemberAnswerPolicy.ageSeconds(since: stale.fetchedAt, now: now))))
-                } else {
-                    waiter.completion(.failure(error.rpcError(campaign: campaign, member: member)))
-                }
+                answer(waiter, staleOr: error.rpcError(campaign: campaign, member: member), after: error, now: now)
             case .abandoned:
                 waiter.completion(.failure(Self.deadlineExceeded))
             }
         }
+    }
+
+    /// A caller whose read failed (or who ran out of time): its stale answer when the policy
+    /// allows one for `error`, else `failure`.
+    private func answer(_ waiter: FlightWaiter, staleOr failure: RPCError, after error: VoucherifyError, now: Timestamp) {
+        guard let stale = policy.staleFallback(waiter.fallback, after: error, now: now) else { return waiter.completion(.failure(failure)) }
+        metrics.cacheResults.increment("stale")
+        waiter.completion(.success(MemberAnswer(answer: stale, source: .stale, now: now)))
     }
 }
 

@@ -30,7 +30,7 @@ final class Fleet: @unchecked Sendable {
     /// in flight together: one curl process per replica, each multiplexing its calls over h2c.
     func burst(member: String, campaign: String = FakeVoucherify.campaignID, count: Int, headers: [String] = []) throws -> [BurstResult] {
         let perReplica = (0..<replicas.count).map { count / replicas.count + ($0 < count % replicas.count ? 1 : 0) }
-        let outcome = LockedResults()
+        let outcome = LockedArray<Result<[BurstResult], Error>>()
         let group = DispatchGroup()
         for (replica, calls) in zip(replicas, perReplica) where calls > 0 {
             group.enter()
@@ -40,7 +40,7 @@ final class Fleet: @unchecked Sendable {
             }
         }
         group.wait()
-        return try outcome.collected()
+        return try outcome.all.flatMap { try $0.get() }
     }
 }
 
@@ -98,13 +98,14 @@ struct BurstResult: Equatable {
     let retryAfter: String
 }
 
-private final class LockedResults: @unchecked Sendable {
+/// What several threads of a test collect.
+final class LockedArray<Element>: @unchecked Sendable {
     private let lock = NSLock()
-    private var results: [Result<[BurstResult], Error>] = []
+    private var elements: [Element] = []
 
-    func append(_ result: Result<[BurstResult], Error>) { lock.withLock { results.append(result) } }
+    func append(_ element: Element) { lock.withLock { elements.append(element) } }
 
-    func collected() throws -> [BurstResult] { try lock.withLock { try results.flatMap { try $0.get() } } }
+    var all: [Element] { lock.withLock { elements } }
 }
 
 extension CurlClient {
