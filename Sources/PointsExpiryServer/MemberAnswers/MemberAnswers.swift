@@ -77,7 +77,6 @@ final class MemberAnswers {
     func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64,
                 completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
-        let key = FlightKey(campaign: campaign, member: member)
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             let entry: CacheEntry?
             switch lookup {
@@ -97,9 +96,9 @@ final class MemberAnswers {
             case .serveStaleAndRefresh(let answer, let age):
                 metrics.cacheResults.increment("stale")
                 completion(.success(MemberAnswer(answer: answer, source: .stale, ageSeconds: age)))
-                refresh(key, seen: entry)
+                refresh(FlightKey(campaign: campaign, member: member), seen: entry)
             case .read(let fallback):
-                join(key, seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, completion: completion))
+                join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, completion: completion))
             }
         }
     }
