@@ -84,6 +84,7 @@ final class Worker {
         server?.closeAll()
         server = nil
         router = nil
+        warmMembers?.finishAll()
         warmMembers = nil
         budget?.close()
         curl.cancelAll()

@@ -119,7 +119,14 @@ final class MemberAnswers {
         loop.assertInLoop()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             var entry: CacheEntry?
-            if case .found(let found) = lookup { entry = found }
+            switch lookup {
+            case .found(let found): entry = found
+            case .absent: break
+            case .unavailable:
+                // A read nobody can store warms nothing.
+                metrics.cacheUnavailable.increment()
+                return completion(.failed(.cacheUnavailable("Redis did not answer the lookup")))
+            }
             if !force, case .serve(let fresh, _) = policy.decide(entry, directives: .none, now: now) {
                 switch fresh {
                 case .answer: return completion(.alreadyFresh)
@@ -128,7 +135,7 @@ final class MemberAnswers {
             }
             warmingSlots.acquire(deadline: deadline, now: loop.monotonicMilliseconds) { [self] granted in
                 guard granted else { return completion(.deferred) }
-                warmRead(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, deadline: deadline) { [self] outcome in
+                warmRead(FlightKey(campaign: campaign, member: member), seen: entry, deadline: deadline) { [self] outcome in
                     warmingSlots.release(now: loop.monotonicMilliseconds)
                     completion(outcome)
                 }
@@ -138,7 +145,7 @@ final class MemberAnswers {
 
     /// Joins the member's flight, or takes a warming token and starts one. The token comes
     /// first, so a flight callers may join never waits behind the warming line.
-    private func warmRead(_ key: FlightKey, seen: CacheEntry?, usesCache: Bool, deadline: Int64, completion: @escaping (WarmOutcome) -> Void) {
+    private func warmRead(_ key: FlightKey, seen: CacheEntry?, deadline: Int64, completion: @escaping (WarmOutcome) -> Void) {
         let waiter = FlightWaiter(deadline: deadline, fallback: nil, isWarming: true) { result in completion(WarmOutcome(result)) }
         if let flight = flights[key] {
             flight.waiters.append(waiter)
@@ -152,7 +159,7 @@ final class MemberAnswers {
                 flight.waiters.append(waiter) // someone started it meanwhile; the token goes unused
                 return
             }
-            let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: usesCache)
+            let flight = MemberFlight(key: key, seen: seen, usesCache: true)
             flight.preAdmitted = true
             flight.waiters.append(waiter)
             flights[key] = flight
@@ -168,7 +175,7 @@ final class MemberAnswers {
             flight.waiters.append(waiter)
             return
         }
-        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: usesCache)
+        let flight = MemberFlight(key: key, seen: seen, usesCache: usesCache)
         flight.waiters.append(waiter)
         flights[key] = flight
         start(flight)
@@ -177,7 +184,7 @@ final class MemberAnswers {
     /// Stale-while-revalidate: one background read unless one runs already (here or elsewhere).
     private func refresh(_ key: FlightKey, seen: CacheEntry?) {
         guard flights[key] == nil else { return }
-        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: true)
+        let flight = MemberFlight(key: key, seen: seen, usesCache: true)
         flights[key] = flight
         metrics.backgroundRefreshes.increment()
         start(flight)
@@ -383,9 +390,10 @@ final class MemberFlight {
     var preAdmitted = false
     private var pollDelay = 1
 
-    init(key: FlightKey, seenStamp: [UInt8], usesCache: Bool) {
+    /// `seen`: the record the flight's callers found (nil: none).
+    init(key: FlightKey, seen: CacheEntry?, usesCache: Bool) {
         self.key = key
-        self.seenStamp = seenStamp
+        seenStamp = seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? []
         self.usesCache = usesCache
     }
 
