@@ -10,7 +10,7 @@
 # reported at its median round.
 #
 # Settings (environment): ROUNDS (3), BATCHES (2000), CONNECTIONS (8), STREAMS (8), LOAD_TIMEOUT (120),
-# SERVER_CPU (0), LOAD_CPU (1), SCRATCH_PATH (passed to swift build as --scratch-path).
+# SERVER_CPU (0), LOAD_CPU (1), REDIS_CPU (1), SCRATCH_PATH (passed to swift build as --scratch-path).
 # Exits non-zero when a build, a server or a load run fails, a request did not get a 2xx, or a
 # member answer during the loads was anything but a cache hit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,56 +25,17 @@ STREAMS="${STREAMS:-8}"
 LOAD_TIMEOUT="${LOAD_TIMEOUT:-120}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
+REDIS_CPU="${REDIS_CPU:-1}"
 SERVICE_PATH="/pointsexpiry.v1.PointsExpiryService"
 CAMPAIGN="camp_fake_loyalty"
 
 die() { echo "bench-batch: $*" >&2; exit 1; }
 
-scratch=()
-[ -n "${SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SCRATCH_PATH")
-swift build -c release "${scratch[@]}" --product points-expiry
-swift build -c release "${scratch[@]}" --product fake-voucherify
-BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+build_release
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/points-expiry-bench-batch.XXXXXX")"
-children=()
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  finish_run bench-batch "$status" "${children[@]}"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+begin_run bench-batch
 
-pin_server=(taskset -c "$SERVER_CPU")
-pin_load=(taskset -c "$LOAD_CPU")
-if [ "$(nproc)" -lt 2 ]; then
-  echo "bench-batch: only one CPU, running unpinned" >&2
-  pin_server=() pin_load=()
-fi
-
-redis_port="$(free_port)"
-"${pin_load[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
-  --dir "$WORK" --logfile "$WORK/redis.log" &
-children+=($!)
-wait_for_port "$redis_port"
-
-fake_port="$(free_port)"
-"$BIN/fake-voucherify" --host 127.0.0.1 --port "$fake_port" --members 100 --campaign-id "$CAMPAIGN" \
-  --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 > "$WORK/fake-voucherify.log" 2>&1 &
-children+=($!)
-wait_for_port "$fake_port"
-
-service_port="$(free_port)"
-env LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
-  REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
-  VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
-  "${pin_server[@]}" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
-service_pid=$!
-children+=($service_pid)
-wait_for_port "$service_port"
+start_hit_path_stack 100
 base="http://127.0.0.1:$service_port$SERVICE_PATH"
 
 # --- requests and a warm cache ----------------------------------------------------------------

@@ -77,11 +77,7 @@ note() { echo "bench-shield: $*" >&2; }
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 
 # --- build ------------------------------------------------------------------------------------
-scratch=()
-[ -n "${SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SCRATCH_PATH")
-swift build -c release "${scratch[@]}" --product points-expiry
-swift build -c release "${scratch[@]}" --product fake-voucherify
-BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+build_release
 
 # --- processes and cleanup --------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/points-expiry-bench-shield.XXXXXX")"

@@ -38,57 +38,12 @@ REQUEST_BODY='{"campaign":"camp_fake_loyalty","member":"MEMBER-000001"}'
 die() { echo "bench: $*" >&2; exit 1; }
 
 # --- build ------------------------------------------------------------------------------------
-scratch=()
-[ -n "${SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SCRATCH_PATH")
-swift build -c release "${scratch[@]}" --product points-expiry
-swift build -c release "${scratch[@]}" --product fake-voucherify
-BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+build_release
 
 # --- processes and cleanup --------------------------------------------------------------------
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/points-expiry-bench.XXXXXX")"
-children=()
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  finish_run bench "$status" "${children[@]}"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+begin_run bench
 
-# CPU pinning; with a single core there is nothing to separate, so it runs unpinned.
-# (Prefix arrays rather than a function, so that `timeout` can run them and `$!` is the program.)
-pin_server=(taskset -c "$SERVER_CPU")
-pin_load=(taskset -c "$LOAD_CPU")
-pin_redis=(taskset -c "$REDIS_CPU")
-if [ "$(nproc)" -lt 2 ]; then
-  echo "bench: only one CPU, running unpinned" >&2
-  pin_server=() pin_load=() pin_redis=()
-fi
-
-# Redis is on the hit path (every lookup is an HGET); it shares h2load's core so that the server
-# under test has its core to itself, as nghttpd does.
-redis_port="$(free_port)"
-"${pin_redis[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
-  --dir "$WORK" --logfile "$WORK/redis.log" &
-children+=($!)
-wait_for_port "$redis_port"
-
-fake_port="$(free_port)"
-"$BIN/fake-voucherify" --host 127.0.0.1 --port "$fake_port" --members 1000 \
-  --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 > "$WORK/fake-voucherify.log" 2>&1 &
-children+=($!)
-wait_for_port "$fake_port"
-
-service_port="$(free_port)"
-env LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
-  REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
-  VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
-  "${pin_server[@]}" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
-service_pid=$!   # env and taskset exec the program, so this is the service's own PID
-children+=($service_pid)
-wait_for_port "$service_port"
+start_hit_path_stack 1000
 service_url="http://127.0.0.1:$service_port$RPC_PATH"
 
 # --- warm the cache ---------------------------------------------------------------------------

@@ -48,3 +48,58 @@ finish_run() {
   fi
   rm -rf "$WORK"
 }
+
+# Builds the service and the fake in release mode (SCRATCH_PATH: swift build --scratch-path) and
+# sets BIN to the folder that holds them.
+build_release() {
+  local scratch=()
+  [ -n "${SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SCRATCH_PATH")
+  swift build -c release "${scratch[@]}" --product points-expiry
+  swift build -c release "${scratch[@]}" --product fake-voucherify
+  BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
+}
+
+# For the hit-path benchmarks: sets the taskset prefixes pin_server, pin_load and pin_redis from
+# SERVER_CPU, LOAD_CPU and REDIS_CPU (empty on a single CPU), then starts redis-server (on
+# pin_redis), the fake with $1 members and the service with WORKERS=1 (on pin_server). Appends
+# their PIDs to `children` and sets redis_port, fake_port, service_port and service_pid.
+start_hit_path_stack() {
+  pin_server=(taskset -c "$SERVER_CPU")
+  pin_load=(taskset -c "$LOAD_CPU")
+  pin_redis=(taskset -c "$REDIS_CPU")
+  if [ "$(nproc)" -lt 2 ]; then
+    echo "only one CPU, running unpinned" >&2
+    pin_server=() pin_load=() pin_redis=()
+  fi
+  # Redis is on the hit path (every lookup is an HGET); it shares the load generator's core so
+  # that the server under test has its core to itself.
+  redis_port="$(free_port)"
+  "${pin_redis[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    --dir "$WORK" --logfile "$WORK/redis.log" &
+  children+=($!)
+  wait_for_port "$redis_port"
+  fake_port="$(free_port)"
+  "$BIN/fake-voucherify" --host 127.0.0.1 --port "$fake_port" --members "$1" \
+    --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 > "$WORK/fake-voucherify.log" 2>&1 &
+  children+=($!)
+  wait_for_port "$fake_port"
+  service_port="$(free_port)"
+  env LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
+    REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
+    VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
+    "${pin_server[@]}" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
+  service_pid=$!   # env and taskset exec the program, so this is the service's own PID
+  children+=($service_pid)
+  wait_for_port "$service_port"
+}
+
+# Starts a benchmark run: creates $WORK and an empty `children`, and on exit (or INT/TERM) stops
+# every PID in `children` and cleans up through finish_run NAME.
+begin_run() {
+  RUN_NAME=$1
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/points-expiry-$1.XXXXXX")"
+  children=()
+  trap 'status=$?; trap - EXIT INT TERM; finish_run "$RUN_NAME" "$status" "${children[@]}"; exit "$status"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
