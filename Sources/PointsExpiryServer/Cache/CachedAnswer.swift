@@ -30,11 +30,16 @@ struct CachedAnswer: Equatable, Sendable {
     /// The full response body for one request.
     func responseBody(expiringBefore: CalendarDate?) -> [UInt8] {
         var writer = JSONWriter(capacity: bodyPrefix.count + 48)
+        appendResponseBody(to: &writer, expiringBefore: expiringBefore)
+        return writer.bytes
+    }
+
+    /// The response message, written where it is needed (inside a batch's result).
+    func appendResponseBody(to writer: inout JSONWriter, expiringBefore: CalendarDate?) {
         writer.appendRaw(bodyPrefix)
         writer.appendRaw(",\"pointsExpiringBefore\":")
         writer.appendInt64String(expirations.points(before: expiringBefore))
         writer.appendRaw(byte: UInt8(ascii: "}"))
-        return writer.bytes
     }
 
     // Record layout, all integers big-endian:

@@ -6,11 +6,11 @@ import RPC
 /// each member's expiration spliced in from its cached encoding (no re-encoding per result).
 func batchResponseBody(_ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>], expiringBefore: CalendarDate?) -> [UInt8] {
     let encoded: [[UInt8]] = results.map { result in
-        var writer = JSONWriter(capacity: 64)
+        var writer = JSONWriter(capacity: ((try? result.get())?.answer.bodyPrefix.count ?? 0) + 128)
         switch result {
         case .success(let found):
             writer.appendRaw(",\"expiration\":")
-            writer.appendRaw(found.answer.responseBody(expiringBefore: expiringBefore))
+            found.answer.appendResponseBody(to: &writer, expiringBefore: expiringBefore)
             writer.appendRaw(",\"cache\":")
             writer.appendString(found.source.rawValue)
             writer.appendRaw(",\"age\":")
