@@ -173,9 +173,9 @@ percentiles() {
 
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
-metric() {  # value of points_expiry_cache_lookups_total{result="$1"}, empty when not exposed
+metric() {  # value of points_expiry_cache_results_total{result="$1"}, empty when not exposed
   curl -sS --http2-prior-knowledge --max-time 10 "http://127.0.0.1:$service_port/metrics" 2>/dev/null |
-    awk -v want="points_expiry_cache_lookups_total{result=\"$1\"}" '$1 == want { print $2 }'
+    awk -v want="points_expiry_cache_results_total{result=\"$1\"}" '$1 == want { print $2 }'
 }
 
 echo "bench: $ROUNDS rounds of h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2

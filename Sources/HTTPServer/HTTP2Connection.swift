@@ -199,7 +199,19 @@ final class HTTP2Connection {
     }
 
     private func socketEvent(_ events: Int16) {
+        if events & Int16(BEV_EVENT_TIMEOUT) != 0, events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, isAwaitingHandler,
+           let bufferEvent {
+            // Quiet while the application works on a request (a WarmMembers call runs for minutes)
+            // is not idleness: keep reading. libevent disabled reading when the timeout fired.
+            bufferevent_enable(bufferEvent, Int16(EV_READ))
+            return
+        }
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { close() }
+    }
+
+    /// Some complete request is with the application and not yet answered.
+    private var isAwaitingHandler: Bool {
+        streams.values.contains { $0.dispatched && !$0.hasResponded && !$0.isCancelled }
     }
 
     /// Lets nghttp2 write what it has queued; closes once neither side has anything left to say.

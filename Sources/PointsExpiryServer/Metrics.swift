@@ -63,6 +63,8 @@ public final class Metrics: Sendable {
     public let singleFlightJoins = LabeledCounters(label: "scope", values: ["worker", "fleet"])
     /// Stale-while-revalidate refreshes started.
     public let backgroundRefreshes = Counter()
+    /// Members WarmMembers was asked for, by what became of them.
+    public let warmMembers = LabeledCounters(label: "outcome", values: ["warmed", "already_fresh", "failed", "deferred"])
     /// Webhook deliveries by what became of them.
     public let webhookEvents = LabeledCounters(label: "result", values: [
         "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
@@ -102,6 +104,7 @@ public final class Metrics: Sendable {
                                  into: &text)
         Self.render("points_expiry_background_refreshes_total", help: "Stale-while-revalidate refreshes started.", backgroundRefreshes,
                     into: &text)
+        warmMembers.render("points_expiry_warm_members_total", help: "Members WarmMembers was asked for, by outcome.", into: &text)
         webhookEvents.render("points_expiry_webhook_events_total", help: "Webhook deliveries by result.", into: &text)
         text += "# HELP points_expiry_rpc_responses_total RPC responses by method and code.\n# TYPE points_expiry_rpc_responses_total counter\n"
         for name in methods.keys.sorted() { methods[name]?.render(into: &text) }

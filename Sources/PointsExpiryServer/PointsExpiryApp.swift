@@ -24,7 +24,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         let circuitBreaker = CircuitBreaker()
-        let metrics = Metrics(methods: ["GetMemberExpiration", "InvalidateMember", "HealthCheck"], circuitBreaker: circuitBreaker)
+        let metrics = Metrics(methods: ["GetMemberExpiration", "BatchGetMemberExpirations", "InvalidateMember", "WarmMembers", "HealthCheck"], circuitBreaker: circuitBreaker)
         self.metrics = metrics
         voucherifyShared = VoucherifyShared(circuitBreaker: circuitBreaker) { outcome, milliseconds in
             metrics.upstreamCalls.increment(outcome.rawValue)

@@ -23,6 +23,7 @@ final class Worker {
     private var budget: RateBudget?
     private var server: HTTPServer?
     private var router: ConnectRouter?
+    private var warmMembers: WarmMembers?
     private let lifecycle = WorkerLifecycle()
 
     var port: Int { server?.port ?? 0 }
@@ -39,15 +40,18 @@ final class Worker {
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)
         let budget = try RateBudget(loop: loop, redis: redis, local: localBudget, metrics: metrics, logger: logger)
         self.budget = budget
-        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: budget.interactive,
+        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: budget.interactive, warmingBudget: budget.warming,
                                     policy: MemberAnswerPolicy(schedule: configuration.schedule, windows: configuration.cacheWindows),
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)
         let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
                                         bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)
         let readiness = Readiness(redis: redis, lifecycle: lifecycle)
+        let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
+        self.warmMembers = warmMembers
         let router = ConnectRouter(
             loop: loop,
-            methods: [GetMemberExpiration(answers: answers), InvalidateMember(cache: cache), HealthCheck(readiness: readiness)],
+            methods: [GetMemberExpiration(answers: answers), BatchGetMemberExpirations(loop: loop, answers: answers, logger: logger),
+                      InvalidateMember(cache: cache), warmMembers, HealthCheck(readiness: readiness)],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
                 "/readyz": readiness.route,
@@ -66,6 +70,8 @@ final class Worker {
     /// Stops accepting, sends GOAWAY, and calls `done` once in-flight requests finished.
     func drain(done: @escaping () -> Void) {
         lifecycle.draining = true
+        // A warm may run for minutes: answer it now with what it has, the rest deferred.
+        warmMembers?.finishAll()
         guard let server else { return done() }
         server.drain(onDrained: done)
     }
@@ -78,6 +84,8 @@ final class Worker {
         server?.closeAll()
         server = nil
         router = nil
+        warmMembers?.finishAll()
+        warmMembers = nil
         budget?.close()
         curl.cancelAll()
         redis.close()

@@ -29,6 +29,13 @@ public struct RPCContext {
 
     /// A request header (name in lowercase), e.g. `cache-control`.
     public func header(_ name: String) -> String? { request.header(name) }
+
+    /// When a call that answers in parts (a batch) should stop waiting and answer with what it
+    /// has: a little before `deadline`, so the reply travels before the caller gives up.
+    public func replyDeadline(now: Int64) -> Int64 {
+        let left = max(0, deadline - now)
+        return deadline - min(250, left / 20)
+    }
 }
 
 /// One Connect unary method. `call` runs on the loop and answers through `reply` exactly once.
@@ -39,6 +46,10 @@ public protocol UnaryMethod: AnyObject {
     var name: String { get }
     /// `idempotency_level = NO_SIDE_EFFECTS`: also served over Connect GET.
     var hasNoSideEffects: Bool { get }
+    /// The deadline of a call that names none; nil = the router's default.
+    var defaultTimeoutMilliseconds: Int? { get }
+    /// Largest request body; nil = the router's default.
+    var maxRequestBodyBytes: Int? { get }
     func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
 }
 
@@ -48,6 +59,9 @@ public protocol RPCRequest {
 }
 
 extension UnaryMethod {
+    public var defaultTimeoutMilliseconds: Int? { nil }
+    public var maxRequestBodyBytes: Int? { nil }
+
     /// The decoded request, or nil after answering the decoding error through `reply`.
     @inlinable
     public func decode<Request: RPCRequest>(_ message: JSONValue, reply: (Result<UnaryReply, RPCError>) -> Void) -> Request? {
@@ -122,6 +136,7 @@ public final class ConnectRouter: HTTPHandler {
         self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, counters($0.name))) })
         self.plainRoutes = plainRoutes
         bodyLimits = plainRoutes.compactMap { path, route in route.bodyLimit.map { (path, $0) } }
+            + methods.compactMap { method in method.maxRequestBodyBytes.map { (method.path, $0) } }
         self.maxBodyBytes = maxBodyBytes
         self.unknownMethod = unknownMethod
         self.logger = logger
@@ -193,7 +208,8 @@ public final class ConnectRouter: HTTPHandler {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
-        let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? defaultDeadlineMilliseconds), request: request)
+        let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? method.defaultTimeoutMilliseconds ?? defaultDeadlineMilliseconds),
+                                 request: request)
         method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
             self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: writer)

@@ -40,17 +40,19 @@ final class ServerFixture: @unchecked Sendable {
     let handler = ScriptedHandler()
     /// Loop-confined: touched only inside `loop.runAndWait`.
     private(set) var server: HTTPServer?
-    private var curl: CurlMulti?
+    private(set) var curl: CurlMulti?
     private(set) var port = 0
 
-    init() throws {
+    init(idleTimeoutSeconds: Int = 120) throws {
         _ = curlReady
         // As the service does: a client that closes early must not kill the test process.
         signal(SIGPIPE, SIG_IGN)
         group = try LoopGroup(count: 1)
         try group.start()
         port = try loop.runAndWait { [self] in
-            let server = try HTTPServer(loop: loop, configuration: HTTPServerConfiguration(listen: "127.0.0.1:0"), handler: handler,
+            var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
+            configuration.idleTimeoutSeconds = idleTimeoutSeconds
+            let server = try HTTPServer(loop: loop, configuration: configuration, handler: handler,
                                         logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
             self.server = server
             curl = try CurlMulti(loop: loop)
@@ -126,6 +128,31 @@ let curlReady: Void = { try? Curl.globalInit() }()
         }
         #expect(open == 0)
         #expect(try fixture.get("/").status == 200)
+    }
+
+    @Test func aConnectionWaitingForItsAnswerIsNotIdle() throws {
+        let fixture = try ServerFixture(idleTimeoutSeconds: 1)
+        let answer = Mutex<HTTPClientResponse?>(nil)
+        try fixture.loop.runAndWait { [fixture] in
+            let request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.port)/hold", version: .http2PriorKnowledge,
+                                            totalTimeoutMilliseconds: 30_000)
+            _ = try fixture.curl!.start(request) { result in answer.withLock { $0 = try? result.get() } }
+        }
+        let guardDeadline = ContinuousClock.now + .seconds(30)
+        while try fixture.loop.runAndWait({ fixture.handler.held.isEmpty }), ContinuousClock.now < guardDeadline { usleep(2_000) }
+        // Quiet for twice the idle timeout while the handler works (a WarmMembers call runs for minutes).
+        usleep(2_000_000)
+        let stillOpen = try fixture.loop.runAndWait { () -> Bool in
+            let writer = fixture.handler.held[0]
+            writer.respond(HTTPResponse(status: 200, body: Array("done".utf8)))
+            return !writer.isCancelled
+        }
+        #expect(stillOpen)
+        while answer.withLock({ $0 == nil }), ContinuousClock.now < guardDeadline { usleep(2_000) }
+        #expect(answer.withLock { $0?.status } == 200)
+        // Answered, the connection is idle again, and the timeout closes it.
+        while try fixture.loop.runAndWait({ fixture.server!.openConnections }) > 0, ContinuousClock.now < guardDeadline { usleep(10_000) }
+        #expect(try fixture.loop.runAndWait { fixture.server!.openConnections } == 0)
     }
 
     @Test func aWriterHeldPastTheServerIsCancelledAndIgnoresALateResponse() throws {

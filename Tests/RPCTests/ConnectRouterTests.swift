@@ -36,6 +36,8 @@ final class EchoMethod: UnaryMethod {
     let path = "/test.v1.Echo/Echo"
     let name = "Echo"
     let hasNoSideEffects: Bool
+    var defaultTimeoutMilliseconds: Int?
+    var maxRequestBodyBytes: Int?
     var scripted: Result<UnaryReply, RPCError>?
     /// When set, the method keeps the reply for later instead of answering.
     var held: ((Result<UnaryReply, RPCError>) -> Void)?
@@ -108,6 +110,26 @@ struct RouterFixture {
     @Test func anEmptyBodyIsTheEmptyMessage() throws {
         let writer = try RouterFixture().call(body: "")
         #expect(writer.json?["echo"] == .string(""))
+    }
+
+    @Test func aMethodMaySetItsOwnDefaultDeadlineAndBodyLimit() throws {
+        let method = EchoMethod()
+        method.defaultTimeoutMilliseconds = 300_000
+        method.maxRequestBodyBytes = 640 * 1024
+        let fixture = try RouterFixture(method: method)
+        #expect(fixture.router.requestBodyLimit(method: "POST", path: method.path) == 640 * 1024)
+        #expect(fixture.router.requestBodyLimit(method: "POST", path: "/test.v1.Echo/Other") == 2048)
+        let before = fixture.loop.monotonicMilliseconds
+        _ = fixture.call(body: "{}")
+        let unnamed = try #require(method.lastContext).deadline - before
+        #expect((299_000...301_000).contains(unnamed))
+        let beforeNamed = fixture.loop.monotonicMilliseconds
+        _ = fixture.call(headers: [("content-type", "application/json"), ("connect-timeout-ms", "1000")], body: "{}")
+        let named = try #require(method.lastContext)
+        #expect((1000...2000).contains(named.deadline - beforeNamed))
+        // A batch answers with what it has a little before the caller gives up.
+        let replyBy = named.replyDeadline(now: beforeNamed)
+        #expect(replyBy < named.deadline && replyBy >= named.deadline - 250)
     }
 
     @Test func answersConnectGET() throws {

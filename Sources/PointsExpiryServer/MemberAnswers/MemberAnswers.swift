@@ -45,6 +45,8 @@ final class MemberAnswers {
     private let cache: MemberCache
     private let voucherify: VoucherifyAPI
     private let budget: UpstreamAdmission
+    private let warmingBudget: UpstreamAdmission
+    private let warmingSlots: WarmingSlots
     private let policy: MemberAnswerPolicy
     private let lifecycle: WorkerLifecycle
     private let metrics: Metrics
@@ -56,13 +58,20 @@ final class MemberAnswers {
     /// Polling for another reader's fill: start fast (a hit is a millisecond away), back off to
     /// this, so a slow read costs a waiting worker a few Redis calls a second.
     private static let maxPollMilliseconds = 40
+    /// Warming reads in flight per worker: the rest of the worker's upstream transfers
+    /// (`CurlMulti`'s 32) stay free for callers, so a warm never queues their reads behind its own.
+    static let maxWarmingReads = 8
 
-    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, budget: UpstreamAdmission, policy: MemberAnswerPolicy,
-         lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
+    /// `budget` admits callers' reads, `warmingBudget` WarmMembers' reads (only above the
+    /// interactive reserve).
+    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, budget: UpstreamAdmission, warmingBudget: UpstreamAdmission,
+         policy: MemberAnswerPolicy, lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
         self.voucherify = voucherify
         self.budget = budget
+        self.warmingBudget = warmingBudget
+        warmingSlots = WarmingSlots(capacity: Self.maxWarmingReads)
         self.policy = policy
         self.lifecycle = lifecycle
         self.metrics = metrics
@@ -103,6 +112,61 @@ final class MemberAnswers {
         }
     }
 
+    /// Warms `member` under `campaign`: reads it from Voucherify unless its cached answer is fresh
+    /// (or always, with `force`), at warming priority, and stores it like any read (fenced, under
+    /// the lease). Gives up at `deadline` (monotonic ms): a member not read by then is deferred.
+    func warm(campaign: String, member: String, force: Bool, deadline: Int64, completion: @escaping (WarmOutcome) -> Void) {
+        loop.assertInLoop()
+        cache.lookup(campaign: campaign, member: member) { [self] lookup in
+            var entry: CacheEntry?
+            switch lookup {
+            case .found(let found): entry = found
+            case .absent: break
+            case .unavailable:
+                // A read nobody can store warms nothing.
+                metrics.cacheUnavailable.increment()
+                return completion(.failed(.cacheUnavailable("Redis did not answer the lookup")))
+            }
+            if !force, case .serve(let fresh, _) = policy.decide(entry, directives: .none, now: now) {
+                switch fresh {
+                case .answer: return completion(.alreadyFresh)
+                case .notFound(let notFound): return completion(.failed(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+                }
+            }
+            warmingSlots.acquire(deadline: deadline, now: loop.monotonicMilliseconds) { [self] granted in
+                guard granted else { return completion(.deferred) }
+                warmRead(FlightKey(campaign: campaign, member: member), seen: entry, deadline: deadline) { [self] outcome in
+                    warmingSlots.release(now: loop.monotonicMilliseconds)
+                    completion(outcome)
+                }
+            }
+        }
+    }
+
+    /// Joins the member's flight, or takes a warming token and starts one. The token comes
+    /// first, so a flight callers may join never waits behind the warming line.
+    private func warmRead(_ key: FlightKey, seen: CacheEntry?, deadline: Int64, completion: @escaping (WarmOutcome) -> Void) {
+        let waiter = FlightWaiter(deadline: deadline, fallback: nil, isWarming: true) { result in completion(WarmOutcome(result)) }
+        if let flight = flights[key] {
+            flight.waiters.append(waiter)
+            return
+        }
+        warmingBudget.admit(deadline: deadline) { [self] admitted in
+            if case .failure(let error) = admitted {
+                return completion(WarmOutcome(.failure(error.rpcError(campaign: key.campaign, member: key.member))))
+            }
+            if let flight = flights[key] {
+                flight.waiters.append(waiter) // someone started it meanwhile; the token goes unused
+                return
+            }
+            let flight = MemberFlight(key: key, seen: seen, usesCache: true)
+            flight.preAdmitted = true
+            flight.waiters.append(waiter)
+            flights[key] = flight
+            start(flight)
+        }
+    }
+
     // MARK: Flights
 
     private func join(_ key: FlightKey, seen: CacheEntry?, usesCache: Bool, waiter: FlightWaiter) {
@@ -111,7 +175,7 @@ final class MemberAnswers {
             flight.waiters.append(waiter)
             return
         }
-        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: usesCache)
+        let flight = MemberFlight(key: key, seen: seen, usesCache: usesCache)
         flight.waiters.append(waiter)
         flights[key] = flight
         start(flight)
@@ -120,7 +184,7 @@ final class MemberAnswers {
     /// Stale-while-revalidate: one background read unless one runs already (here or elsewhere).
     private func refresh(_ key: FlightKey, seen: CacheEntry?) {
         guard flights[key] == nil else { return }
-        let flight = MemberFlight(key: key, seenStamp: seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? [], usesCache: true)
+        let flight = MemberFlight(key: key, seen: seen, usesCache: true)
         flights[key] = flight
         metrics.backgroundRefreshes.increment()
         start(flight)
@@ -192,7 +256,11 @@ final class MemberAnswers {
         let started = loop.monotonicMilliseconds
         // Waiting for budget only pays when nobody has a stale answer to take instead.
         let mayWait = !flight.waiters.isEmpty && flight.waiters.allSatisfy { $0.fallback == nil }
-        let admission = BoundedAdmission(budget: budget, waitUntil: mayWait ? flight.latestDeadline ?? started : started)
+        // A read only warmers wait for spends warming budget; one a caller waits for, the caller's.
+        let warmingOnly = !flight.waiters.isEmpty && flight.waiters.allSatisfy(\.isWarming)
+        let admission = BoundedAdmission(budget: warmingOnly ? warmingBudget : budget, waitUntil: mayWait ? flight.latestDeadline ?? started : started,
+                                         preAdmitted: flight.preAdmitted)
+        flight.preAdmitted = false
         voucherify.fetchMemberBuckets(campaign: campaign, member: member, deadline: started + Self.readMilliseconds,
                                       admission: admission) { [self] result in
             let outcome: FlightOutcome
@@ -229,10 +297,10 @@ final class MemberAnswers {
         for waiter in waiters {
             switch outcome {
             case .read(.answer(let answer)), .filled(.answer(let answer)):
-                metrics.cacheResults.increment("miss")
+                if !waiter.isWarming { metrics.cacheResults.increment("miss") }
                 waiter.completion(.success(MemberAnswer(answer: answer, source: .miss, now: now)))
             case .read(.notFound(let notFound)), .filled(.notFound(let notFound)):
-                metrics.cacheResults.increment("negative")
+                if !waiter.isWarming { metrics.cacheResults.increment("negative") }
                 waiter.completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
             case .failed(let error):
                 answer(waiter, staleOr: error.rpcError(campaign: campaign, member: member), after: error, now: now)
@@ -262,7 +330,38 @@ struct FlightWaiter {
     let deadline: Int64
     /// The stale answer this caller may take while Voucherify cannot be asked.
     let fallback: CachedAnswer?
+    /// WarmMembers, not a caller waiting for an answer.
+    var isWarming = false
     let completion: (Result<MemberAnswer, RPCError>) -> Void
+}
+
+/// How warming one member ended.
+enum WarmOutcome: Equatable {
+    /// Read from Voucherify (here, or by another reader just now) and cached.
+    case warmed
+    /// Its cached answer was fresh; nothing was read.
+    case alreadyFresh
+    case failed(RPCError)
+    /// Not reached before the deadline or for lack of rate budget: worth another try later.
+    case deferred
+
+    init(_ result: Result<MemberAnswer, RPCError>) {
+        switch result {
+        case .success: self = .warmed
+        case .failure(let error) where error.code == .resourceExhausted || error.code == .deadlineExceeded: self = .deferred
+        case .failure(let error): self = .failed(error)
+        }
+    }
+
+    /// The metrics label.
+    var label: String {
+        switch self {
+        case .warmed: "warmed"
+        case .alreadyFresh: "already_fresh"
+        case .failed: "failed"
+        case .deferred: "deferred"
+        }
+    }
 }
 
 /// How a read ended.
@@ -287,11 +386,14 @@ final class MemberFlight {
     var pollTimer: Timer?
     /// Counted once as a fleet join when it first found another reader's lease.
     var waitsForFleet = false
+    /// A warming token was taken for its first upstream call before it started.
+    var preAdmitted = false
     private var pollDelay = 1
 
-    init(key: FlightKey, seenStamp: [UInt8], usesCache: Bool) {
+    /// `seen`: the record the flight's callers found (nil: none).
+    init(key: FlightKey, seen: CacheEntry?, usesCache: Bool) {
         self.key = key
-        self.seenStamp = seenStamp
+        seenStamp = seen.map { Array(CacheEntry.stamp(of: $0.serialized())) } ?? []
         self.usesCache = usesCache
     }
 
@@ -317,16 +419,23 @@ final class MemberFlight {
 private final class BoundedAdmission: UpstreamAdmission {
     private let budget: UpstreamAdmission
     private let waitUntil: Int64
+    /// The first call's token is already taken.
+    private var preAdmitted: Bool
 
-    init(budget: UpstreamAdmission, waitUntil: Int64) {
+    init(budget: UpstreamAdmission, waitUntil: Int64, preAdmitted: Bool) {
         self.budget = budget
         self.waitUntil = waitUntil
+        self.preAdmitted = preAdmitted
     }
 
     /// The budget refused a call this read would not wait for.
     private(set) var refusedWithoutWaiting = false
 
     func admit(deadline: Int64, completion: @escaping (Result<Void, VoucherifyError>) -> Void) {
+        if preAdmitted {
+            preAdmitted = false
+            return completion(.success(()))
+        }
         let shortened = waitUntil < deadline
         budget.admit(deadline: min(deadline, waitUntil)) { [self] result in
             if shortened, case .failure = result { refusedWithoutWaiting = true }

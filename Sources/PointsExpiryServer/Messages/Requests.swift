@@ -54,3 +54,86 @@ struct InvalidateMemberRequest: RPCRequest, Equatable, Sendable {
         Array((invalidated ? #"{"invalidated":true}"# : #"{"invalidated":false}"#).utf8)
     }
 }
+
+/// `members` of a batch request: 1…`limit` strings. Each member is checked on its own later
+/// (`memberProblem`), so one bad code fails alone, not the batch.
+func memberList(_ object: JSONObject, limit: Int) throws(RPCError) -> [String] {
+    guard let value = object.protoField("members", "members") else {
+        throw RPCError(.invalidArgument, "members is required: list 1 to \(limit) card codes")
+    }
+    guard case .array(let items) = value else { throw RPCError(.invalidArgument, "members must be a list of strings") }
+    guard !items.isEmpty else { throw RPCError(.invalidArgument, "members is empty: list 1 to \(limit) card codes") }
+    guard items.count <= limit else {
+        throw RPCError(.invalidArgument, "members lists \(items.count) card codes; at most \(limit) per call")
+    }
+    var members: [String] = []
+    members.reserveCapacity(items.count)
+    for (index, item) in items.enumerated() {
+        guard case .string(let member) = item else { throw RPCError(.invalidArgument, "members[\(index)] must be a string") }
+        members.append(member)
+    }
+    return members
+}
+
+/// Why one member of a batch cannot be asked for (empty, too long), or nil.
+func memberProblem(_ member: String) -> RPCError? {
+    do {
+        _ = try requiredIdentifier(member, field: "member")
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// A batch's members without repeats, and where each requested position finds its answer:
+/// a member listed twice is asked for once and answered twice.
+struct DistinctMembers: Equatable, Sendable {
+    /// In order of first appearance.
+    let members: [String]
+    /// For each requested position, its index in `members`.
+    let positions: [Int]
+
+    init(_ requested: [String]) {
+        var indexOf: [String: Int] = [:]
+        var members: [String] = []
+        positions = requested.map { member in
+            if let index = indexOf[member] { return index }
+            indexOf[member] = members.count
+            members.append(member)
+            return members.count - 1
+        }
+        self.members = members
+    }
+}
+
+struct BatchGetMemberExpirationsRequest: RPCRequest, Equatable, Sendable {
+    static let maxMembers = 100
+    var campaign: String
+    var members: [String]
+    var expiringBefore: CalendarDate?
+
+    init(json: JSONValue) throws(RPCError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        members = try memberList(object, limit: Self.maxMembers)
+        expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
+    }
+}
+
+struct WarmMembersRequest: RPCRequest, Equatable, Sendable {
+    static let maxMembers = 1000
+    var campaign: String
+    var members: [String]
+    var force: Bool
+
+    init(json: JSONValue) throws(RPCError) {
+        let object = try json.requestObject()
+        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
+        members = try memberList(object, limit: Self.maxMembers)
+        switch object.protoField("force", "force") {
+        case nil: force = false
+        case .bool(let value)?: force = value
+        default: throw RPCError(.invalidArgument, "force must be true or false")
+        }
+    }
+}

@@ -18,11 +18,11 @@ final class ServiceUnderTest: @unchecked Sendable {
 
     /// `redisURL` is what the service is told (default: the right one); `waitUntilReady: false`
     /// for tests of a service that must not become ready.
-    init(environment: [String: String] = [:], redisPassword: String? = nil, redisURL: (RedisServer) -> String = { $0.url },
-         waitUntilReady: Bool = true) throws {
+    init(environment: [String: String] = [:], fakeArguments: [String] = [], redisPassword: String? = nil,
+         redisURL: (RedisServer) -> String = { $0.url }, waitUntilReady: Bool = true) throws {
         _ = curlReady
         redis = try RedisServer(password: redisPassword)
-        fake = try FakeVoucherify()
+        fake = try FakeVoucherify(arguments: fakeArguments)
         let settings = [
             "LISTEN": "127.0.0.1:0", "WORKERS": "2", "REDIS_URL": redisURL(redis), "VOUCHERIFY_API_URL": fake.baseURL,
             "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken,
