@@ -23,7 +23,7 @@ public struct WarmLedger: Sendable {
 
     /// A problem that ends the job with exit code 2: the job could not run at all.
     public enum FatalProblem: Equatable, Sendable {
-        /// The first calls could not connect.
+        /// No call could reach the service before any answered.
         case unreachable(String)
         /// The service answered `unimplemented`: it has no WarmMembers.
         case unsupported(String)

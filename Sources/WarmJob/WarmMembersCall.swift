@@ -35,7 +35,9 @@ public enum WarmMembersCall {
         switch result {
         case .success(let response):
             return outcome(status: response.status, retryAfter: response.header("retry-after"), body: response.body)
-        case .failure(.connectionFailed(let why)):
+        case .failure(.connectionFailed(let why)), .failure(.transport(let why)):
+            // Refused, unresolvable, TLS failed, or no HTTP/2 spoken there (an HTTP/1.1-only
+            // peer breaks the h2c preface): no exchange was possible at all.
             return .unreachable(message: why)
         case .failure(let error):
             return .retryable(code: "unavailable", message: error.description, retryAfterSeconds: nil)
@@ -83,7 +85,7 @@ public enum WarmCallOutcome: Equatable, Sendable {
     case rejected(code: String, message: String)
     /// Worth sending again after a pause.
     case retryable(code: String, message: String, retryAfterSeconds: Int?)
-    /// No connection could be made.
+    /// No HTTP/2 exchange could be held: the connection was refused or broke without an answer.
     case unreachable(message: String)
     /// The service has no WarmMembers.
     case unsupported(message: String)

@@ -47,11 +47,13 @@ private final class WarmRun {
     let loop: Loop
     private(set) var ledger: WarmLedger
     private let configuration: WarmConfiguration
-    private let multi: CurlMulti
     private let startedAt: Int64
     private let deadline: Int64
-    /// The transfer carrying each batch in flight, by batch id.
-    private var transfers: [Int: HTTPTransfer] = [:]
+    /// Each call in flight, by batch id, with a curl multi handle of its own and so a connection
+    /// of its own: libcurl 7.88 fails a transfer it adds to an h2c connection it already used
+    /// ("Error in the HTTP2 framing layer"; see scripts/bench-shield.sh). A connection per call
+    /// of up to 1000 members costs nothing worth sharing.
+    private var calls: [Int: (multi: CurlMulti, transfer: HTTPTransfer)] = [:]
     private let resumeTimer: Timer
     private let deadlineTimer: Timer
     private let progressTimer: Timer
@@ -64,7 +66,6 @@ private final class WarmRun {
         self.configuration = configuration
         ledger = WarmLedger(members: members.codes, batchSize: configuration.batchSize)
         loop = try Loop()
-        multi = try CurlMulti(loop: loop, maxConnectionsPerHost: 1, maxConcurrentTransfers: configuration.concurrency)
         resumeTimer = try Timer(loop: loop)
         deadlineTimer = try Timer(loop: loop)
         progressTimer = try Timer(loop: loop)
@@ -114,12 +115,17 @@ private final class WarmRun {
             connectTimeoutMilliseconds: 5_000,
             totalTimeoutMilliseconds: Int(callMilliseconds + WarmMembersCall.transferSlackMilliseconds))
         do {
-            transfers[batch.id] = try multi.start(request) { [unowned self] result in
-                transfers[batch.id] = nil
+            let multi = try CurlMulti(loop: loop)
+            let transfer = try multi.start(request) { [unowned self] result in
                 ledger.record(WarmMembersCall.outcome(result), for: batch, now: loop.monotonicMilliseconds)
-                // Not from inside curl's round of finished transfers: new calls start after it.
-                loop.nextTick { [unowned self] in sendWhatMayGo() }
+                // This runs inside the multi handle's own round of finished transfers: it is
+                // freed, and new calls start, on the next tick.
+                loop.nextTick { [unowned self] in
+                    calls[batch.id] = nil
+                    sendWhatMayGo()
+                }
             }
+            calls[batch.id] = (multi, transfer)
         } catch {
             // curl refused to set the request up; retried after a pause like any failed call.
             ledger.record(.retryable(code: "internal", message: "\(error)", retryAfterSeconds: nil), for: batch, now: now)
@@ -127,8 +133,8 @@ private final class WarmRun {
     }
 
     private func abandonCallsInFlight() {
-        for transfer in transfers.values { transfer.cancel() }
-        transfers.removeAll()
+        for call in calls.values { call.transfer.cancel() }
+        calls.removeAll()
         ledger.abandonCallsInFlight()
     }
 

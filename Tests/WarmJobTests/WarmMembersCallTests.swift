@@ -70,6 +70,7 @@ import Testing
 
     @Test func transportErrors() {
         #expect(WarmMembersCall.outcome(.failure(.connectionFailed("Couldn't connect to server"))) == .unreachable(message: "Couldn't connect to server"))
+        #expect(WarmMembersCall.outcome(.failure(.transport("Error in the HTTP2 framing layer"))) == .unreachable(message: "Error in the HTTP2 framing layer"))
         #expect(WarmMembersCall.outcome(.failure(.timedOut(milliseconds: 305_000)))
             == .retryable(code: "unavailable", message: "no answer within 305000 ms", retryAfterSeconds: nil))
     }
