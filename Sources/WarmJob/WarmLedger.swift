@@ -169,7 +169,8 @@ public struct WarmLedger: Sendable {
         callsWithoutProgress += 1
         let backoff = Self.firstPauseMilliseconds << Int64(min(callsWithoutProgress - 1, 16))
         // retry-after comes from the network: clamped to the longest a call may take.
-        let delay = retryAfterSeconds.map { Int64(min(max(0, $0), 300)) * 1000 } ?? min(backoff, Self.maxPauseMilliseconds)
+        let longest = WarmMembersCall.maxCallMilliseconds
+        let delay = retryAfterSeconds.map { min(Int64(clamping: max(0, $0)), longest / 1000) * 1000 } ?? min(backoff, Self.maxPauseMilliseconds)
         pausedUntil = max(pausedUntil, now + delay)
     }
 

@@ -10,6 +10,8 @@ public enum WarmMembersCall {
     /// curl's limit runs this much past the call's Connect deadline: the service answers shortly
     /// before that deadline, and its answer must not be cut off on the way.
     public static let transferSlackMilliseconds: Int64 = 5_000
+    /// A service that has not accepted the connection by then is not going to.
+    public static let connectMilliseconds = 5_000
 
     public static func body(campaign: String, members: [String], force: Bool) -> [UInt8] {
         var writer = JSONWriter(capacity: 64 + members.reduce(0) { $0 + $1.utf8.count + 3 })

@@ -112,7 +112,7 @@ private final class WarmRun {
             headers: [("content-type", "application/json"), ("connect-protocol-version", "1"), ("connect-timeout-ms", "\(callMilliseconds)")],
             body: WarmMembersCall.body(campaign: configuration.campaign, members: batch.members, force: configuration.force),
             version: configuration.usesTLS ? .http2OverTLS : .http2PriorKnowledge,
-            connectTimeoutMilliseconds: 5_000,
+            connectTimeoutMilliseconds: WarmMembersCall.connectMilliseconds,
             totalTimeoutMilliseconds: Int(callMilliseconds + WarmMembersCall.transferSlackMilliseconds))
         do {
             let multi = try CurlMulti(loop: loop)
