@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
-        .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", csv]),
+        .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),

@@ -60,8 +60,8 @@ public struct WarmLedger: Sendable {
     /// No call is started before this instant.
     public private(set) var pausedUntil: Int64 = .min
 
-    /// The longest pause between calls without progress; the first is `firstPauseMilliseconds`,
-    /// and each one after doubles it.
+    /// The pause after a call without progress; each further one in a row doubles it, up to
+    /// `maxPauseMilliseconds`. A service's `retry-after` replaces it.
     public static let firstPauseMilliseconds: Int64 = 500
     public static let maxPauseMilliseconds: Int64 = 30_000
 
