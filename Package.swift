@@ -9,6 +9,7 @@ import PackageDescription
 // `internal` by exactly the adapters that wrap it.
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let csv = Target.Dependency.product(name: "CSV", package: "CSV.swift")
 
 let package = Package(
     name: "points-expiry",
@@ -19,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
     ],
     targets: [
         // C libraries (Debian packages) and the only C we write.
@@ -50,7 +52,9 @@ let package = Package(
         .target(name: "PointsExpiryServer", dependencies: [
             "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", logging,
         ]),
-        .executableTarget(name: "points-expiry", dependencies: ["PointsExpiryServer", "HTTPClient", logging, argumentParser], linkerSettings: [
+        // The cache-warming job: a client of the running service (`points-expiry warm`).
+        .target(name: "WarmJob", dependencies: ["EventLoop", "HTTPClient", "Codecs", csv]),
+        .executableTarget(name: "points-expiry", dependencies: ["PointsExpiryServer", "WarmJob", "HTTPClient", logging, argumentParser], linkerSettings: [
             // jemalloc replaces glibc malloc process-wide: the request path makes many small,
             // short-lived allocations, and glibc's cost ~12% of hit-path throughput (scripts/bench.sh).
             .linkedLibrary("jemalloc", .when(platforms: [.linux])),
@@ -65,6 +69,7 @@ let package = Package(
         .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
+        .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),

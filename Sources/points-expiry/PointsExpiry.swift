@@ -9,7 +9,7 @@ struct PointsExpiry: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "points-expiry",
         abstract: "Loyalty points and their expiry dates, served over HTTP/2 (Connect) from a Redis cache in front of Voucherify.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Warm.self],
         defaultSubcommand: Serve.self)
 }
 
