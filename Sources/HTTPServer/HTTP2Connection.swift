@@ -114,8 +114,11 @@ final class HTTP2Connection {
             guard let arg else { return }
             Unmanaged<HTTP2Connection>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
         }, me)
+        // Reading: no input for this long closes an idle connection (see socketEvent). Writing:
+        // output the peer has not taken for this long closes it too.
         var idle = timeval(tv_sec: limits.idleTimeoutSeconds, tv_usec: 0)
-        guard bufferevent_set_timeouts(bev, &idle, nil) == 0 else { throw HTTPServerError("bufferevent_set_timeouts") }
+        var stalled = idle
+        guard bufferevent_set_timeouts(bev, &idle, &stalled) == 0 else { throw HTTPServerError("bufferevent_set_timeouts") }
         guard bufferevent_enable(bev, Int16(EV_READ | EV_WRITE)) == 0 else {
             throw HTTPServerError("watching the accepted socket (bufferevent_enable): \(String(cString: strerror(errno)))")
         }
@@ -199,10 +202,13 @@ final class HTTP2Connection {
     }
 
     private func socketEvent(_ events: Int16) {
-        if events & Int16(BEV_EVENT_TIMEOUT) != 0, events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, isAwaitingHandler,
-           let bufferEvent {
-            // Quiet while the application works on a request (a WarmMembers call runs for minutes)
-            // is not idleness: keep reading. libevent disabled reading when the timeout fired.
+        if events & Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING) == Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING),
+           events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, let bufferEvent,
+           isAwaitingHandler || evbuffer_get_length(bufferevent_get_output(bufferEvent)) > 0 {
+            // Quiet input while the application works on a request (a WarmMembers call runs for
+            // minutes), or while an answer is still going out, is not idleness: keep reading
+            // (libevent stopped when the timeout fired). A peer that stops taking our output
+            // meets the write timeout instead.
             bufferevent_enable(bufferEvent, Int16(EV_READ))
             return
         }

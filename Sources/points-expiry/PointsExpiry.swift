@@ -11,6 +11,20 @@ struct PointsExpiry: ParsableCommand {
         abstract: "Loyalty points and their expiry dates, served over HTTP/2 (Connect) from a Redis cache in front of Voucherify.",
         subcommands: [Serve.self, Warm.self],
         defaultSubcommand: Serve.self)
+
+    /// As ArgumentParser's, except that a command line it cannot parse (an unknown flag, a flag
+    /// without its value) exits 2 like every other usage error here, not 64: deploy tooling and
+    /// jobs rely on 2 meaning "fix the invocation".
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
 }
 
 struct Serve: ParsableCommand {

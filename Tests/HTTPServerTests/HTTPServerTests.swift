@@ -132,11 +132,11 @@ let curlReady: Void = { try? Curl.globalInit() }()
 
     @Test func aConnectionWaitingForItsAnswerIsNotIdle() throws {
         let fixture = try ServerFixture(idleTimeoutSeconds: 1)
-        let answer = Mutex<HTTPClientResponse?>(nil)
+        let answer = Mutex<Result<HTTPClientResponse, HTTPClientError>?>(nil)
         try fixture.loop.runAndWait { [fixture] in
             let request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.port)/hold", version: .http2PriorKnowledge,
                                             totalTimeoutMilliseconds: 30_000)
-            _ = try fixture.curl!.start(request) { result in answer.withLock { $0 = try? result.get() } }
+            _ = try fixture.curl!.start(request) { result in answer.withLock { $0 = result } }
         }
         let guardDeadline = ContinuousClock.now + .seconds(30)
         while try fixture.loop.runAndWait({ fixture.handler.held.isEmpty }), ContinuousClock.now < guardDeadline { usleep(2_000) }
@@ -149,7 +149,7 @@ let curlReady: Void = { try? Curl.globalInit() }()
         }
         #expect(stillOpen)
         while answer.withLock({ $0 == nil }), ContinuousClock.now < guardDeadline { usleep(2_000) }
-        #expect(answer.withLock { $0?.status } == 200)
+        #expect(try answer.withLock { try $0?.get().status } == 200)
         // Answered, the connection is idle again, and the timeout closes it.
         while try fixture.loop.runAndWait({ fixture.server!.openConnections }) > 0, ContinuousClock.now < guardDeadline { usleep(10_000) }
         #expect(try fixture.loop.runAndWait { fixture.server!.openConnections } == 0)
