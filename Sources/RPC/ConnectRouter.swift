@@ -20,11 +20,15 @@ public struct RPCContext {
     /// When the caller stops waiting, on the loop's monotonic clock (`Loop.monotonicMilliseconds`):
     /// from `connect-timeout-ms`, else the router's default. Waits inside the call end by then.
     public let deadline: Int64
+    /// Tells the call when its caller went away (reset the stream, closed the connection);
+    /// nil unless the method `observesCancellation`.
+    public let cancellation: RPCCancellation?
     private let request: HTTPRequest
 
-    public init(deadline: Int64, request: HTTPRequest) {
+    public init(deadline: Int64, request: HTTPRequest, cancellation: RPCCancellation? = nil) {
         self.deadline = deadline
         self.request = request
+        self.cancellation = cancellation
     }
 
     /// A request header (name in lowercase), e.g. `cache-control`.
@@ -35,6 +39,23 @@ public struct RPCContext {
     public func replyDeadline(now: Int64) -> Int64 {
         let left = max(0, deadline - now)
         return deadline - min(250, left / 20)
+    }
+}
+
+/// The caller of a call went away. Loop-confined.
+public final class RPCCancellation {
+    public private(set) var isCancelled = false
+    /// Runs once, when the caller goes away (not after the call answered).
+    public var onCancel: (() -> Void)?
+
+    public init() {}
+
+    func cancel() {
+        guard !isCancelled else { return }
+        isCancelled = true
+        let action = onCancel
+        onCancel = nil
+        action?()
     }
 }
 
@@ -50,6 +71,9 @@ public protocol UnaryMethod: AnyObject {
     var defaultTimeoutMilliseconds: Int? { get }
     /// Largest request body; nil = the router's default.
     var maxRequestBodyBytes: Int? { get }
+    /// The call wants `RPCContext.cancellation` (a long call that should stop when its caller
+    /// goes away); others pay nothing for it.
+    var observesCancellation: Bool { get }
     func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
 }
 
@@ -61,6 +85,7 @@ public protocol RPCRequest {
 extension UnaryMethod {
     public var defaultTimeoutMilliseconds: Int? { nil }
     public var maxRequestBodyBytes: Int? { nil }
+    public var observesCancellation: Bool { false }
 
     /// The decoded request, or nil after answering the decoding error through `reply`.
     @inlinable
@@ -203,13 +228,19 @@ public final class ConnectRouter: HTTPHandler {
                     self.finish(method, counters, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
                                 acceptsGzip: false, responder: writer)
                 }
-                writer.onCancel = { [deadlineTimer] in deadlineTimer?.cancel() }
             } catch {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
+        let cancellation = method.observesCancellation ? RPCCancellation() : nil
+        if deadlineTimer != nil || cancellation != nil {
+            writer.onCancel = { [deadlineTimer, cancellation] in
+                deadlineTimer?.cancel()
+                cancellation?.cancel()
+            }
+        }
         let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? method.defaultTimeoutMilliseconds ?? defaultDeadlineMilliseconds),
-                                 request: request)
+                                 request: request, cancellation: cancellation)
         method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
             self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: writer)

@@ -103,4 +103,25 @@ import TestSupport
         slots.acquire(deadline: 100, now: 100) { log.append("g:\($0)") }
         #expect(log.suffix(2) == ["f:true", "g:false"])
     }
+
+    @Test func aLongLineOfWaitersThatGiveTheirSlotBackAtOnceIsServedWithoutRecursion() {
+        let slots = WarmingSlots(capacity: 1)
+        var holderGranted = false
+        slots.acquire(deadline: 100, now: 0) { holderGranted = $0 }
+        var served = 0
+        // Each waiter's read is refused on the spot (a spent budget) and gives its slot back
+        // inside its grant: 200,000 nested releases would overflow the stack.
+        for _ in 0..<200_000 {
+            slots.acquire(deadline: 100, now: 0) { granted in
+                if granted { served += 1 }
+                slots.release(now: 1)
+            }
+        }
+        #expect(holderGranted)
+        slots.release(now: 1)
+        #expect(served == 200_000)
+        var later = false
+        slots.acquire(deadline: 100, now: 2) { later = $0 }
+        #expect(later)
+    }
 }

@@ -114,8 +114,10 @@ final class MemberAnswers {
 
     /// Warms `member` under `campaign`: reads it from Voucherify unless its cached answer is fresh
     /// (or always, with `force`), at warming priority, and stores it like any read (fenced, under
-    /// the lease). Gives up at `deadline` (monotonic ms): a member not read by then is deferred.
-    func warm(campaign: String, member: String, force: Bool, deadline: Int64, completion: @escaping (WarmOutcome) -> Void) {
+    /// the lease). Gives up at `deadline` (monotonic ms): a member not read by then is deferred,
+    /// and so is one whose warm no longer wants it (`isWanted`, asked when its slot comes).
+    func warm(campaign: String, member: String, force: Bool, deadline: Int64, isWanted: @escaping () -> Bool,
+              completion: @escaping (WarmOutcome) -> Void) {
         loop.assertInLoop()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             var entry: CacheEntry?
@@ -135,6 +137,10 @@ final class MemberAnswers {
             }
             warmingSlots.acquire(deadline: deadline, now: loop.monotonicMilliseconds) { [self] granted in
                 guard granted else { return completion(.deferred) }
+                guard isWanted() else {
+                    warmingSlots.release(now: loop.monotonicMilliseconds)
+                    return completion(.deferred)
+                }
                 warmRead(FlightKey(campaign: campaign, member: member), seen: entry, deadline: deadline) { [self] outcome in
                     warmingSlots.release(now: loop.monotonicMilliseconds)
                     completion(outcome)
@@ -160,6 +166,7 @@ final class MemberAnswers {
                 return
             }
             let flight = MemberFlight(key: key, seen: seen, usesCache: true)
+            flight.startedByWarm = true
             flight.preAdmitted = true
             flight.waiters.append(waiter)
             flights[key] = flight
@@ -254,13 +261,7 @@ final class MemberAnswers {
         }
         let (campaign, member) = (flight.key.campaign, flight.key.member)
         let started = loop.monotonicMilliseconds
-        // Waiting for budget only pays when nobody has a stale answer to take instead.
-        let mayWait = !flight.waiters.isEmpty && flight.waiters.allSatisfy { $0.fallback == nil }
-        // A read only warmers wait for spends warming budget; one a caller waits for, the caller's.
-        let warmingOnly = !flight.waiters.isEmpty && flight.waiters.allSatisfy(\.isWarming)
-        let admission = BoundedAdmission(budget: warmingOnly ? warmingBudget : budget, waitUntil: mayWait ? flight.latestDeadline ?? started : started,
-                                         preAdmitted: flight.preAdmitted)
-        flight.preAdmitted = false
+        let admission = FlightAdmission(flight: flight, interactive: budget, warming: warmingBudget, loop: loop)
         voucherify.fetchMemberBuckets(campaign: campaign, member: member, deadline: started + Self.readMilliseconds,
                                       admission: admission) { [self] result in
             let outcome: FlightOutcome
@@ -386,7 +387,8 @@ final class MemberFlight {
     var pollTimer: Timer?
     /// Counted once as a fleet join when it first found another reader's lease.
     var waitsForFleet = false
-    /// A warming token was taken for its first upstream call before it started.
+    /// WarmMembers started it (with a warming token taken for its first call: `preAdmitted`).
+    var startedByWarm = false
     var preAdmitted = false
     private var pollDelay = 1
 
@@ -414,36 +416,46 @@ final class MemberFlight {
     }
 }
 
-/// The budget, with waits cut at `waitUntil`: a read whose callers can take a stale answer, or a
-/// background refresh, does not queue for budget.
-private final class BoundedAdmission: UpstreamAdmission {
-    private let budget: UpstreamAdmission
-    private let waitUntil: Int64
-    /// The first call's token is already taken.
-    private var preAdmitted: Bool
+/// The budget a flight's calls spend, chosen at each call (each page, each retry) from who waits
+/// for the flight then: a flight a warm started and only warmers wait for spends warming budget;
+/// any other, callers' budget — so a caller who joins a warm's read is never queued behind the
+/// warming line for its later pages. A call waits for a token only while nobody waiting has a
+/// stale answer to take instead (a background refresh, with nobody waiting, never does).
+private final class FlightAdmission: UpstreamAdmission {
+    private weak var flight: MemberFlight?
+    private let interactive: UpstreamAdmission
+    private let warming: UpstreamAdmission
+    private let loop: Loop
 
-    init(budget: UpstreamAdmission, waitUntil: Int64, preAdmitted: Bool) {
-        self.budget = budget
-        self.waitUntil = waitUntil
-        self.preAdmitted = preAdmitted
+    init(flight: MemberFlight, interactive: UpstreamAdmission, warming: UpstreamAdmission, loop: Loop) {
+        self.flight = flight
+        self.interactive = interactive
+        self.warming = warming
+        self.loop = loop
     }
 
     /// The budget refused a call this read would not wait for.
     private(set) var refusedWithoutWaiting = false
 
     func admit(deadline: Int64, completion: @escaping (Result<Void, VoucherifyError>) -> Void) {
-        if preAdmitted {
-            preAdmitted = false
+        if let flight, flight.preAdmitted {
+            flight.preAdmitted = false
             return completion(.success(()))
         }
+        let waiters = flight?.waiters ?? []
+        let warmingOnly = flight?.startedByWarm == true && !waiters.isEmpty && waiters.allSatisfy(\.isWarming)
+        let now = loop.monotonicMilliseconds
+        let mayWait = !waiters.isEmpty && waiters.allSatisfy { $0.fallback == nil }
+        let waitUntil = mayWait ? flight?.latestDeadline ?? now : now
         let shortened = waitUntil < deadline
-        budget.admit(deadline: min(deadline, waitUntil)) { [self] result in
+        (warmingOnly ? warming : interactive).admit(deadline: min(deadline, waitUntil)) { [self] result in
             if shortened, case .failure = result { refusedWithoutWaiting = true }
             completion(result)
         }
     }
 
-    func observe(_ observation: RateLimitObservation) { budget.observe(observation) }
+    // Both faces report to the same budget.
+    func observe(_ observation: RateLimitObservation) { interactive.observe(observation) }
 }
 
 extension CacheLookup {

@@ -6,6 +6,10 @@ final class WarmingSlots {
     private var inUse = 0
     private var waiting: [(deadline: Int64, granted: (Bool) -> Void)] = []
     private var head = 0
+    /// `release` is handing out slots. A grant's callback may end at once and release its slot
+    /// (a budget that refuses on the spot); the outer loop then hands it on, so a long line is
+    /// served by iteration, never by recursion.
+    private var granting = false
 
     init(capacity: Int) { self.capacity = capacity }
 
@@ -23,6 +27,9 @@ final class WarmingSlots {
 
     func release(now: Int64) {
         inUse -= 1
+        guard !granting else { return }
+        granting = true
+        defer { granting = false }
         while inUse < capacity, head < waiting.count {
             let next = waiting[head]
             head += 1

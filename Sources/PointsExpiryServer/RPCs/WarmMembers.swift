@@ -6,7 +6,8 @@ import RPC
 /// `WarmMembers`: reads up to 1000 members that are not fresh in the cache (all of them with
 /// `force`) at warming priority, until done or the call's deadline (default and cap 300 s);
 /// members not reached by then come back in `deferred`. A draining worker answers its warms at
-/// once with what they have. Loop-confined.
+/// once with what they have; a warm whose caller went away ends then too. Members of an ended
+/// warm still waiting for a warming slot are dropped, not read. Loop-confined.
 final class WarmMembers: UnaryMethod {
     let path = "/pointsexpiry.v1.PointsExpiryService/WarmMembers"
     let name = "WarmMembers"
@@ -15,6 +16,8 @@ final class WarmMembers: UnaryMethod {
     let defaultTimeoutMilliseconds: Int? = maxTimeoutMilliseconds
     /// 1000 codes of up to 512 bytes, quoted, plus the rest of the message.
     let maxRequestBodyBytes: Int? = 640 * 1024
+    /// A caller that went away gets no answer: its warm stops sending members to be read.
+    let observesCancellation = true
     /// Warm calls one worker runs at once; more are refused (they would only queue for the same
     /// warming reads).
     static let maxConcurrentCalls = 16
@@ -49,12 +52,14 @@ final class WarmMembers: UnaryMethod {
         }
         key = ObjectIdentifier(gather)
         running[ObjectIdentifier(gather)] = gather
+        context.cancellation?.onCancel = { gather.finishNow() }
         for (index, member) in batch.members.enumerated() {
             if let problem = memberProblem(member) {
                 gather.deliver(.failed(problem), at: index)
                 continue
             }
-            answers.warm(campaign: request.campaign, member: member, force: request.force, deadline: replyBy) { outcome in
+            answers.warm(campaign: request.campaign, member: member, force: request.force, deadline: replyBy,
+                         isWanted: { !gather.isFinished }) { outcome in
                 gather.deliver(outcome, at: index)
             }
         }
