@@ -254,6 +254,15 @@ public final class HTTPTransfer {
         return socket
     }
 
+    /// curl connected this transfer to its peer (a new connection or a reused one), now or
+    /// before it ended. Read from the peer's address, which curl records once connected:
+    /// curl 7.88 reports no connect time for a reused connection.
+    public var hasConnection: Bool {
+        var address: UnsafeMutableRawPointer?
+        guard pe_curl_easy_getinfo_pointer(easy, CURLINFO_PRIMARY_IP, &address) == CURLE_OK, let address else { return false }
+        return address.load(as: CChar.self) != 0
+    }
+
     /// curl is done with it (the multi handle has already let go).
     func finish(_ code: CURLcode) {
         complete(outcome(code))
@@ -279,6 +288,11 @@ public final class HTTPTransfer {
             _ = pe_curl_easy_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
             return .success(HTTPClientResponse(status: status, headers: responseHeaders, body: responseBody,
                                                httpVersion: version >= Int(CURL_HTTP_VERSION_2_0) ? 2 : 1))
+        case CURLE_OPERATION_TIMEDOUT where !hasConnection:
+            // Never connected (a blackholed host): the peer is unreachable, not slow to answer.
+            // curl ends the connect at the earlier of its two limits.
+            let limit = min(request.connectTimeoutMilliseconds, appliedTotalTimeoutMilliseconds)
+            return .failure(.connectionFailed("connect timed out after \(limit) ms"))
         case CURLE_OPERATION_TIMEDOUT:
             return .failure(.timedOut(milliseconds: appliedTotalTimeoutMilliseconds))
         case CURLE_WRITE_ERROR where overflowed:

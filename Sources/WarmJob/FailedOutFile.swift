@@ -1,5 +1,6 @@
 import CSV
 import Foundation
+import Glibc
 
 /// The `--failed-out` file: a CSV with header `code,error,message`, one row per member that
 /// failed or was left not done. Its `code` column makes it a valid `--members-file` for a re-run.
@@ -17,13 +18,58 @@ public enum FailedOutFile {
         return Array(written) + [UInt8(ascii: "\n")]
     }
 
-    /// Replaces the file at `path` with `rows`. At start-up with no rows, this proves the path
-    /// is writable before any work is done, and leaves a valid file should the job die.
+    /// The `error` of a member the job had not sent when the file was last written.
+    public static let notStarted = "not_started"
+
+    /// What the file holds while the job runs: every member `not_started`, so that a job killed
+    /// before its end (SIGKILL, out of memory) leaves a file to run again from. Written at
+    /// start-up, which also proves the path writable before any work is done.
+    public static func notStartedRows(_ members: [String]) -> [[String]] {
+        members.map { [$0, notStarted, "the job ended before this member was sent"] }
+    }
+
+    /// Replaces the file at `path` with `rows` atomically: a temporary file in the same directory
+    /// (so on the same file system), renamed over it. A job killed while writing leaves the
+    /// earlier file whole.
     public static func write(_ rows: [[String]], to path: String) throws(WarmUsageError) {
-        do {
-            try Data(contents(rows)).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw WarmUsageError("cannot write --failed-out file \(path): \((error as NSError).localizedDescription)")
+        let temporary = try createTemporaryFile(beside: path)
+        var problem = writeAndSync(contents(rows), to: temporary.descriptor)
+        close(temporary.descriptor)
+        if problem == nil, rename(temporary.path, path) != 0 { problem = errno }
+        if let problem {
+            unlink(temporary.path)
+            throw WarmUsageError("cannot write --failed-out file \(path): \(String(cString: strerror(problem)))")
+        }
+    }
+
+    /// Writes every byte and flushes them to disk; the errno of what failed, nil when all went.
+    private static func writeAndSync(_ bytes: [UInt8], to descriptor: Int32) -> Int32? {
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let written = rest.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if written > 0 {
+                rest = rest.dropFirst(written)
+            } else if written < 0, errno == EINTR {
+                continue
+            } else {
+                return written < 0 ? errno : EIO
+            }
+        }
+        // On disk before the rename: a crash of the machine must not leave an empty file in its place.
+        return fsync(descriptor) == 0 ? nil : errno
+    }
+
+    /// A new file next to `path`, named after it, created exclusively (a name someone else
+    /// placed there, a symbolic link included, is never written through); mode 0666 less the
+    /// umask, as any file the job creates.
+    private static func createTemporaryFile(beside path: String) throws(WarmUsageError) -> (descriptor: Int32, path: String) {
+        while true {
+            let candidate = "\(path).tmp-\(UInt32.random(in: .min ... .max))"
+            let descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if descriptor >= 0 { return (descriptor, candidate) }
+            guard errno == EEXIST || errno == EINTR else {
+                throw WarmUsageError("cannot write --failed-out file \(path): \(String(cString: strerror(errno)))")
+            }
         }
     }
 }

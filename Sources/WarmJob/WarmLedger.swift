@@ -23,7 +23,8 @@ public struct WarmLedger: Sendable {
 
     /// A problem that ends the job with exit code 2: the job could not run at all.
     public enum FatalProblem: Equatable, Sendable {
-        /// No call could reach the service before any answered.
+        /// A call could not connect and no call ever had; or an exchange broke right after
+        /// connecting before any was held (no HTTP/2 spoken there).
         case unreachable(String)
         /// The service answered `unimplemented`: it has no WarmMembers.
         case unsupported(String)
@@ -32,6 +33,8 @@ public struct WarmLedger: Sendable {
     public struct Batch: Equatable, Sendable {
         public let id: Int
         public let members: [String]
+        /// When the call went out (monotonic milliseconds).
+        public let sentAt: Int64
     }
 
     public struct NotDoneMember: Equatable, Sendable {
@@ -51,10 +54,14 @@ public struct WarmLedger: Sendable {
     private let batchSize: Int
     private var fresh: MemberQueue
     private var retries = MemberQueue()
-    private var inFlight: [Int: [String]] = [:]
+    private var inFlight: [Int: Batch] = [:]
     private var lastBatchID = 0
-    /// Until a call gets an HTTP answer, a failure to connect means the service is not there.
-    private var serviceAnswered = false
+    /// Some call connected to the service (it may still be running): a failure to connect is
+    /// then a passing problem, not a wrong `--service`.
+    private var connectedToService = false
+    /// Some call held an exchange with the service: it answered, or kept the call open until a
+    /// timeout. Until then an exchange that breaks right after connecting means no HTTP/2 there.
+    private var exchangeHeld = false
     /// Calls in a row that got nowhere; sets the backoff.
     private var callsWithoutProgress = 0
     /// No call is started before this instant.
@@ -92,8 +99,9 @@ public struct WarmLedger: Sendable {
         let members = fresh.isEmpty ? retries.take(batchSize) : fresh.take(batchSize)
         guard !members.isEmpty else { return nil }
         lastBatchID += 1
-        inFlight[lastBatchID] = members
-        return Batch(id: lastBatchID, members: members)
+        let batch = Batch(id: lastBatchID, members: members, sentAt: now)
+        inFlight[lastBatchID] = batch
+        return batch
     }
 
     /// When a call could be sent that cannot be sent now: nil when nothing waits to be sent or
@@ -113,29 +121,54 @@ public struct WarmLedger: Sendable {
     // MARK: outcomes
 
     public mutating func record(_ outcome: WarmCallOutcome, for batch: Batch, now: Int64) {
-        guard let members = inFlight.removeValue(forKey: batch.id) else { return }
+        guard let members = inFlight.removeValue(forKey: batch.id)?.members else { return }
         switch outcome {
         case .answered(let answer):
-            serviceAnswered = true
+            recordExchange()
             let progressed = recordAnswer(answer, members: members)
             if progressed { callsWithoutProgress = 0 } else { pause(now: now, retryAfterSeconds: nil) }
         case .rejected(let code, let message):
-            serviceAnswered = true
+            recordExchange()
             callsWithoutProgress = 0
             failures += members.map { MemberFailure(member: $0, code: code, message: message) }
         case .retryable(_, _, let retryAfterSeconds):
+            recordExchange()
             requeue(members)
             pause(now: now, retryAfterSeconds: retryAfterSeconds)
-        case .unreachable(let message):
-            if serviceAnswered {
-                requeue(members)
-                pause(now: now, retryAfterSeconds: nil)
-            } else {
-                end(with: .unreachable(message), members: members)
+        case .notConnected(let message):
+            guard connectedToService else { return end(with: .unreachable(message), members: members) }
+            requeue(members)
+            pause(now: now, retryAfterSeconds: nil)
+        case .broken(let message):
+            // An HTTP/1.1-only peer breaks the h2c preface as soon as it reads it. Once a call
+            // has held an exchange (this one or one still in flight, for longer than a connect
+            // may take), the peer speaks HTTP/2, and a dropped connection is worth retrying.
+            let heldOne = exchangeHeld || ranPastConnectTimeout(batch, now: now)
+                || inFlight.values.contains { ranPastConnectTimeout($0, now: now) }
+            guard heldOne else {
+                return end(with: .unreachable("\(message), right after connecting (does the service speak HTTP/2 there?)"), members: members)
             }
+            recordConnectionToService()
+            requeue(members)
+            pause(now: now, retryAfterSeconds: nil)
         case .unsupported(let message):
             end(with: .unsupported(message), members: members)
         }
+    }
+
+    /// A call in flight has connected: learnt from the transfer, before its outcome.
+    public mutating func recordConnectionToService() {
+        connectedToService = true
+    }
+
+    /// A call still going past the connect timeout has connected, and its exchange has held.
+    private func ranPastConnectTimeout(_ batch: Batch, now: Int64) -> Bool {
+        now - batch.sentAt >= Int64(WarmMembersCall.connectMilliseconds)
+    }
+
+    private mutating func recordExchange() {
+        connectedToService = true
+        exchangeHeld = true
     }
 
     /// True when the call got anywhere: a member warmed, fresh or failed.
@@ -168,7 +201,7 @@ public struct WarmLedger: Sendable {
     private mutating func pause(now: Int64, retryAfterSeconds: Int?) {
         callsWithoutProgress += 1
         let backoff = Self.firstPauseMilliseconds << Int64(min(callsWithoutProgress - 1, 16))
-        // retry-after comes from the network: clamped to the longest a call may take.
+        // retry-after comes from the network: clamped to the service's own cap on a call.
         let longest = WarmMembersCall.maxCallMilliseconds
         let delay = retryAfterSeconds.map { min(Int64(clamping: max(0, $0)), longest / 1000) * 1000 } ?? min(backoff, Self.maxPauseMilliseconds)
         pausedUntil = max(pausedUntil, now + delay)
@@ -195,7 +228,7 @@ public struct WarmLedger: Sendable {
         let reason = stopReason ?? .interrupted
         stop(reason)
         for batchID in inFlight.keys.sorted() {
-            notDone += inFlight[batchID, default: []].map { NotDoneMember(member: $0, reason: reason) }
+            notDone += inFlight[batchID]?.members.map { NotDoneMember(member: $0, reason: reason) } ?? []
         }
         inFlight.removeAll()
     }

@@ -7,6 +7,10 @@ public enum WarmMembersCall {
     public static let path = "/pointsexpiry.v1.PointsExpiryService/WarmMembers"
     /// The service's own cap on a WarmMembers call.
     public static let maxCallMilliseconds: Int64 = 300_000
+    /// The longest a call asks for. A stopped job waits for its calls in flight, and Kubernetes
+    /// kills a pod 30 s after SIGTERM by default: the service answers shortly before this with
+    /// the members it did not reach in `deferred`, which the job sends again.
+    public static let longestCallMilliseconds: Int64 = 20_000
     /// curl's limit runs this much past the call's Connect deadline: the service answers shortly
     /// before that deadline, and its answer must not be cut off on the way.
     public static let transferSlackMilliseconds: Int64 = 5_000
@@ -26,10 +30,10 @@ public enum WarmMembersCall {
         return writer.bytes
     }
 
-    /// The deadline a call asks for (`connect-timeout-ms`): the rest of the job, at most the
-    /// service's cap, at least 1 ms (the header takes no 0).
+    /// The deadline a call asks for (`connect-timeout-ms`): the rest of the job, at most
+    /// `longestCallMilliseconds`, at least 1 ms (the header takes no 0).
     public static func connectTimeoutMilliseconds(jobTimeLeft: Int64) -> Int64 {
-        min(maxCallMilliseconds, max(1, jobTimeLeft))
+        min(longestCallMilliseconds, max(1, jobTimeLeft))
     }
 
     /// What a finished exchange means for the job.
@@ -37,10 +41,10 @@ public enum WarmMembersCall {
         switch result {
         case .success(let response):
             return outcome(status: response.status, retryAfter: response.header("retry-after"), body: response.body)
-        case .failure(.connectionFailed(let why)), .failure(.transport(let why)):
-            // Refused, unresolvable, TLS failed, or no HTTP/2 spoken there (an HTTP/1.1-only
-            // peer breaks the h2c preface): no exchange was possible at all.
-            return .unreachable(message: why)
+        case .failure(.connectionFailed(let why)):
+            return .notConnected(message: why)
+        case .failure(.transport(let why)):
+            return .broken(message: why)
         case .failure(let error):
             return .retryable(code: "unavailable", message: error.description, retryAfterSeconds: nil)
         }
@@ -87,8 +91,11 @@ public enum WarmCallOutcome: Equatable, Sendable {
     case rejected(code: String, message: String)
     /// Worth sending again after a pause.
     case retryable(code: String, message: String, retryAfterSeconds: Int?)
-    /// No HTTP/2 exchange could be held: the connection was refused or broke without an answer.
-    case unreachable(message: String)
+    /// No connection was made: refused, unresolvable, timed out, or TLS failed.
+    case notConnected(message: String)
+    /// Connected, but the exchange broke without an answer: a connection reset, or a peer that
+    /// does not speak HTTP/2 (an HTTP/1.1-only one breaks the h2c preface at once).
+    case broken(message: String)
     /// The service has no WarmMembers.
     case unsupported(message: String)
 }

@@ -8,18 +8,34 @@ import HTTPClient
 public enum WarmRunner {
     static let stopSignals = [SIGINT, SIGTERM]
 
-    /// Call on the main thread before any other thread starts (libcurl's global set-up and the
-    /// signal mask are process-wide). Returns the exit code (0 or 1); throws for exit code 2:
-    /// the job could not run as asked (bad input, service unreachable or without WarmMembers).
-    public static func run(_ configuration: WarmConfiguration) throws(WarmUsageError) -> Int32 {
+    /// Runs the job the command line asks for and returns its exit code: 0 or 1 (see
+    /// `WarmLedger.exitCode`), or 2 after one line on stderr saying why the job could not run as
+    /// asked (bad usage or input, service unreachable or without WarmMembers). Call on the main
+    /// thread before any other thread starts: libcurl's global set-up and the signal mask are
+    /// process-wide, and threads inherit the mask.
+    public static func run(_ arguments: WarmConfiguration.Arguments) -> Int32 {
+        // Progress goes to stderr, which a log collector or `| head` may close: a failed write
+        // is dropped (see StandardError), it must not end the job.
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            return try run(WarmConfiguration(arguments))
+        } catch {
+            StandardError.write("points-expiry warm: \(error.description)\n")
+            return 2
+        }
+    }
+
+    private static func run(_ configuration: WarmConfiguration) throws(WarmUsageError) -> Int32 {
+        // Read before the stop signals are blocked: reading may wait on standard input for as
+        // long as the sender takes, and Ctrl-C must end it.
+        let members = try MemberInput.read(configuration.members)
         SignalWatcher.block(stopSignals)
+        if let path = configuration.failedOutPath { try FailedOutFile.write(FailedOutFile.notStartedRows(members.codes), to: path) }
         do {
             try Curl.globalInit()
         } catch {
             throw WarmUsageError("\(error)")
         }
-        let members = try MemberInput.read(configuration.members)
-        if let path = configuration.failedOutPath { try FailedOutFile.write([], to: path) }
 
         let job: WarmRun
         do {
@@ -117,6 +133,9 @@ private final class WarmRun {
         do {
             let multi = try CurlMulti(loop: loop)
             let transfer = try multi.start(request) { [unowned self] result in
+                // A connection made by any call, this one or one still running, shows the
+                // service is there: the ledger judges a failure to connect by it.
+                if calls.values.contains(where: { $0.transfer.hasConnection }) { ledger.recordConnectionToService() }
                 ledger.record(WarmMembersCall.outcome(result), for: batch, now: loop.monotonicMilliseconds)
                 // This runs inside the multi handle's own round of finished transfers: it is
                 // freed, and new calls start, on the next tick.

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import WarmJob
 
 struct Warm: ParsableCommand {
@@ -30,7 +29,7 @@ struct Warm: ParsableCommand {
     var concurrency: String?
     @Option(help: ArgumentHelp("Limit for the whole job; members not reached by then are left not done (default 3600).", valueName: "SECONDS"))
     var timeout: String?
-    @Option(help: ArgumentHelp("Write a CSV (code,error,message) of every member that failed or was left not done; usable as --members-file.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Write a CSV (code,error,message) of every member that failed or was left not done; usable as --members-file. Until the job ends it lists every member as not_started.", valueName: "FILE"))
     var failedOut: String?
     @Option(help: ArgumentHelp("Seconds between progress lines when stderr is not a terminal (default 5).", valueName: "SECONDS"))
     var progressInterval: String?
@@ -51,12 +50,7 @@ struct Warm: ParsableCommand {
         arguments.timeout = timeout
         arguments.failedOut = failedOut
         arguments.progressInterval = progressInterval
-        do {
-            let exitCode = try WarmRunner.run(try WarmConfiguration(arguments))
-            if exitCode != 0 { throw ExitCode(exitCode) }
-        } catch let error as WarmUsageError {
-            FileHandle.standardError.write(Data("points-expiry warm: \(error.description)\n".utf8))
-            throw ExitCode(2)
-        }
+        let exitCode = WarmRunner.run(arguments)
+        if exitCode != 0 { throw ExitCode(exitCode) }
     }
 }

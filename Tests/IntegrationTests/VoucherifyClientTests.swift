@@ -275,6 +275,17 @@ final class TransferResults: Sendable {
         #expect((0..<count).compactMap { results[$0]?.elapsed }.max() ?? 0 >= 1_000)
         #expect(try client.fake.totalCalls() == count)
     }
+
+    /// curl reports no connect time for a reused connection: a request timing out on one must
+    /// still be a timeout, not a failure to connect.
+    @Test func aRequestTimingOutOnAReusedConnectionIsATimeout() throws {
+        let client = try VoucherifyClient()
+        try client.fake.putMember("SLOW", buckets: buckets(1))
+        #expect(try client.http.send(client.pageRequest("SLOW")).get().status == 200)
+        try client.fake.fail(["mode": "slow", "latency_ms": 3_000, "count": 1])
+        let result = try client.http.send(client.pageRequest("SLOW", totalTimeoutMilliseconds: 500))
+        #expect(result.failure == .timedOut(milliseconds: 500))
+    }
 }
 
 @Suite struct HungHTTP2PeerTests {
@@ -292,5 +303,65 @@ final class TransferResults: Sendable {
         }
         #expect(try http.send(request).get().status == 200)
         #expect(peer.connections == 2)
+    }
+}
+
+/// A port on 127.0.0.1 that never completes a connection, as a blackholed host does: a listener
+/// with a backlog of 0 whose one queue slot a connection of its own fills, so the kernel drops
+/// every later SYN and a client waits for its connect timeout.
+final class UnacceptingPort: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let filler: Int32
+
+    init() throws {
+        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0, filler >= 0 else { throw TestFailure("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let (listener, filler) = (listener, filler)
+        let ready = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(listener, pointer, length) == 0 && listen(listener, 0) == 0 && getsockname(listener, pointer, &length) == 0
+                    && connect(filler, pointer, length) == 0
+            }
+        }
+        guard ready else {
+            close(listener)
+            close(filler)
+            throw TestFailure("cannot set up a listener that accepts nothing on 127.0.0.1")
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit {
+        close(filler)
+        close(listener)
+    }
+}
+
+@Suite struct ConnectTimeoutTests {
+    /// A connect that times out is a failure to connect whichever limit ended it: the caller
+    /// must not take an unreachable host for a slow answer.
+    @Test func aConnectThatTimesOutIsAConnectionFailure() throws {
+        let unaccepting = try UnacceptingPort()
+        let http = try LoopCurl()
+        let url = "http://127.0.0.1:\(unaccepting.port)/"
+        let byConnectTimeout = HTTPClientRequest(url: url, version: .http2PriorKnowledge,
+                                                 connectTimeoutMilliseconds: 300, totalTimeoutMilliseconds: 10_000)
+        #expect(try http.send(byConnectTimeout).failure == .connectionFailed("connect timed out after 300 ms"))
+        let byTotalTimeout = HTTPClientRequest(url: url, version: .http1,
+                                               connectTimeoutMilliseconds: 10_000, totalTimeoutMilliseconds: 300)
+        #expect(try http.send(byTotalTimeout).failure == .connectionFailed("connect timed out after 300 ms"))
+    }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

@@ -24,6 +24,34 @@ import Testing
         return (status, child.outputText)
     }
 
+    /// Starts `points-expiry warm` with its standard input and standard error as given (a
+    /// `ChildProcess` keeps both for itself), launched like every child of the tests.
+    private func launchWarm(_ service: String, _ arguments: [String], standardInput: FileHandle, standardError: FileHandle) throws -> Process {
+        let process = Process()
+        process.standardInput = standardInput
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = standardError
+        try ChildLauncher.launch(process, BuiltProducts.path("points-expiry"), [
+            "warm", "--service", service, "--campaign", FakeVoucherify.campaignID,
+        ] + arguments)
+        return process
+    }
+
+    /// Waits for a process from `launchWarm` to end; its exit code, 128 + the signal when a signal
+    /// ended it. Whichever reaps it first, waitpid here or Foundation's own monitor, has the status.
+    private func exitCode(of process: Process) throws -> Int32 {
+        let pid = process.processIdentifier
+        defer { if process.isRunning { kill(pid, SIGKILL) } }
+        var status: Int32 = 0
+        var reapedHere = false
+        try waitUntil("points-expiry warm exits") {
+            reapedHere = waitpid(pid, &status, WNOHANG) == pid
+            return reapedHere || !process.isRunning
+        }
+        if reapedHere { return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
     /// The (code, error) pairs of a `--failed-out` file, after checking its header. Neither
     /// column holds commas here, so the message column (quoted, with commas) can stay unparsed.
     private func failedOut(_ file: URL) throws -> [(code: String, error: String)] {
@@ -168,6 +196,116 @@ import Testing
         let run = try warm(service, ["--members-file", members.path])
         #expect(run.status == 2)
         #expect(run.output.contains("service unreachable at \(service):"), "\(run.output)")
+    }
+
+    @Test func aJobKilledMidRunLeavesAFailedOutFileToReRunFrom() throws {
+        let fleet = try fleet()
+        defer { _ = try? fleet.fake.release() }
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let members = directory.appendingPathComponent("members.txt")
+        let codes = Array(Self.knownMembers.prefix(30))
+        try Data(codes.joined(separator: "\n").utf8).write(to: members)
+        let failed = directory.appendingPathComponent("failed.csv")
+        try fleet.fake.hold(holdMilliseconds: 60_000)
+
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), [
+            "warm", "--service", fleet.replicas[0].baseURL, "--campaign", FakeVoucherify.campaignID,
+            "--members-file", members.path, "--failed-out", failed.path, "--batch", "10", "--concurrency", "1",
+        ])
+        try waitUntil("the warm's reads are held at the fake") { try fleet.fake.heldCount() > 0 }
+        child.signal(SIGKILL)
+        _ = try child.waitForExit()
+        let rows = try failedOut(failed)
+        #expect(rows.map(\.code) == codes)
+        #expect(rows.allSatisfy { $0.error == "not_started" })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["failed.csv", "members.txt"],
+                "no temporary file left beside it")
+
+        _ = try fleet.fake.release()
+        let rerun = try warm(fleet.replicas[0].baseURL, ["--members-file", failed.path])
+        #expect(rerun.status == 0, "\(rerun.output)")
+        #expect(summaryCount(rerun.output, "requested") == 30)
+    }
+
+    /// Kubernetes sends SIGTERM and kills the pod 30 s later (its default grace period): the call
+    /// in flight must be over by then, and the summary printed.
+    @Test func sigtermWithACallInFlightEndsWithinKubernetesGracePeriod() throws {
+        let fleet = try fleet()
+        defer { _ = try? fleet.fake.release() }
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let members = directory.appendingPathComponent("members.txt")
+        try Data(Self.knownMembers.prefix(400).joined(separator: "\n").utf8).write(to: members)
+        // Each read is answered after 3 s, a few at a time: a call of 200 members would take
+        // over a minute, so only its own deadline ends it sooner.
+        try fleet.fake.hold(holdMilliseconds: 3_000)
+
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), [
+            "warm", "--service", fleet.replicas[0].baseURL, "--campaign", FakeVoucherify.campaignID,
+            "--members-file", members.path, "--batch", "200", "--concurrency", "1",
+        ])
+        try waitUntil("the warm's reads are held at the fake") { try fleet.fake.heldCount() > 0 }
+        let signalledAt = ContinuousClock.now
+        child.signal(SIGTERM)
+        #expect(try child.waitForExit(timeout: 60) == 1)
+        #expect(ContinuousClock.now - signalledAt < .seconds(30), "\(child.outputText)")
+        #expect(child.outputText.contains("warm summary: interrupted"))
+        let warmed = summaryCount(child.outputText, "warmed") ?? 0
+        #expect(warmed > 0, "the call in flight was answered with what it reached")
+        #expect(warmed + (summaryCount(child.outputText, "not done") ?? 0) == 400, "\(child.outputText)")
+    }
+
+    @Test func ctrlCWhileReadingStandardInputEndsTheJob() throws {
+        let input = Pipe()
+        let process = try launchWarm("http://127.0.0.1:\(try freePort())", ["-"],
+                                     standardInput: input.fileHandleForReading, standardError: FileHandle.nullDevice)
+        // More than a pipe holds: the write returns only once the job has read most of it, so it
+        // is reading; the pipe stays open, so the reading does not end by itself.
+        try input.fileHandleForWriting.write(contentsOf: Data(String(repeating: "MEMBER-000001\n", count: 80_000).utf8))
+        kill(process.processIdentifier, SIGINT)
+        #expect(try exitCode(of: process) == 128 + SIGINT)
+        withExtendedLifetime(input) {}
+    }
+
+    @Test func aStandardErrorNobodyReadsDoesNotKillTheJob() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let members = directory.appendingPathComponent("members.txt")
+        try Data("MEMBER-000001\n".utf8).write(to: members)
+        // Its reading end is closed before the job starts: every write to it fails (EPIPE).
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw TestFailure("pipe() failed") }
+        close(ends[0])
+        let process = try launchWarm("http://127.0.0.1:\(try freePort())", ["--members-file", members.path],
+                                     standardInput: FileHandle.nullDevice,
+                                     standardError: FileHandle(fileDescriptor: ends[1], closeOnDealloc: true))
+        #expect(try exitCode(of: process) == 2, "the usage error's exit code, not death by SIGPIPE (141)")
+    }
+
+    @Test func aServiceThatNeverAcceptsTheConnectionIsUnreachable() throws {
+        let unaccepting = try UnacceptingPort()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let members = directory.appendingPathComponent("members.txt")
+        try Data("MEMBER-000001\n".utf8).write(to: members)
+        let service = "http://127.0.0.1:\(unaccepting.port)"
+        let run = try warm(service, ["--members-file", members.path, "--timeout", "30"])
+        #expect(run.status == 2, "\(run.output)")
+        #expect(run.output.contains("service unreachable at \(service): connect timed out after 5000 ms"), "\(run.output)")
+    }
+
+    /// An HTTP/1.1-only server (the fake Voucherify) breaks the exchange right after connecting.
+    @Test func aPeerThatDoesNotSpeakHTTP2IsUnreachable() throws {
+        let fake = try FakeVoucherify()
+        defer { fake.stop() }
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let members = directory.appendingPathComponent("members.txt")
+        try Data("MEMBER-000001\n".utf8).write(to: members)
+        let run = try warm(fake.baseURL, ["--members-file", members.path, "--timeout", "30"])
+        #expect(run.status == 2, "\(run.output)")
+        #expect(run.output.contains("service unreachable at \(fake.baseURL):"), "\(run.output)")
     }
 
     @Test func aBadFlagValueIsExitTwoNamingTheFlag() throws {

@@ -81,6 +81,41 @@ import Testing
             == "no `code` column in people.csv (columns: name, id, tier)")
     }
 
+    @Test func aQuoteLeftOpenIsAnErrorNamingTheLineItOpensOn() {
+        #expect(usageError("code\nA\n\"B\nC\nD\n") == "line 3 of members.txt: a quote opens a value that never closes")
+        #expect(usageError("A\n\"B\n", source: "standard input") == "line 2 of standard input: a quote opens a value that never closes")
+    }
+
+    @Test func textAfterAClosingQuoteIsAnError() {
+        #expect(usageError("name,code\nAnn,\"A\"1\n")
+            == "line 2 of members.txt: text after a closing quote (a quote inside a quoted value is written twice)")
+    }
+
+    @Test func aCodeWithALineBreakInItIsAnError() {
+        #expect(usageError("name,code\nAnn,A\nBob,\"B\r\n2\"\n") == "line 3 of members.txt: the code has a line break in it")
+        #expect(usageError("A\n\"B\n2\"\n") == "line 2 of members.txt: the code has a line break in it")
+    }
+
+    @Test func linesAfterAQuotedLineBreakKeepTheirNumbers() {
+        #expect(usageError("name,code\n\"Ann\nSmith\",A\nBob,\"B\n") == "line 4 of members.txt: a quote opens a value that never closes")
+    }
+
+    @Test func semicolonAndTabSeparatedFilesAreRefusedAskingForCommas() {
+        #expect(usageError("code;name\nA;Ann\n", source: "export.csv")
+            == "export.csv is separated by semicolons (first line: code;name): save it as a CSV with commas and a `code` column, or list one code per line")
+        #expect(usageError("code\tname\nA\tAnn\n", source: "export.tsv")?.hasPrefix("export.tsv is separated by tabs") == true)
+    }
+
+    @Test func plainListLinesInQuotesLoseThem() throws {
+        let list = try parse("\"A\"\n \"B,1\" \nC\n\"D \"\"E\"\"\"\r\n\"\"\n")
+        #expect(list.codes == ["A", "B,1", "C", "D \"E\""])
+        #expect(list.blankLines == 1)
+    }
+
+    @Test func plainListCodesKeepTheirCommasAndInnerQuotes() throws {
+        #expect(try parse("A\nB,1\nC\"2\n").codes == ["A", "B,1", "C\"2"])
+    }
+
     @Test func emptyInputIsAnError() {
         #expect(usageError("", source: "standard input") == "no members in standard input")
         #expect(usageError("\n \n\r\n") == "no members in members.txt")

@@ -127,27 +127,85 @@ import Testing
         #expect(!batch.members.contains(long))
     }
 
-    @Test func connectionRefusedBeforeAnyAnswerEndsTheJobWithExitTwo() throws {
+    private let refused = WarmCallOutcome.notConnected(message: "Couldn't connect to server")
+    private let framingError = WarmCallOutcome.broken(message: "Error in the HTTP2 framing layer")
+
+    @Test func aFailureToConnectBeforeAnyCallConnectedEndsTheJobWithExitTwo() throws {
         var ledger = WarmLedger(members: members(4), batchSize: 2)
         let first = try ledger.sendBatch(now: 0)
         let second = try ledger.sendBatch(now: 0)
-        ledger.record(.unreachable(message: "Couldn't connect to server"), for: first, now: 0)
+        ledger.record(refused, for: first, now: 0)
         #expect(ledger.fatalProblem == .unreachable("Couldn't connect to server"))
         ledger.expectNothingToSend(now: 0)
-        ledger.record(.unreachable(message: "Couldn't connect to server"), for: second, now: 0)
+        ledger.record(refused, for: second, now: 0)
         #expect(ledger.isFinished)
         #expect(ledger.exitCode == 2)
     }
 
-    @Test func connectionRefusedAfterTheServiceAnsweredIsRetried() throws {
+    @Test func aFailureToConnectAfterTheServiceAnsweredIsRetried() throws {
         var ledger = WarmLedger(members: members(2), batchSize: 1)
         let first = try ledger.sendBatch(now: 0)
         ledger.record(allWarmed(first), for: first, now: 0)
         let second = try ledger.sendBatch(now: 0)
-        ledger.record(.unreachable(message: "Couldn't connect to server"), for: second, now: 0)
+        ledger.record(refused, for: second, now: 0)
         #expect(ledger.fatalProblem == nil)
         let retry = try ledger.sendBatch(now: 500)
         #expect(retry.members == ["M2"])
+    }
+
+    /// A first call may run for as long as it asks: a connection it made shows the service is
+    /// there before any answer does.
+    @Test func aFailureToConnectWhileAConnectedCallRunsIsRetried() throws {
+        var ledger = WarmLedger(members: members(2), batchSize: 1)
+        _ = try ledger.sendBatch(now: 0)
+        let second = try ledger.sendBatch(now: 0)
+        ledger.recordConnectionToService()
+        ledger.record(refused, for: second, now: 100)
+        #expect(ledger.fatalProblem == nil)
+        #expect(try ledger.sendBatch(now: 600).members == ["M2"])
+    }
+
+    @Test func aFailureToConnectAfterACallTimedOutIsRetried() throws {
+        var ledger = WarmLedger(members: members(2), batchSize: 1)
+        let first = try ledger.sendBatch(now: 0)
+        ledger.record(.retryable(code: "unavailable", message: "no answer within 25000 ms", retryAfterSeconds: nil), for: first, now: 25_000)
+        let second = try ledger.sendBatch(now: 25_500)
+        ledger.record(refused, for: second, now: 25_500)
+        #expect(ledger.fatalProblem == nil)
+    }
+
+    @Test func anExchangeBrokenRightAfterConnectingBeforeAnyWasHeldMeansNoHTTP2There() throws {
+        var ledger = WarmLedger(members: members(1), batchSize: 1)
+        let batch = try ledger.sendBatch(now: 1_000)
+        ledger.record(framingError, for: batch, now: 1_010)
+        #expect(ledger.fatalProblem == .unreachable("Error in the HTTP2 framing layer, right after connecting (does the service speak HTTP/2 there?)"))
+        #expect(ledger.exitCode == 2)
+    }
+
+    @Test func anExchangeBrokenPastTheConnectTimeoutIsRetried() throws {
+        var ledger = WarmLedger(members: members(1), batchSize: 1)
+        let batch = try ledger.sendBatch(now: 0)
+        ledger.record(framingError, for: batch, now: Int64(WarmMembersCall.connectMilliseconds))
+        #expect(ledger.fatalProblem == nil)
+        #expect(try ledger.sendBatch(now: 5_500).members == ["M1"])
+    }
+
+    @Test func anExchangeBrokenWhileAnotherCallHoldsOneIsRetried() throws {
+        var ledger = WarmLedger(members: members(2), batchSize: 1)
+        _ = try ledger.sendBatch(now: 0)
+        let second = try ledger.sendBatch(now: 6_000)
+        ledger.record(framingError, for: second, now: 6_010)
+        #expect(ledger.fatalProblem == nil)
+    }
+
+    @Test func anExchangeBrokenAfterAnAnswerIsRetried() throws {
+        var ledger = WarmLedger(members: members(2), batchSize: 1)
+        let first = try ledger.sendBatch(now: 0)
+        ledger.record(allWarmed(first), for: first, now: 10)
+        let second = try ledger.sendBatch(now: 10)
+        ledger.record(framingError, for: second, now: 20)
+        #expect(ledger.fatalProblem == nil)
+        #expect(try ledger.sendBatch(now: 520).members == ["M2"])
     }
 
     @Test func unimplementedEndsTheJobWithExitTwo() throws {

@@ -17,8 +17,10 @@ import Testing
             == #"{"campaign":"c","members":["A"],"force":false}"#)
     }
 
-    @Test func eachCallAsksForTheRestOfTheJobUpToTheServicesCap() {
-        #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: 3_600_000) == 300_000)
+    /// Within Kubernetes' default 30 s between SIGTERM and SIGKILL, with room for the answer.
+    @Test func eachCallAsksForTheRestOfTheJobUpToTwentySeconds() {
+        #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: 3_600_000) == 20_000)
+        #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: 20_001) == 20_000)
         #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: 12_345) == 12_345)
         #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: 0) == 1)
         #expect(WarmMembersCall.connectTimeoutMilliseconds(jobTimeLeft: -50) == 1)
@@ -69,9 +71,10 @@ import Testing
     }
 
     @Test func transportErrors() {
-        #expect(WarmMembersCall.outcome(.failure(.connectionFailed("Couldn't connect to server"))) == .unreachable(message: "Couldn't connect to server"))
-        #expect(WarmMembersCall.outcome(.failure(.transport("Error in the HTTP2 framing layer"))) == .unreachable(message: "Error in the HTTP2 framing layer"))
-        #expect(WarmMembersCall.outcome(.failure(.timedOut(milliseconds: 305_000)))
-            == .retryable(code: "unavailable", message: "no answer within 305000 ms", retryAfterSeconds: nil))
+        #expect(WarmMembersCall.outcome(.failure(.connectionFailed("Couldn't connect to server"))) == .notConnected(message: "Couldn't connect to server"))
+        #expect(WarmMembersCall.outcome(.failure(.connectionFailed("connect timed out after 5000 ms"))) == .notConnected(message: "connect timed out after 5000 ms"))
+        #expect(WarmMembersCall.outcome(.failure(.transport("Error in the HTTP2 framing layer"))) == .broken(message: "Error in the HTTP2 framing layer"))
+        #expect(WarmMembersCall.outcome(.failure(.timedOut(milliseconds: 25_000)))
+            == .retryable(code: "unavailable", message: "no answer within 25000 ms", retryAfterSeconds: nil))
     }
 }
