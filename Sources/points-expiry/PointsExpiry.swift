@@ -16,12 +16,15 @@ struct PointsExpiry: ParsableCommand {
     /// without its value) exits 2 like every other usage error here, not 64: deploy tooling and
     /// jobs rely on 2 meaning "fix the invocation".
     static func main() {
+        // A closed stderr or peer costs a write its EPIPE, never the process its life.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            let message = Array((fullMessage(for: error) + "\n").utf8)
+            _ = message.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
             Foundation.exit(2)
         }
     }
