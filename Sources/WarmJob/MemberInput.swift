@@ -1,3 +1,4 @@
+import CSV
 import Glibc
 
 /// The members a warm job works on: distinct card codes in input order, and what was skipped.
@@ -52,34 +53,51 @@ public enum MemberInput {
 
     /// Decides the format from the first line: a CSV when that line, read as CSV, has a field
     /// `code` (any case, spaces around it ignored); a plain list when it has a single field.
-    /// Codes are trimmed; blank lines and repeats are skipped and counted. Quoting is strict
-    /// (RFC 4180): a quote left open, text after a closing quote, or a code with a line break in
-    /// it is refused naming its line, rather than read as some other code.
+    /// Codes are trimmed; blank lines and repeats are skipped and counted. CSV is read by the
+    /// CSV library (RFC 4180 quoting, CRLF); it reads a malformed quote leniently (a quote left
+    /// open takes in the lines after it), so a code that came out with a line break in it is
+    /// refused, naming its record, rather than sent as some other code.
     public static func parse(_ bytes: [UInt8], source: String) throws(WarmUsageError) -> MemberList {
-        // Spreadsheets often start an export with a UTF-8 byte-order mark.
+        // The library drops a byte-order mark only when it reads from a stream, not from a
+        // string; exports from spreadsheets often start with one, so it goes here for both formats.
         let utf8BOM: [UInt8] = [0xEF, 0xBB, 0xBF]
-        let text = bytes.starts(with: utf8BOM) ? bytes.dropFirst(3) : bytes[...]
-        var csv = CSVRecordReader(text, delimiter: UInt8(ascii: ","), source: source)
-        let header = try csv.next()?.fields ?? []
+        let text = String(decoding: bytes.starts(with: utf8BOM) ? bytes.dropFirst(3) : bytes[...], as: UTF8.self)
+        let firstLine = String(text.prefix { !$0.isNewline })
+        let header = csvRecords(firstLine).first ?? []
         var collector = MemberCollector(source: source)
         if let codeColumn = header.firstIndex(where: { trimmed($0).lowercased() == "code" }) {
-            while let record = try csv.next() {
-                try collector.add(codeColumn < record.fields.count ? record.fields[codeColumn] : "", line: record.line)
+            for (index, record) in csvRecords(text).enumerated().dropFirst() {
+                try collector.add(codeColumn < record.count ? record[codeColumn] : "", place: "record \(index + 1)")
             }
         } else if header.count > 1 {
             let columns = header.map { trimmed($0) }.joined(separator: ", ")
             throw WarmUsageError("no `code` column in \(source) (columns: \(columns))")
-        } else if let field = header.first, let separator = otherSeparator(in: trimmed(field)) {
+        } else if let separator = otherSeparator(in: trimmed(firstLine)) {
             // Read with commas, such a file would become one code per line, each a whole row.
-            throw WarmUsageError("\(source) is separated by \(separator) (first line: \(trimmed(field))): "
+            throw WarmUsageError("\(source) is separated by \(separator) (first line: \(trimmed(firstLine))): "
                 + "save it as a CSV with commas and a `code` column, or list one code per line")
         } else {
-            // One code per line; a line may be one quoted field (`"A-1"`), as a one-column CSV.
-            var lines = CSVRecordReader(text, delimiter: nil, source: source)
-            while let record = try lines.next() { try collector.add(record.fields[0], line: record.line) }
+            // One code per line (codes may hold commas); a line may be one quoted value (`"A-1"`).
+            var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            // The newline ending the last line does not start a blank one.
+            if lines.last?.isEmpty == true { lines.removeLast() }
+            for (index, line) in lines.enumerated() { try collector.add(unquoted(trimmed(line)), place: "line \(index + 1)") }
         }
         guard !collector.list.codes.isEmpty else { throw WarmUsageError("no members in \(source)") }
         return collector.list
+    }
+
+    private static func csvRecords(_ text: String) -> [[String]] {
+        // Reading from a string cannot fail: the reader throws only for a missing header row,
+        // which is not asked for here.
+        guard let reader = try? CSVReader(string: text) else { return [] }
+        return Array(AnySequence { reader })
+    }
+
+    /// `"A ""1"""` → `A "1"`: a plain-list line written as one quoted CSV value.
+    private static func unquoted(_ line: String) -> String {
+        guard line.count >= 2, line.first == "\"", line.last == "\"" else { return line }
+        return String(line.dropFirst().dropLast()).replacing("\"\"", with: "\"")
     }
 
     /// The name of a spreadsheet's other field separator when a line holds one.
@@ -119,10 +137,11 @@ private struct MemberCollector {
 
     init(source: String) { self.source = source }
 
-    mutating func add(_ raw: String, line: Int) throws(WarmUsageError) {
+    /// `place`: where the code was read ("line 3", "record 3"), for the error.
+    mutating func add(_ raw: String, place: String) throws(WarmUsageError) {
         let code = trimmed(raw)
         if code.contains(where: \.isNewline) {
-            throw WarmUsageError("line \(line) of \(source): the code has a line break in it")
+            throw WarmUsageError("\(place) of \(source): the code has a line break in it (a quote left open?)")
         } else if code.isEmpty {
             list.blankLines += 1
         } else if seen.insert(code).inserted {
@@ -131,85 +150,4 @@ private struct MemberCollector {
             list.duplicateLines += 1
         }
     }
-}
-
-/// CSV records as RFC 4180 has them, each with the line it starts on. The CSV library reads
-/// leniently (a quote left open swallows the rest of the input; what follows a closing quote is
-/// dropped) and says nothing about it; here either is an error naming the line.
-private struct CSVRecordReader {
-    struct Record {
-        var fields: [String]
-        var line: Int
-    }
-
-    private static let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
-
-    private let bytes: ArraySlice<UInt8>
-    /// nil: a record is one field, the whole line (a plain list, whose codes may hold commas).
-    private let delimiter: UInt8?
-    private let source: String
-    private var position: Int
-    private var line = 1
-
-    init(_ bytes: ArraySlice<UInt8>, delimiter: UInt8?, source: String) {
-        self.bytes = bytes
-        self.delimiter = delimiter
-        self.source = source
-        position = bytes.startIndex
-    }
-
-    /// The next record; nil at the end (the line break ending the last line starts none).
-    mutating func next() throws(WarmUsageError) -> Record? {
-        guard position < bytes.endIndex else { return nil }
-        let recordLine = line
-        var fields: [String] = []
-        while true {
-            fields.append(try field())
-            guard position < bytes.endIndex else { break }
-            let separator = bytes[position]
-            position += 1
-            if separator == delimiter { continue }
-            // A line break: CRLF, LF or a lone CR.
-            if separator == Self.cr, position < bytes.endIndex, bytes[position] == Self.lf { position += 1 }
-            line += 1
-            break
-        }
-        return Record(fields: fields, line: recordLine)
-    }
-
-    /// Reads one field and stops at what ends it: the delimiter, a line break, or the end.
-    private mutating func field() throws(WarmUsageError) -> String {
-        let start = position
-        // Blanks before an opening quote are layout, as after the closing one.
-        let firstVisible = bytes[start...].firstIndex { !isBlank($0) } ?? bytes.endIndex
-        guard firstVisible < bytes.endIndex, bytes[firstVisible] == Self.quote else {
-            position = bytes[start...].firstIndex { $0 == delimiter || $0 == Self.cr || $0 == Self.lf } ?? bytes.endIndex
-            return String(decoding: bytes[start..<position], as: UTF8.self)
-        }
-        let openedOnLine = line
-        position = firstVisible + 1
-        var value: [UInt8] = []
-        while true {
-            guard position < bytes.endIndex else {
-                throw WarmUsageError("line \(openedOnLine) of \(source): a quote opens a value that never closes")
-            }
-            let byte = bytes[position]
-            position += 1
-            if byte == Self.quote {
-                // A doubled quote is one quote in the value; a single one closes it.
-                guard position < bytes.endIndex, bytes[position] == Self.quote else { break }
-                position += 1
-            } else if byte == Self.lf || (byte == Self.cr && (position == bytes.endIndex || bytes[position] != Self.lf)) {
-                line += 1
-            }
-            value.append(byte)
-        }
-        position = bytes[position...].firstIndex { !isBlank($0) } ?? bytes.endIndex
-        if position < bytes.endIndex, bytes[position] != delimiter, bytes[position] != Self.cr, bytes[position] != Self.lf {
-            throw WarmUsageError("line \(line) of \(source): text after a closing quote (a quote inside a quoted value is written twice)")
-        }
-        return String(decoding: value, as: UTF8.self)
-    }
-
-    private func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 }
