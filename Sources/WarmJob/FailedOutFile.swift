@@ -44,17 +44,7 @@ public enum FailedOutFile {
 
     /// Writes every byte and flushes them to disk; the errno of what failed, nil when all went.
     private static func writeAndSync(_ bytes: [UInt8], to descriptor: Int32) -> Int32? {
-        var rest = bytes[...]
-        while !rest.isEmpty {
-            let written = rest.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-            if written > 0 {
-                rest = rest.dropFirst(written)
-            } else if written < 0, errno == EINTR {
-                continue
-            } else {
-                return written < 0 ? errno : EIO
-            }
-        }
+        if let problem = writeAll(bytes[...], to: descriptor) { return problem }
         // On disk before the rename: a crash of the machine must not leave an empty file in its place.
         return fsync(descriptor) == 0 ? nil : errno
     }

@@ -209,16 +209,23 @@ private final class WarmRun {
 enum StandardError {
     /// Progress and summary go to stderr, unbuffered; a write that fails (a closed pipe) is dropped.
     static func write(_ text: String) {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
-            if written > 0 {
-                bytes = bytes.dropFirst(written)
-            } else if written < 0, errno == EINTR {
-                continue
-            } else {
-                return
-            }
+        _ = writeAll(Array(text.utf8)[...], to: STDERR_FILENO)
+    }
+}
+
+/// Writes every byte to `descriptor`, resuming after short writes and signals; the errno of
+/// what failed (EIO when nothing could be written), nil when all went.
+func writeAll(_ bytes: ArraySlice<UInt8>, to descriptor: Int32) -> Int32? {
+    var rest = bytes
+    while !rest.isEmpty {
+        let written = rest.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        if written > 0 {
+            rest = rest.dropFirst(written)
+        } else if written < 0, errno == EINTR {
+            continue
+        } else {
+            return written < 0 ? errno : EIO
         }
     }
+    return nil
 }
