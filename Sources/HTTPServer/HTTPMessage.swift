@@ -1,7 +1,14 @@
 import Glibc
 
+/// The HTTP version a request arrived over; some protocols need HTTP/2 (gRPC's trailers).
+public enum HTTPVersion: Sendable, Equatable {
+    case http1_1
+    case http2
+}
+
 /// A complete request as the server hands it to a handler, whatever the HTTP version.
 public struct HTTPRequest: Sendable {
+    public let version: HTTPVersion
     public let method: String
     /// The request target's path, up to `?`, not decoded.
     public let path: String
@@ -11,7 +18,9 @@ public struct HTTPRequest: Sendable {
     public let headers: HTTPHeaders
     public let body: [UInt8]
 
-    public init(method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+    public init(version: HTTPVersion = .http2, method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(),
+                body: [UInt8] = []) {
+        self.version = version
         self.method = method
         self.path = path
         self.query = query
