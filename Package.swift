@@ -76,10 +76,10 @@ let package = Package(
         .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
-        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", protobuf, logging]),
         .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "PointsExpiryServerTests", dependencies: [
-            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport",
+            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport", "APIMessages", protobuf,
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", "TestSupport", logging,

@@ -13,7 +13,7 @@ final class ScriptedHandler: HTTPHandler {
 
     func requestBodyLimit(method: String, path: String) -> Int { 1024 }
 
-    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse {
         HTTPResponse(status: 413)
     }
 
