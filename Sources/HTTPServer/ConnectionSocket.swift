@@ -1,25 +1,5 @@
 internal import CLibevent
-import EventLoop
 import Glibc
-import Logging
-
-/// What every connection of one server shares. Held strongly by each connection, so a writer
-/// the application still holds after the server went away never reaches freed memory.
-final class ServerContext {
-    let loop: Loop
-    let configuration: HTTPServerConfiguration
-    let handler: HTTPHandler
-    let logger: Logger
-    let callbacks: Nghttp2Callbacks
-
-    init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
-        self.loop = loop
-        self.configuration = configuration
-        self.handler = handler
-        self.logger = logger
-        callbacks = try Nghttp2Callbacks(configuration: configuration)
-    }
-}
 
 /// One protocol's side of an accepted connection (HTTP/2, HTTP/1.1, or the sniffer that picks
 /// between them). Its `ConnectionSocket` reports events here; the server holds it until `close`.

@@ -1,7 +1,6 @@
 internal import CHttpParser
 internal import CLibevent
 import EventLoop
-import Glibc
 import Logging
 
 /// One HTTP/1.1 (and 1.0) connection, parsed with nodejs/http-parser. Requests are served one at

@@ -62,6 +62,7 @@ final class HTTP2Connection: ServerConnection {
     func readable() {
         guard let session, let input = socket.input else { return }
         let length = evbuffer_get_length(input)
+        // Handed over with nothing buffered (as ALPN will): our SETTINGS still go out now.
         guard length > 0, let data = evbuffer_pullup(input, -1) else { return flush() }
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)

@@ -10,6 +10,24 @@ public struct HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
+/// What every connection of one server shares. Held strongly by each connection, so a writer
+/// the application still holds after the server went away never reaches freed memory.
+final class ServerContext {
+    let loop: Loop
+    let configuration: HTTPServerConfiguration
+    let handler: HTTPHandler
+    let logger: Logger
+    let callbacks: Nghttp2Callbacks
+
+    init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
+        self.loop = loop
+        self.configuration = configuration
+        self.handler = handler
+        self.logger = logger
+        callbacks = try Nghttp2Callbacks(configuration: configuration)
+    }
+}
+
 /// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge, and HTTP/1.1 on the
 /// same port): its own SO_REUSEPORT listener and its connections, each handing requests to one
 /// `HTTPHandler`.
