@@ -105,6 +105,16 @@ import Testing
             == "http1_1 GET /echo - - 0 1.1")
     }
 
+    @Test func anIdleKeepAliveConnectionIsClosed() throws {
+        let fixture = try ServerFixture(idleTimeoutSeconds: 1)
+        // Kept alive after its answer, the connection ends only by the idle timeout (rawExchange
+        // reads until the server closes).
+        let answer = try rawExchange(fixture, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!answer.contains("connection: close"))
+        try waitUntil { try fixture.loop.runAndWait { fixture.server!.openConnections == 0 } }
+    }
+
     @Test func aPeerThatLeavesCancelsTheRequestInFlight() throws {
         let fixture = try ServerFixture()
         let client = try connectTo(fixture.port)
