@@ -258,7 +258,9 @@ final class HTTP1Connection: ServerConnection {
 
     /// A limit broken: the handler's answer, then close (the rest of the request is not read).
     private func reject(_ violation: HTTPLimitViolation) {
-        respondAndClose(handler.limitExceeded(violation, method: request.method, path: request.path), isHead: request.method == "HEAD")
+        let answer = handler.limitExceeded(violation, method: request.method, path: request.path,
+                                           contentType: request.headers.first(named: "content-type"))
+        respondAndClose(answer, isHead: request.method == "HEAD")
     }
 
     /// Malformed input: the parser's own diagnosis, then close (there is no telling where the
