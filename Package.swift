@@ -30,6 +30,9 @@ let package = Package(
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        // libevent's OpenSSL bufferevents (TLS on the service port); a library of its own in Debian.
+        .systemLibrary(name: "CLibeventOpenSSL", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev"])]),
         .target(name: "CShims", dependencies: ["CCurl", "CHiredis", "CLibevent"]),
 
         // Pure building blocks: no I/O.
@@ -39,7 +42,7 @@ let package = Package(
         // Generic adapters: each wraps one C library on the event loop and knows nothing of points.
         .target(name: "EventLoop", dependencies: ["CLibevent"]),
         .target(name: "Gzip", dependencies: ["CZlib"]),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CLibevent", logging]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CLibevent", "CLibeventOpenSSL", "CSSL", "CCrypto", logging]),
         .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis", "CShims", logging]),
         .target(name: "HTTPClient", dependencies: ["EventLoop", "CCurl", "CShims"]),
 

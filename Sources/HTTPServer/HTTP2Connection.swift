@@ -64,6 +64,12 @@ final class HTTP2Connection {
         }
         var nodelay: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size))
+        return try start(bufferEvent: bev, context: context, server: server)
+    }
+
+    /// Takes over a bufferevent that already carries the connection (a plain socket, or TLS after
+    /// its handshake) and owns it from here: on failure it is freed before this throws.
+    static func start(bufferEvent bev: OpaquePointer, context: ServerContext, server: HTTPServer) throws -> HTTP2Connection {
         var session: OpaquePointer?
         let rv = nghttp2_session_server_new2(&session, context.callbacks.pointer, nil, context.callbacks.options)
         guard rv == 0, let session else {
@@ -121,6 +127,12 @@ final class HTTP2Connection {
         guard bufferevent_set_timeouts(bev, &idle, &stalled) == 0 else { throw HTTPServerError("bufferevent_set_timeouts") }
         guard bufferevent_enable(bev, Int16(EV_READ | EV_WRITE)) == 0 else {
             throw HTTPServerError("watching the accepted socket (bufferevent_enable): \(String(cString: strerror(errno)))")
+        }
+        // A bufferevent taken over after a TLS handshake may already hold the client's first bytes,
+        // and libevent only calls the read callback for bytes that arrive later: without this an
+        // HTTP/2 client that sent its preface with the handshake would wait for our SETTINGS forever.
+        if evbuffer_get_length(bufferevent_get_input(bev)) > 0 {
+            bufferevent_trigger(bev, Int16(EV_READ), Int32(BEV_TRIG_DEFER_CALLBACKS.rawValue))
         }
     }
 

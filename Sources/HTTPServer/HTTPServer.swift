@@ -10,13 +10,16 @@ public struct HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
-/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge): its own
-/// SO_REUSEPORT listener and its connections, each handing requests to one `HTTPHandler`.
+/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge, or over TLS when the
+/// configuration has a TLS context): its own SO_REUSEPORT listener and its connections, each
+/// handing requests to one `HTTPHandler`.
 /// Loop-confined: create, use and drop it on the loop's thread.
 public final class HTTPServer {
     private let context: ServerContext
     private var listener: OpaquePointer?
     private var connections: [ObjectIdentifier: HTTP2Connection] = [:]
+    /// TLS connections still in their handshake: not yet any protocol's.
+    private var handshakes: [ObjectIdentifier: TLSHandshake] = [:]
     private var onDrained: (() -> Void)?
     /// The port actually bound (useful when the configuration asked for port 0).
     public let port: Int
@@ -56,6 +59,7 @@ public final class HTTPServer {
 
     deinit {
         if let listener { evconnlistener_free(listener) }
+        for handshake in handshakes.values { handshake.close() }
         for connection in connections.values { connection.close() }
     }
 
@@ -82,6 +86,7 @@ public final class HTTPServer {
 
     /// Internal for tests, which hand it sockets that cannot be set up.
     func accept(_ fd: Int32) {
+        if let tls = context.configuration.tls { return acceptTLS(fd: fd, tls: tls.current) }
         do {
             let connection = try HTTP2Connection.accept(fd: fd, context: context, server: self)
             // No flush here: the server preface goes out after the client's first bytes, so a peer
@@ -92,8 +97,48 @@ public final class HTTPServer {
         }
     }
 
-    /// Connections currently open.
-    public var openConnections: Int { connections.count }
+    // MARK: TLS
+
+    /// Starts the TLS handshake on an accepted socket, with the newest context.
+    private func acceptTLS(fd: Int32, tls: TLSContext) {
+        do {
+            let handshake = try TLSHandshake(fd: fd, tls: tls, context: context, server: self)
+            handshakes[ObjectIdentifier(handshake)] = handshake
+        } catch {
+            context.logger.error("could not set up an accepted TLS connection", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The handshake is done: its bufferevent goes to the connection type ALPN chose.
+    func handshakeFinished(_ handshake: TLSHandshake, bufferEvent: OpaquePointer, negotiated: NegotiatedProtocol) {
+        handshakes.removeValue(forKey: ObjectIdentifier(handshake))
+        context.logger.debug("TLS handshake done", metadata: ["alpn": "\(negotiated.rawValue)"])
+        do {
+            let connection: HTTP2Connection
+            switch negotiated {
+            case .http2, .notNegotiated:
+                // Without ALPN the first bytes tell: HTTP2Connection reads the client preface, and
+                // answers an HTTP/1 request line as it does in cleartext.
+                connection = try HTTP2Connection.start(bufferEvent: bufferEvent, context: context, server: self)
+            case .http1:
+                // TODO(merge): HTTP1Connection — until it exists, HTTP2Connection answers the
+                // HTTP/1.1 request with its 505.
+                connection = try HTTP2Connection.start(bufferEvent: bufferEvent, context: context, server: self)
+            }
+            connections[ObjectIdentifier(connection)] = connection
+        } catch {
+            context.logger.error("could not set up a TLS connection after its handshake", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func handshakeClosed(_ handshake: TLSHandshake) {
+        handshakes.removeValue(forKey: ObjectIdentifier(handshake))
+    }
+
+    // MARK: connections
+
+    /// Connections currently open (TLS ones still in their handshake too).
+    public var openConnections: Int { connections.count + handshakes.count }
 
     func connectionClosed(_ connection: HTTP2Connection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
@@ -109,6 +154,8 @@ public final class HTTPServer {
         context.loop.assertInLoop()
         if let listener { evconnlistener_free(listener) }
         listener = nil
+        // A connection still in its TLS handshake has no request in flight: nothing to wait for.
+        for handshake in Array(handshakes.values) { handshake.close() }
         guard !connections.isEmpty else { return onDrained() }
         self.onDrained = onDrained
         for connection in Array(connections.values) { connection.goAway() }
@@ -116,6 +163,7 @@ public final class HTTPServer {
 
     /// Hard stop after the drain deadline: closes whatever is still open.
     public func closeAll() {
+        for handshake in Array(handshakes.values) { handshake.close() }
         for connection in Array(connections.values) { connection.close() }
     }
 }
