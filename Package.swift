@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
         .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", "TestSupport", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),
         .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),
