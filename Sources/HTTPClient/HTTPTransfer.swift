@@ -302,9 +302,7 @@ public final class HTTPTransfer {
             return .failure(.timedOut(milliseconds: appliedTotalTimeoutMilliseconds))
         case CURLE_WRITE_ERROR where overflowed:
             return .failure(.responseTooLarge(limit: request.maxResponseBytes))
-        // A certificate that does not verify, or a CA file that cannot be read, stops the
-        // exchange before anything is sent, like a refused connection.
-        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR:
             return .failure(.connectionFailed(String(cString: curl_easy_strerror(code))))
         default:
             return .failure(.transport(String(cString: curl_easy_strerror(code))))
