@@ -4,7 +4,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Build and test needs: C libraries (-dev), Redis, HTTP/2 clients and the reference server.
 DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev libevent-dev zlib1g-dev libssl-dev libjemalloc-dev
-                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl tzdata procps)
+                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps)
 
 # Installs whichever of DEBIAN_PACKAGES are missing (apt-get; sudo when not root).
 ensure_packages() {
