@@ -92,12 +92,12 @@ final class TLSServerFixture: @unchecked Sendable {
 
     @Test func http1IsNegotiatedByALPN() throws {
         let fixture = try TLSServerFixture()
-        let result = try fixture.curl(["-v", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", fixture.baseURL + "/plain"],
+        let result = try fixture.curl(["-v", "--http1.1", "-w", "\n%{http_version} %{http_code}", fixture.baseURL + "/echo?x=1"],
                                       trusting: fixture.a)
         #expect(result.status == 0, "\(result.errors)")
         #expect(result.errors.contains("ALPN: server accepted http/1.1"), "\(result.errors)")
-        // Until the HTTP/1.1 connection type is merged, HTTP/1.1 is answered with 505.
-        #expect(result.output == "1.1 505")
+        // Served by the HTTP/1.1 connection type, as in cleartext.
+        #expect(result.output == "http1_1 GET /echo x=1 - 0\n1.1 200")
     }
 
     @Test func tls12IsAcceptedAndTLS11Refused() throws {
