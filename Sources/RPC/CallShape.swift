@@ -24,16 +24,16 @@ struct CallShape {
     let contentType: String
 
     static func of(_ request: HTTPRequest) -> Verdict {
+        // Only Connect has a GET form; its query, not a content type, names the codec.
+        if request.method == "GET" { return .call(CallShape(wire: .connect, codec: nil, contentType: "")) }
         guard let contentType = request.header("content-type") else {
-            if request.method == "GET" { return .call(CallShape(wire: .connect, codec: nil, contentType: "")) }
-            return .unsupported("the request has no content-type; use application/json, application/proto or application/grpc")
+            return .unsupported("the request has no content-type; use application/json, application/proto, application/grpc or application/grpc-web")
         }
-        if request.method == "GET", contentType.isEmpty { return .call(CallShape(wire: .connect, codec: nil, contentType: "")) }
         return CallShape(contentType: contentType).map(Verdict.call)
             ?? .unsupported("content-type \"\(contentType)\" is not supported; use application/json, application/proto, application/grpc or application/grpc-web")
     }
 
-    init(wire: Wire, codec: MessageCodec?, contentType: String) {
+    private init(wire: Wire, codec: MessageCodec?, contentType: String) {
         self.wire = wire
         self.codec = codec
         self.contentType = contentType

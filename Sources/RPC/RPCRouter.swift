@@ -86,6 +86,8 @@ public protocol UnaryMethod: AnyObject {
 /// a bad one is `invalid_argument`.
 public protocol RPCRequest {
     associatedtype Message: SwiftProtobuf.Message
+    /// The JSON form in a few words, for callers whose message did not decode.
+    static var jsonShape: String { get }
     init(message: Message) throws(RPCError)
 }
 
@@ -98,11 +100,26 @@ extension UnaryMethod {
     @inlinable
     public func decode<Request: RPCRequest>(_ message: RPCMessage, reply: (Result<UnaryReply, RPCError>) -> Void) -> Request? {
         do {
-            return try Request(message: message.decode(Request.Message.self))
+            return try Request.decode(message)
         } catch {
             reply(.failure(error))
             return nil
         }
+    }
+}
+
+extension RPCRequest {
+    /// The message with the generated type's decoding errors completed by `jsonShape` (the
+    /// generated decoder cannot say which field is wrong), then checked.
+    public static func decode(_ message: RPCMessage) throws(RPCError) -> Self {
+        let decoded: Message
+        do {
+            decoded = try message.decode(Message.self)
+        } catch {
+            guard message.codec == .json else { throw error }
+            throw RPCError(error.code, "\(error.message); expected \(jsonShape)")
+        }
+        return try Self(message: decoded)
     }
 }
 
@@ -205,16 +222,16 @@ public final class RPCRouter: HTTPHandler {
         guard let (method, counters) = methods[request.path] else {
             return handleOther(request, writer: writer)
         }
+        let allowed = method.hasNoSideEffects ? "GET, POST" : "POST"
+        guard request.method == "POST" || (request.method == "GET" && method.hasNoSideEffects) else {
+            return writer.respond(Self.methodNotAllowed(request.method, allowed: allowed))
+        }
         let call: CallShape
         switch CallShape.of(request) {
         case .call(let shape):
             call = shape
         case .unsupported(let problem):
             return writer.respond(Self.unsupportedMediaType(problem))
-        }
-        let allowed = method.hasNoSideEffects && call.wire == .connect ? "GET, POST" : "POST"
-        guard request.method == "POST" || (request.method == "GET" && allowed == "GET, POST") else {
-            return writer.respond(Self.methodNotAllowed(request.method, allowed: allowed))
         }
         if call.wire == .grpc, request.version != .http2 {
             return writer.respond(Self.grpcNeedsHTTP2)

@@ -60,7 +60,7 @@ public struct SplitMix64: RandomNumberGenerator {
 /// codec's bytes, then the method's own checks.
 public func decodeRequest<Request: RPCRequest>(_ bytes: [UInt8], codec: MessageCodec = .json, as _: Request.Type = Request.self)
     throws(RPCError) -> Request {
-    try Request(message: RPCMessage(codec: codec, bytes: bytes).decode())
+    try Request.decode(RPCMessage(codec: codec, bytes: bytes))
 }
 
 public func decodeRequest<Request: RPCRequest>(_ json: String, as type: Request.Type = Request.self) throws(RPCError) -> Request {

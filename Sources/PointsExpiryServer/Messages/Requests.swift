@@ -24,6 +24,7 @@ func optionalDate(_ value: String?, field: String) throws(RPCError) -> CalendarD
 }
 
 struct GetMemberExpirationRequest: RPCRequest, Equatable, Sendable {
+    static let jsonShape = #"{"campaign": string, "member": string, "expiringBefore": "YYYY-MM-DD" (optional)}"#
     var campaign: String
     var member: String
     var expiringBefore: CalendarDate?
@@ -42,6 +43,7 @@ struct GetMemberExpirationRequest: RPCRequest, Equatable, Sendable {
 }
 
 struct InvalidateMemberRequest: RPCRequest, Equatable, Sendable {
+    static let jsonShape = #"{"campaign": string, "member": string}"#
     var campaign: String
     var member: String
 
@@ -94,6 +96,7 @@ struct DistinctMembers: Equatable, Sendable {
 
 struct BatchGetMemberExpirationsRequest: RPCRequest, Equatable, Sendable {
     static let maxMembers = 100
+    static let jsonShape = #"{"campaign": string, "members": [string, ...], "expiringBefore": "YYYY-MM-DD" (optional)}"#
     var campaign: String
     var members: [String]
     var expiringBefore: CalendarDate?
@@ -107,6 +110,7 @@ struct BatchGetMemberExpirationsRequest: RPCRequest, Equatable, Sendable {
 
 struct WarmMembersRequest: RPCRequest, Equatable, Sendable {
     static let maxMembers = 1000
+    static let jsonShape = #"{"campaign": string, "members": [string, ...], "force": true|false (optional)}"#
     var campaign: String
     var members: [String]
     var force: Bool
