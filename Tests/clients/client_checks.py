@@ -31,6 +31,15 @@ def expect_equal(actual, expected, what: str) -> None:
     expect(actual == expected, what, f"got\n{actual}\nexpected\n{expected}")
 
 
+def run(checks) -> None:
+    """Runs `checks`; an error nobody expected (a status, a refused connection) ends the script
+    with one line naming it, right after the ok line of the last check that passed."""
+    try:
+        checks()
+    except Exception as error:  # noqa: BLE001 - any error is a failed check, reported as such
+        fail(f"the next check raised {type(error).__name__}: {error}")
+
+
 def argument_parser(description: str) -> argparse.ArgumentParser:
     """The arguments every script takes: where the service is and whom to ask about."""
     parser = argparse.ArgumentParser(description=description)

@@ -6,7 +6,7 @@ import time
 import grpc
 from google.protobuf import json_format
 
-from client_checks import CACHE_STATES, SERVICE, argument_parser, expect, expect_equal, fail, generated_modules
+from client_checks import CACHE_STATES, SERVICE, argument_parser, expect, expect_equal, fail, generated_modules, run
 
 CALL_TIMEOUT_SECONDS = 10
 # Deadlines far shorter than the held Voucherify read behind --slow-member: one that runs out
@@ -86,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

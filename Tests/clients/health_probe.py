@@ -7,7 +7,7 @@ import argparse
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client_checks import SERVICE, expect, fail
+from client_checks import SERVICE, expect, fail, run
 
 PROBE_TIMEOUT_SECONDS = 1
 
@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
