@@ -85,10 +85,10 @@ private struct InteropStack {
     }
 }
 
-enum PythonClients {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let scripts = packageRoot.appendingPathComponent("Tests/clients")
-    static var venvPython: String { packageRoot.appendingPathComponent(".build-py/venv/bin/python3").path }
+/// The client scripts and the venv (with grpcio, connectrpc, …) that scripts/test.sh builds for them.
+private enum PythonClients {
+    static let scripts = PackageFiles.url("Tests/clients")
+    static let venvPython = PackageFiles.url(".build-py/venv/bin/python3").path
 }
 
 /// One client program run to its end (bounded), with its exit status and its output (stdout and stderr together).
