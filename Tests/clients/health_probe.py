@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from client_checks import SERVICE, expect, fail, run
 
 PROBE_TIMEOUT_SECONDS = 1
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def main() -> None:
@@ -18,6 +19,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with grpc.insecure_channel(args.address) as channel:
+        # Connected first, so that only the calls have the probe's short timeout: on a loaded
+        # test machine a connection may take longer than a kubelet's would.
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", SERVICE):
             answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=PROBE_TIMEOUT_SECONDS)
