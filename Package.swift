@@ -10,6 +10,7 @@ import PackageDescription
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let csv = Target.Dependency.product(name: "CSV", package: "CSV.swift")
+let protobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 
 let package = Package(
     name: "points-expiry",
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries (Debian packages) and the only C we write.
@@ -35,6 +37,8 @@ let package = Package(
         // Pure building blocks: no I/O.
         .target(name: "Codecs"),
         .target(name: "ExpiryDomain", dependencies: ["Codecs"]),
+        // The contract's messages, generated from proto-json/ by scripts/generate-proto.sh (committed).
+        .target(name: "APIMessages", dependencies: [protobuf]),
 
         // Generic adapters: each wraps one C library on the event loop and knows nothing of points.
         .target(name: "EventLoop", dependencies: ["CLibevent"]),
@@ -43,14 +47,14 @@ let package = Package(
         .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis", "CShims", logging]),
         .target(name: "HTTPClient", dependencies: ["EventLoop", "CCurl", "CShims"]),
 
-        // Wire protocols (Connect today; gRPC next) over the HTTP server's handler interface.
-        .target(name: "RPC", dependencies: ["HTTPServer", "EventLoop", "Codecs", "Gzip", logging]),
+        // Wire protocols (Connect, gRPC, gRPC-Web; JSON and proto) over the HTTP server's handler interface.
+        .target(name: "RPC", dependencies: ["HTTPServer", "EventLoop", "Codecs", "Gzip", protobuf, logging]),
         // The Voucherify API over the HTTP client, and its webhook format and signatures.
         .target(name: "Voucherify", dependencies: ["HTTPClient", "EventLoop", "Codecs", "ExpiryDomain", "CCrypto", logging]),
 
         // The application: one file per RPC, MemberAnswers, the Redis layout, webhook, health, metrics.
         .target(name: "PointsExpiryServer", dependencies: [
-            "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", logging,
+            "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", "APIMessages", protobuf, logging,
         ]),
         // The cache-warming job: a client of the running service (`points-expiry warm`).
         .target(name: "WarmJob", dependencies: ["EventLoop", "HTTPClient", "Codecs", csv]),

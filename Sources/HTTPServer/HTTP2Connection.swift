@@ -368,7 +368,7 @@ final class HTTP2Connection {
 
     private func dispatch(_ stream: HTTP2Stream) {
         stream.dispatched = true
-        let request = HTTPRequest(method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body)
+        let request = HTTPRequest(version: .http2, method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body)
         stream.body = []
         stream.headers.removeAll()
         handler.handle(request, writer: stream)
@@ -376,8 +376,10 @@ final class HTTP2Connection {
 
     private func reject(_ stream: HTTP2Stream, _ violation: HTTPLimitViolation, path: String) {
         stream.dispatched = true
+        let contentType = stream.headers.first(named: "content-type")
         stream.body = []
-        stream.respond(handler.limitExceeded(violation, method: stream.method, path: path))
+        stream.headers.removeAll()
+        stream.respond(handler.limitExceeded(violation, method: stream.method, path: path, contentType: contentType))
     }
 
     /// Only called by an open stream (HTTP2Stream.respond checks), so no lookup is needed.

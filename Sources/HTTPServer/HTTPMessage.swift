@@ -143,8 +143,9 @@ public protocol HTTPResponseWriter: AnyObject {
 public protocol HTTPHandler: AnyObject {
     /// Largest request body accepted for this route; a larger one is answered with `bodyTooLarge`.
     func requestBodyLimit(method: String, path: String) -> Int
-    /// The answer when a request breaks a server limit (headers or body too large).
-    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse
+    /// The answer when a request breaks a server limit (headers or body too large); the content
+    /// type, when known, lets the answer speak the request's protocol.
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse
     /// Handles one request; answers through `writer`, now or later on the same loop.
     func handle(_ request: HTTPRequest, writer: HTTPResponseWriter)
 }

@@ -22,7 +22,7 @@ final class Worker {
     private let curl: CurlMulti
     private var budget: RateBudget?
     private var server: HTTPServer?
-    private var router: ConnectRouter?
+    private var router: RPCRouter?
     private var warmMembers: WarmMembers?
     private let lifecycle = WorkerLifecycle()
 
@@ -48,10 +48,10 @@ final class Worker {
         let readiness = Readiness(redis: redis, lifecycle: lifecycle)
         let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
         self.warmMembers = warmMembers
-        let router = ConnectRouter(
+        let router = RPCRouter(
             loop: loop,
             methods: [GetMemberExpiration(answers: answers), BatchGetMemberExpirations(loop: loop, answers: answers, logger: logger),
-                      InvalidateMember(cache: cache), warmMembers, HealthCheck(readiness: readiness)],
+                      InvalidateMember(cache: cache), warmMembers, HealthCheck(readiness: readiness), HealthWatch()],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
                 "/readyz": readiness.route,

@@ -4,10 +4,13 @@ import Codecs
 public struct ConnectGetQuery: Equatable, Sendable {
     /// The request message, percent- and base64-decoded but still compressed if `compression` says so.
     public var message: [UInt8]
+    /// From `encoding=json|proto`.
+    public var codec: MessageCodec
     public var compression: String?
 
-    public init(message: [UInt8], compression: String?) {
+    public init(message: [UInt8], codec: MessageCodec = .json, compression: String?) {
         self.message = message
+        self.codec = codec
         self.compression = compression
     }
 }
@@ -72,9 +75,14 @@ public enum ConnectUnary {
             default: continue
             }
         }
-        guard let encoding else { throw RPCError(.invalidArgument, "missing query parameter \"encoding\" (expected encoding=json)") }
-        guard encoding.elementsEqual("json".utf8) else {
-            throw RPCError(.invalidArgument, "unsupported encoding \"\(String(decoding: encoding, as: UTF8.self))\"; only encoding=json is served")
+        guard let encoding else { throw RPCError(.invalidArgument, "missing query parameter \"encoding\" (expected json or proto)") }
+        let codec: MessageCodec
+        if encoding.elementsEqual("json".utf8) {
+            codec = .json
+        } else if encoding.elementsEqual("proto".utf8) {
+            codec = .proto
+        } else {
+            throw RPCError(.invalidArgument, "unsupported encoding \"\(String(decoding: encoding, as: UTF8.self))\"; use json or proto")
         }
         guard var payload = message else { throw RPCError(.invalidArgument, "missing query parameter \"message\"") }
         if let base64, base64.elementsEqual("1".utf8) {
@@ -84,7 +92,7 @@ public enum ConnectUnary {
             payload = decoded
         }
         let compressionName = compression.map { String(decoding: $0, as: UTF8.self) }
-        return ConnectGetQuery(message: payload, compression: compressionName?.isEmpty == false ? compressionName : nil)
+        return ConnectGetQuery(message: payload, codec: codec, compression: compressionName?.isEmpty == false ? compressionName : nil)
     }
 }
 

@@ -20,6 +20,28 @@ public enum RPCCode: String, Sendable, CaseIterable {
     case dataLoss = "data_loss"
     case unauthenticated
 
+    /// The numeric code gRPC sends as `grpc-status`.
+    public var grpcStatus: Int {
+        switch self {
+        case .canceled: return 1
+        case .unknown: return 2
+        case .invalidArgument: return 3
+        case .deadlineExceeded: return 4
+        case .notFound: return 5
+        case .alreadyExists: return 6
+        case .permissionDenied: return 7
+        case .resourceExhausted: return 8
+        case .failedPrecondition: return 9
+        case .aborted: return 10
+        case .outOfRange: return 11
+        case .unimplemented: return 12
+        case .internal: return 13
+        case .unavailable: return 14
+        case .dataLoss: return 15
+        case .unauthenticated: return 16
+        }
+    }
+
     public var httpStatus: Int {
         switch self {
         case .canceled: return 499

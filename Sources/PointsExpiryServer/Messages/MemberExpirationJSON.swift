@@ -1,11 +1,12 @@
 import Codecs
 import ExpiryDomain
+import RPC
 
 /// `MemberExpiration` as ProtoJSON, in the contract's field order.
 extension MemberExpiration {
-    /// The ProtoJSON response; built through the cache record so there is one encoder.
-    func protoJSON(expiringBefore: CalendarDate?) -> [UInt8] {
-        CachedAnswer(self, freshUntil: fetchedAt, notAfter: fetchedAt).responseBody(expiringBefore: expiringBefore)
+    /// The response in one codec; built through the cache record so there is one encoder.
+    func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) -> [UInt8] {
+        CachedAnswer(self, freshUntil: fetchedAt, notAfter: fetchedAt).responseBody(codec, expiringBefore: expiringBefore)
     }
 }
 

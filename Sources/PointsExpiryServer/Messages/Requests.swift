@@ -1,10 +1,13 @@
-import Codecs
+import APIMessages
 import ExpiryDomain
 import RPC
 
+// Requests arrive as generated messages (either codec); these types add what the `.proto`
+// cannot say: required fields, lengths, list sizes, real dates.
+
 /// Validates a required identifier field (campaign, member).
-func requiredIdentifier(_ value: String?, field: String) throws(RPCError) -> String {
-    guard let value, !value.isEmpty else { throw RPCError(.invalidArgument, "\(field) is required") }
+func requiredIdentifier(_ value: String, field: String) throws(RPCError) -> String {
+    guard !value.isEmpty else { throw RPCError(.invalidArgument, "\(field) is required") }
     guard value.utf8.count <= maxIdentifierBytes else {
         throw RPCError(.invalidArgument, "\(field) is longer than \(maxIdentifierBytes) bytes")
     }
@@ -31,11 +34,10 @@ struct GetMemberExpirationRequest: RPCRequest, Equatable, Sendable {
         self.expiringBefore = expiringBefore
     }
 
-    init(json: JSONValue) throws(RPCError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
-        expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
+    init(message: Pointsexpiry_V1_GetMemberExpirationRequest) throws(RPCError) {
+        campaign = try requiredIdentifier(message.campaign, field: "campaign")
+        member = try requiredIdentifier(message.member, field: "member")
+        expiringBefore = try optionalDate(message.hasExpiringBefore ? message.expiringBefore : nil, field: "expiring_before")
     }
 }
 
@@ -43,34 +45,18 @@ struct InvalidateMemberRequest: RPCRequest, Equatable, Sendable {
     var campaign: String
     var member: String
 
-    init(json: JSONValue) throws(RPCError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        member = try requiredIdentifier(object.protoString("member", "member"), field: "member")
-    }
-
-    /// `InvalidateMemberResponse` as ProtoJSON (scalars always emitted).
-    static func responseBody(invalidated: Bool) -> [UInt8] {
-        Array((invalidated ? #"{"invalidated":true}"# : #"{"invalidated":false}"#).utf8)
+    init(message: Pointsexpiry_V1_InvalidateMemberRequest) throws(RPCError) {
+        campaign = try requiredIdentifier(message.campaign, field: "campaign")
+        member = try requiredIdentifier(message.member, field: "member")
     }
 }
 
 /// `members` of a batch request: 1…`limit` strings. Each member is checked on its own later
 /// (`memberProblem`), so one bad code fails alone, not the batch.
-func memberList(_ object: JSONObject, limit: Int) throws(RPCError) -> [String] {
-    guard let value = object.protoField("members", "members") else {
-        throw RPCError(.invalidArgument, "members is required: list 1 to \(limit) card codes")
-    }
-    guard case .array(let items) = value else { throw RPCError(.invalidArgument, "members must be a list of strings") }
-    guard !items.isEmpty else { throw RPCError(.invalidArgument, "members is empty: list 1 to \(limit) card codes") }
-    guard items.count <= limit else {
-        throw RPCError(.invalidArgument, "members lists \(items.count) card codes; at most \(limit) per call")
-    }
-    var members: [String] = []
-    members.reserveCapacity(items.count)
-    for (index, item) in items.enumerated() {
-        guard case .string(let member) = item else { throw RPCError(.invalidArgument, "members[\(index)] must be a string") }
-        members.append(member)
+func memberList(_ members: [String], limit: Int) throws(RPCError) -> [String] {
+    guard !members.isEmpty else { throw RPCError(.invalidArgument, "members is empty or missing: list 1 to \(limit) card codes") }
+    guard members.count <= limit else {
+        throw RPCError(.invalidArgument, "members lists \(members.count) card codes; at most \(limit) per call")
     }
     return members
 }
@@ -112,11 +98,10 @@ struct BatchGetMemberExpirationsRequest: RPCRequest, Equatable, Sendable {
     var members: [String]
     var expiringBefore: CalendarDate?
 
-    init(json: JSONValue) throws(RPCError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        members = try memberList(object, limit: Self.maxMembers)
-        expiringBefore = try optionalDate(object.protoString("expiringBefore", "expiring_before"), field: "expiring_before")
+    init(message: Pointsexpiry_V1_BatchGetMemberExpirationsRequest) throws(RPCError) {
+        campaign = try requiredIdentifier(message.campaign, field: "campaign")
+        members = try memberList(message.members, limit: Self.maxMembers)
+        expiringBefore = try optionalDate(message.hasExpiringBefore ? message.expiringBefore : nil, field: "expiring_before")
     }
 }
 
@@ -126,14 +111,9 @@ struct WarmMembersRequest: RPCRequest, Equatable, Sendable {
     var members: [String]
     var force: Bool
 
-    init(json: JSONValue) throws(RPCError) {
-        let object = try json.requestObject()
-        campaign = try requiredIdentifier(object.protoString("campaign", "campaign"), field: "campaign")
-        members = try memberList(object, limit: Self.maxMembers)
-        switch object.protoField("force", "force") {
-        case nil: force = false
-        case .bool(let value)?: force = value
-        default: throw RPCError(.invalidArgument, "force must be true or false")
-        }
+    init(message: Pointsexpiry_V1_WarmMembersRequest) throws(RPCError) {
+        campaign = try requiredIdentifier(message.campaign, field: "campaign")
+        members = try memberList(message.members, limit: Self.maxMembers)
+        force = message.force
     }
 }

@@ -22,13 +22,13 @@ final class BatchGetMemberExpirations: UnaryMethod {
         self.logger = logger
     }
 
-    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: BatchGetMemberExpirationsRequest = decode(message, reply: reply) else { return }
         let batch = DistinctMembers(request.members)
         let directives = CacheDirectives(header: context.header("cache-control"))
         let replyBy = context.replyDeadline(now: loop.monotonicMilliseconds)
         let gather = MemberGather<Result<MemberAnswer, RPCError>>(count: batch.members.count, missing: .failure(Self.noAnswerInTime)) { results in
-            reply(.success(UnaryReply(body: batchResponseBody(batch, results: results, expiringBefore: request.expiringBefore))))
+            reply(.success(UnaryReply(body: batchResponseBody(context.codec, batch, results: results, expiringBefore: request.expiringBefore))))
         }
         for (index, member) in batch.members.enumerated() {
             if let problem = memberProblem(member) {

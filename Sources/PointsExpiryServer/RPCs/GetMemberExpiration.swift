@@ -11,12 +11,12 @@ final class GetMemberExpiration: UnaryMethod {
 
     init(answers: MemberAnswers) { self.answers = answers }
 
-    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: GetMemberExpirationRequest = decode(message, reply: reply) else { return }
         answers.answer(campaign: request.campaign, member: request.member, directives: CacheDirectives(header: context.header("cache-control")),
                        deadline: context.deadline) { result in
             reply(result.map { found in
-                UnaryReply(body: found.answer.responseBody(expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
+                UnaryReply(body: found.answer.responseBody(context.codec, expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
             })
         }
     }

@@ -1,4 +1,4 @@
-import Codecs
+import APIMessages
 import RPC
 
 /// `InvalidateMember`: the webhook's invalidation path, for callers that know a member changed.
@@ -12,12 +12,19 @@ final class InvalidateMember: UnaryMethod {
 
     init(cache: MemberCache) { self.cache = cache }
 
-    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: InvalidateMemberRequest = decode(message, reply: reply) else { return }
         cache.invalidate(member: request.member, eventID: nil) { result in
             switch result {
             case .success(let outcome):
-                reply(.success(UnaryReply(body: InvalidateMemberRequest.responseBody(invalidated: outcome == .dropped))))
+                let invalidated = outcome == .dropped
+                reply(.success(PointsExpiryServer.reply(context.codec, json: {
+                    Array((invalidated ? #"{"invalidated":true}"# : #"{"invalidated":false}"#).utf8)
+                }, proto: {
+                    var message = Pointsexpiry_V1_InvalidateMemberResponse()
+                    message.invalidated = invalidated
+                    return message
+                })))
             case .failure(let error):
                 reply(.failure(.cacheUnavailable(error.description)))
             }

@@ -35,7 +35,7 @@ final class WarmMembers: UnaryMethod {
         self.logger = logger
     }
 
-    func call(_ message: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: WarmMembersRequest = decode(message, reply: reply) else { return }
         guard running.count < Self.maxConcurrentCalls else {
             return reply(.failure(RPCError(.resourceExhausted, "\(Self.maxConcurrentCalls) warms are running on this worker already; retry in a few seconds",
@@ -48,7 +48,7 @@ final class WarmMembers: UnaryMethod {
         let gather = MemberGather<WarmOutcome>(count: batch.members.count, missing: .deferred) { [self] outcomes in
             if let key { running[key] = nil }
             count(outcomes, of: batch)
-            reply(.success(UnaryReply(body: warmResponseBody(batch, outcomes: outcomes))))
+            reply(.success(UnaryReply(body: WarmSummary(batch, outcomes: outcomes).responseBody(context.codec))))
         }
         key = ObjectIdentifier(gather)
         running[ObjectIdentifier(gather)] = gather

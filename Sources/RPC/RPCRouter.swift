@@ -3,8 +3,10 @@ import EventLoop
 import Gzip
 import HTTPServer
 import Logging
+import SwiftProtobuf
 
-/// What a unary method answers: the JSON body and any extra headers (`x-cache`, `age`).
+/// What a unary method answers: the response message in the call's codec (`RPCContext.codec`)
+/// and any extra headers (`x-cache`, `age`; gRPC sends them as initial metadata).
 public struct UnaryReply {
     public var body: [UInt8]
     public var headers: [(name: String, value: String)]
@@ -23,11 +25,14 @@ public struct RPCContext {
     /// Tells the call when its caller went away (reset the stream, closed the connection);
     /// nil unless the method `observesCancellation`.
     public let cancellation: RPCCancellation?
+    /// The codec the reply's body must be written in (the request's).
+    public let codec: MessageCodec
     private let request: HTTPRequest
 
-    public init(deadline: Int64, request: HTTPRequest, cancellation: RPCCancellation? = nil) {
+    public init(deadline: Int64, request: HTTPRequest, codec: MessageCodec = .json, cancellation: RPCCancellation? = nil) {
         self.deadline = deadline
         self.request = request
+        self.codec = codec
         self.cancellation = cancellation
     }
 
@@ -59,7 +64,7 @@ public final class RPCCancellation {
     }
 }
 
-/// One Connect unary method. `call` runs on the loop and answers through `reply` exactly once.
+/// One unary method, whatever protocol (Connect, gRPC, gRPC-Web) and codec carries it. `call` runs on the loop and answers through `reply` exactly once.
 public protocol UnaryMethod: AnyObject {
     /// `/package.Service/Method`
     var path: String { get }
@@ -74,12 +79,14 @@ public protocol UnaryMethod: AnyObject {
     /// The call wants `RPCContext.cancellation` (a long call that should stop when its caller
     /// goes away); others pay nothing for it.
     var observesCancellation: Bool { get }
-    func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
+    func call(_ request: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void)
 }
 
-/// A request message decoded from ProtoJSON; a bad message is `invalid_argument`.
+/// A request checked beyond what its generated message type can say (required fields, lengths);
+/// a bad one is `invalid_argument`.
 public protocol RPCRequest {
-    init(json: JSONValue) throws(RPCError)
+    associatedtype Message: SwiftProtobuf.Message
+    init(message: Message) throws(RPCError)
 }
 
 extension UnaryMethod {
@@ -89,9 +96,9 @@ extension UnaryMethod {
 
     /// The decoded request, or nil after answering the decoding error through `reply`.
     @inlinable
-    public func decode<Request: RPCRequest>(_ message: JSONValue, reply: (Result<UnaryReply, RPCError>) -> Void) -> Request? {
+    public func decode<Request: RPCRequest>(_ message: RPCMessage, reply: (Result<UnaryReply, RPCError>) -> Void) -> Request? {
         do {
-            return try Request(json: message)
+            return try Request(message: message.decode(Request.Message.self))
         } catch {
             reply(.failure(error))
             return nil
@@ -131,10 +138,11 @@ public struct PlainRoute {
     }
 }
 
-/// Routes requests: plain endpoints (health, metrics, webhook) and Connect unary JSON methods,
-/// with the protocol's checks: method, content type, protocol version, timeout, compression, GET.
+/// Routes requests: plain endpoints (health, metrics, webhook) and unary methods over Connect
+/// (JSON and proto, POST and GET), gRPC and gRPC-Web, chosen by content type, with each
+/// protocol's checks: method, content type, version, deadline, compression, framing.
 /// Knows nothing of the methods it serves. Loop-confined.
-public final class ConnectRouter: HTTPHandler {
+public final class RPCRouter: HTTPHandler {
     private let loop: Loop
     private let methods: [String: (method: UnaryMethod, counters: RPCOutcomeCounter)]
     private let plainRoutes: [String: PlainRoute]
@@ -167,12 +175,13 @@ public final class ConnectRouter: HTTPHandler {
         self.logger = logger
     }
 
+    /// The whole body's limit, whatever the protocol (a gRPC message gets 5 bytes less, for its prefix).
     public func requestBodyLimit(method: String, path: String) -> Int {
         for route in bodyLimits where route.path == path { return route.limit }
         return maxBodyBytes
     }
 
-    public func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+    public func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse {
         if let answer = plainRoutes[path]?.limitExceeded { return answer(violation) }
         let error: RPCError
         switch violation {
@@ -180,6 +189,9 @@ public final class ConnectRouter: HTTPHandler {
         case .bodyTooLarge(let limit): error = Self.tooLarge(limit: limit, what: "request body")
         }
         (methods[path]?.counters ?? unknownMethod).count(error.code)
+        if let call = contentType.flatMap(CallShape.init(contentType:)), call.wire != .connect {
+            return call.errorResponse(error)
+        }
         return Self.errorResponse(error)
     }
 
@@ -191,34 +203,31 @@ public final class ConnectRouter: HTTPHandler {
         loop.assertInLoop()
         // RPCs first: they are the hot path, and each lookup hashes the whole path.
         guard let (method, counters) = methods[request.path] else {
-            if let route = plainRoutes[request.path] {
-                guard request.method == route.method else {
-                    return writer.respond(Self.methodNotAllowed(request.method, allowed: route.method))
-                }
-                return route.handle(request) { writer.respond($0) }
-            }
-            unknownMethod.count(.unimplemented)
-            var response = Self.errorResponse(RPCError(.unimplemented, "no such method: \(request.path)"))
-            response.status = 404
-            return writer.respond(response)
+            return handleOther(request, writer: writer)
         }
-        let allowed = method.hasNoSideEffects ? "GET, POST" : "POST"
-        guard request.method == "POST" || (request.method == "GET" && method.hasNoSideEffects) else {
+        let call: CallShape
+        switch CallShape.of(request) {
+        case .call(let shape):
+            call = shape
+        case .unsupported(let problem):
+            return writer.respond(Self.unsupportedMediaType(problem))
+        }
+        let allowed = method.hasNoSideEffects && call.wire == .connect ? "GET, POST" : "POST"
+        guard request.method == "POST" || (request.method == "GET" && allowed == "GET, POST") else {
             return writer.respond(Self.methodNotAllowed(request.method, allowed: allowed))
         }
-        if let unsupported = unsupportedContentType(request) {
-            return writer.respond(HTTPResponse(status: 415, headers: [("accept-post", "application/json"), ("content-type", "application/json")],
-                                                  body: RPCError(.unimplemented, unsupported).jsonBody()))
+        if call.wire == .grpc, request.version != .http2 {
+            return writer.respond(Self.grpcNeedsHTTP2)
         }
         let deadline: Int?
-        let message: JSONValue
+        let message: RPCMessage
         do {
-            deadline = try Self.deadline(request)
-            message = try decodeMessage(request)
+            deadline = try call.deadline(request)
+            message = try requestMessage(request, call: call)
         } catch {
-            return finish(method, counters, .failure(error), acceptsGzip: false, responder: writer)
+            return finish(method, counters, .failure(error), call: call, codec: .json, compressResponse: false, writer: writer)
         }
-        let acceptsGzip = request.header("accept-encoding").map(ConnectUnary.acceptsGzip) ?? false
+        let compressResponse = call.acceptsGzipResponse(request)
         // Strong captures: the timer is cancelled (dropping its closure) as soon as the call
         // answers or the stream ends, so nothing outlives the request.
         var deadlineTimer: Timer?
@@ -226,7 +235,7 @@ public final class ConnectRouter: HTTPHandler {
             do {
                 deadlineTimer = try Timer.schedule(on: loop, after: deadline) { [self] in
                     self.finish(method, counters, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
-                                acceptsGzip: false, responder: writer)
+                                call: call, codec: message.codec, compressResponse: false, writer: writer)
                 }
             } catch {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
@@ -240,97 +249,114 @@ public final class ConnectRouter: HTTPHandler {
             }
         }
         let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? method.defaultTimeoutMilliseconds ?? defaultDeadlineMilliseconds),
-                                 request: request, cancellation: cancellation)
+                                 request: request, codec: message.codec, cancellation: cancellation)
         method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
-            self.finish(method, counters, result, acceptsGzip: acceptsGzip, responder: writer)
+            self.finish(method, counters, result, call: call, codec: message.codec, compressResponse: compressResponse, writer: writer)
         }
     }
 
-    private func finish(_ method: UnaryMethod, _ counters: RPCOutcomeCounter, _ result: Result<UnaryReply, RPCError>, acceptsGzip: Bool,
-                        responder: HTTPResponseWriter) {
-        guard !responder.hasResponded, !responder.isCancelled else { return }
+    /// Plain endpoints, and paths that name no method (answered in the caller's protocol, so a
+    /// gRPC client shows UNIMPLEMENTED rather than an HTTP status).
+    private func handleOther(_ request: HTTPRequest, writer: HTTPResponseWriter) {
+        if let route = plainRoutes[request.path] {
+            guard request.method == route.method else {
+                return writer.respond(Self.methodNotAllowed(request.method, allowed: route.method))
+            }
+            return route.handle(request) { writer.respond($0) }
+        }
+        unknownMethod.count(.unimplemented)
+        let error = RPCError(.unimplemented, "no such method: \(request.path)")
+        if case .call(let call) = CallShape.of(request), call.wire != .connect {
+            return writer.respond(call.errorResponse(error))
+        }
+        var response = Self.errorResponse(error)
+        response.status = 404
+        writer.respond(response)
+    }
+
+    private func finish(_ method: UnaryMethod, _ counters: RPCOutcomeCounter, _ result: Result<UnaryReply, RPCError>, call: CallShape,
+                        codec: MessageCodec, compressResponse: Bool, writer: HTTPResponseWriter) {
+        guard !writer.hasResponded, !writer.isCancelled else { return }
         switch result {
         case .success(let reply):
             counters.countSuccess()
-            var headers: [(name: String, value: String)] = []
-            headers.reserveCapacity(reply.headers.count + 2)
-            headers.append(("content-type", "application/json"))
-            headers.append(contentsOf: reply.headers)
             var body = reply.body
-            if acceptsGzip, body.count >= gzipThreshold {
-                body = Gzip.compress(body)
-                headers.append(("content-encoding", "gzip"))
-            }
-            responder.respond(HTTPResponse(status: 200, headers: headers, body: body))
+            let compressed = compressResponse && body.count >= gzipThreshold
+            if compressed { body = Gzip.compress(body) }
+            writer.respond(call.successResponse(body, codec: codec, headers: reply.headers, compressed: compressed))
         case .failure(let error):
             counters.count(error.code)
             if error.code == .internal {
                 logger.error("request failed", metadata: ["method": "\(method.name)", "error": "\(error.message)"])
             }
-            responder.respond(Self.errorResponse(error))
+            writer.respond(call.wire == .connect ? Self.errorResponse(error) : call.errorResponse(error))
         }
     }
 
-    // MARK: Connect protocol checks
+    // MARK: request messages
 
-    private func unsupportedContentType(_ request: HTTPRequest) -> String? {
-        if request.method == "GET" {
-            return request.body.isEmpty ? nil : "a Connect GET request carries no body"
+    /// The request message: from the body or a Connect GET query, unframed (gRPC) and decompressed.
+    private func requestMessage(_ request: HTTPRequest, call: CallShape) throws(RPCError) -> RPCMessage {
+        switch call.wire {
+        case .connect:
+            if request.method == "GET" {
+                guard request.body.isEmpty else { throw RPCError(.invalidArgument, "a Connect GET request carries no body") }
+                let query = try ConnectUnary.parseGetQuery(request.query ?? "")
+                return RPCMessage(codec: query.codec, bytes: try decompress(query.message, encoding: query.compression))
+            }
+            // A POST's shape always has a codec: its content type named it.
+            return RPCMessage(codec: call.codec ?? .json, bytes: try decompress(request.body, encoding: request.header("content-encoding")))
+        case .grpc, .grpcWeb:
+            guard let codec = call.codec else {
+                throw RPCError(.unimplemented, "content-type \"\(call.contentType)\" names a codec this server does not speak; use proto or json")
+            }
+            let (compressed, payload) = try GRPCWire.unaryMessage(request.body, limit: requestBodyLimit(method: request.method, path: request.path))
+            guard compressed else { return RPCMessage(codec: codec, bytes: payload) }
+            guard let encoding = request.header("grpc-encoding"), encoding.lowercased() != "identity" else {
+                throw RPCError(.internal, "the message is flagged compressed but grpc-encoding names no compression")
+            }
+            return RPCMessage(codec: codec, bytes: try decompress(payload, encoding: encoding))
         }
-        let contentType = request.header("content-type") ?? ""
-        return ConnectUnary.isJSONContentType(contentType) ? nil
-            : "content-type \"\(contentType)\" is not supported; use application/json"
     }
 
-    private static func deadline(_ request: HTTPRequest) throws(RPCError) -> Int? {
-        if let version = request.header("connect-protocol-version"), version != "1" {
-            throw RPCError(.invalidArgument, "connect-protocol-version must be 1, got \"\(version)\"")
-        }
-        guard let raw = request.header("connect-timeout-ms") else { return nil }
-        guard let milliseconds = ConnectUnary.parseTimeoutMilliseconds(raw) else {
-            throw RPCError(.invalidArgument, "connect-timeout-ms must be 1 to 10 digits, got \"\(raw)\"")
-        }
-        return milliseconds
-    }
-
-    private func decodeMessage(_ request: HTTPRequest) throws(RPCError) -> JSONValue {
-        var bytes: [UInt8]
-        let encoding: String?
-        if request.method == "GET" {
-            let query = try ConnectUnary.parseGetQuery(request.query ?? "")
-            bytes = query.message
-            encoding = query.compression
-        } else {
-            bytes = request.body
-            encoding = request.header("content-encoding")
-        }
+    private func decompress(_ bytes: [UInt8], encoding: String?) throws(RPCError) -> [UInt8] {
         switch encoding?.lowercased() {
         case nil, "", "identity":
-            break
+            return bytes
         case "gzip":
             // An empty body is the empty message, never a gzip stream (protocol rule).
-            if !bytes.isEmpty {
-                do {
-                    bytes = try Gzip.decompress(bytes, limit: maxBodyBytes)
-                } catch .tooLarge(let limit) {
-                    throw Self.tooLarge(limit: limit, what: "decompressed request body")
-                } catch {
-                    throw RPCError(.invalidArgument, "request body is not valid gzip")
-                }
+            guard !bytes.isEmpty else { return bytes }
+            do {
+                return try Gzip.decompress(bytes, limit: maxBodyBytes)
+            } catch .tooLarge(let limit) {
+                throw Self.tooLarge(limit: limit, what: "decompressed request message")
+            } catch {
+                throw RPCError(.invalidArgument, "the request message is not valid gzip")
             }
         case let other?:
             throw RPCError(.unimplemented, "compression \"\(other)\" is not supported; supported: \(Self.supportedEncodings)")
         }
-        if bytes.isEmpty { return .object(JSONObject(members: [])) }
-        return try JSONParser.parseRequest(bytes)
     }
+
+    // MARK: responses the router writes itself
+
+    private static func unsupportedMediaType(_ problem: String) -> HTTPResponse {
+        HTTPResponse(status: 415, headers: [("accept-post", "application/json, application/proto, application/grpc, application/grpc-web"),
+                                            ("content-type", "application/json")],
+                     body: RPCError(.unimplemented, problem).jsonBody())
+    }
+
+    private static let grpcNeedsHTTP2 = HTTPResponse(
+        status: 505, headers: [("content-type", "text/plain")],
+        body: Array("gRPC needs HTTP/2: use h2c (cleartext HTTP/2 with prior knowledge), or TLS with ALPN h2\n".utf8))
 
     private static func methodNotAllowed(_ method: String, allowed: String) -> HTTPResponse {
         HTTPResponse(status: 405, headers: [("allow", allowed), ("content-type", "application/json")],
                      body: RPCError(.unimplemented, "\(method) is not allowed; use \(allowed)").jsonBody())
     }
 
+    /// A Connect error: the Connect status mapping and the error JSON.
     public static func errorResponse(_ error: RPCError) -> HTTPResponse {
         var headers = [("content-type", "application/json")]
         if let seconds = error.retryAfterSeconds { headers.append(("retry-after", String(seconds))) }
