@@ -32,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // No pkg-config file in Debian's package: the module map links the library by name.
+        .systemLibrary(name: "CHttpParser", providers: [.apt(["libhttp-parser-dev"])]),
         .target(name: "CShims", dependencies: ["CCurl", "CHiredis", "CLibevent"]),
 
         // Pure building blocks: no I/O.
@@ -43,7 +45,7 @@ let package = Package(
         // Generic adapters: each wraps one C library on the event loop and knows nothing of points.
         .target(name: "EventLoop", dependencies: ["CLibevent"]),
         .target(name: "Gzip", dependencies: ["CZlib"]),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CLibevent", logging]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CHttpParser", "CLibevent", logging]),
         .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis", "CShims", logging]),
         .target(name: "HTTPClient", dependencies: ["EventLoop", "CCurl", "CShims"]),
 
@@ -76,10 +78,10 @@ let package = Package(
         .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
-        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", logging]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", protobuf, logging]),
         .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "PointsExpiryServerTests", dependencies: [
-            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport",
+            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport", "APIMessages", protobuf,
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", "TestSupport", logging,

@@ -4,32 +4,14 @@ import EventLoop
 import Glibc
 import Logging
 
-/// What every connection of one server shares. Held strongly by each connection, so a stream
-/// the application still holds after the server went away never reaches freed memory.
-final class ServerContext {
-    let loop: Loop
-    let configuration: HTTPServerConfiguration
-    let handler: HTTPHandler
-    let logger: Logger
-    let callbacks: Nghttp2Callbacks
-
-    init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
-        self.loop = loop
-        self.configuration = configuration
-        self.handler = handler
-        self.logger = logger
-        callbacks = try Nghttp2Callbacks(configuration: configuration)
-    }
-}
-
-/// One accepted HTTP/2 connection: owns its bufferevent and its `nghttp2_session` and frees both
-/// on one path (`close`). Structure follows nghttp2's examples/libevent-server.c (v1.52.0).
+/// One HTTP/2 connection: owns its `nghttp2_session` and frees it on one path (`close`), which
+/// also closes its socket. Structure follows nghttp2's examples/libevent-server.c (v1.52.0).
 /// Loop-confined.
-final class HTTP2Connection {
+final class HTTP2Connection: ServerConnection {
     private let context: ServerContext
     /// Told when this connection closes; weak because the server may be gone first.
     private weak var server: HTTPServer?
-    private var bufferEvent: OpaquePointer?
+    private let socket: ConnectionSocket
     private var session: OpaquePointer?
     private var streams: [Int32: HTTP2Stream] = [:]
     /// The stream the last callbacks were about: a request's callbacks (one per header field,
@@ -39,14 +21,6 @@ final class HTTP2Connection {
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
     private var sendWanted = false
-    /// Set once the HTTP/1 refusal is queued: from then on input is discarded, and once the
-    /// answer is written the socket is half-closed and closed at the peer's EOF (closing with
-    /// unread input would reset the connection and could destroy the answer in flight).
-    private var refusedHTTP1 = false
-    /// False until the peer's first bytes were read: nothing is sent before that (libevent calls
-    /// the write callback once on a fresh socket), so the server preface never precedes our
-    /// HTTP/1 refusal.
-    private var heardFromPeer = false
     private(set) var isClosed = false
 
     var loop: Loop { context.loop }
@@ -54,22 +28,13 @@ final class HTTP2Connection {
     var handler: HTTPHandler { context.handler }
     var limits: HTTPServerConfiguration { context.configuration }
 
-    /// Sets up a connection on an accepted socket. Every C handle is created before the object
-    /// exists, so a failure frees exactly what was made and no half-built object is left for
-    /// `deinit` to judge; once it exists, failures go through `close()`, the one teardown path.
-    static func accept(fd: Int32, context: ServerContext, server: HTTPServer) throws -> HTTP2Connection {
-        guard let bev = bufferevent_socket_new(context.loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
-            Glibc.close(fd)
-            throw HTTPServerError("bufferevent_socket_new")
-        }
-        var nodelay: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size))
+    /// Sets up HTTP/2 on a socket whose peer is known to speak it (the server attaches the socket
+    /// once this exists). Throws before the object exists, so no half-built one is left for
+    /// `deinit` to judge; from then on, failures go through `close()`, the one teardown path.
+    init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) throws {
         var session: OpaquePointer?
         let rv = nghttp2_session_server_new2(&session, context.callbacks.pointer, nil, context.callbacks.options)
-        guard rv == 0, let session else {
-            bufferevent_free(bev)
-            throw HTTPServerError("nghttp2_session_server_new2", code: Int(rv))
-        }
+        guard rv == 0, let session else { throw HTTPServerError("nghttp2_session_server_new2", code: Int(rv)) }
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: context.configuration.maxConcurrentStreams),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
@@ -78,50 +43,13 @@ final class HTTP2Connection {
         let settingsRV = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
         guard settingsRV == 0 else {
             nghttp2_session_del(session)
-            bufferevent_free(bev)
             throw HTTPServerError("nghttp2_submit_settings", code: Int(settingsRV))
         }
-        let connection = HTTP2Connection(context: context, server: server, bufferEvent: bev, session: session)
-        do {
-            try connection.start()
-        } catch {
-            connection.close()
-            throw error
-        }
-        return connection
-    }
-
-    private init(context: ServerContext, server: HTTPServer, bufferEvent: OpaquePointer, session: OpaquePointer) {
         self.context = context
         self.server = server
-        self.bufferEvent = bufferEvent
+        self.socket = socket
         self.session = session
-    }
-
-    /// Points the C callbacks at this object and starts reading.
-    private func start() throws {
-        guard let bev = bufferEvent, let session else { return }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        nghttp2_session_set_user_data(session, me)
-        bufferevent_setcb(bev, { _, arg in
-            guard let arg else { return }
-            // Not _withUnsafeGuaranteedRef: readable() may close and release the last reference.
-            Unmanaged<HTTP2Connection>.fromOpaque(arg).takeUnretainedValue().readable()
-        }, { _, arg in
-            guard let arg else { return }
-            Unmanaged<HTTP2Connection>.fromOpaque(arg).takeUnretainedValue().writable()
-        }, { _, events, arg in
-            guard let arg else { return }
-            Unmanaged<HTTP2Connection>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
-        }, me)
-        // Reading: no input for this long closes an idle connection (see socketEvent). Writing:
-        // output the peer has not taken for this long closes it too.
-        var idle = timeval(tv_sec: limits.idleTimeoutSeconds, tv_usec: 0)
-        var stalled = idle
-        guard bufferevent_set_timeouts(bev, &idle, &stalled) == 0 else { throw HTTPServerError("bufferevent_set_timeouts") }
-        guard bufferevent_enable(bev, Int16(EV_READ | EV_WRITE)) == 0 else {
-            throw HTTPServerError("watching the accepted socket (bufferevent_enable): \(String(cString: strerror(errno)))")
-        }
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
     }
 
     deinit {
@@ -131,92 +59,28 @@ final class HTTP2Connection {
 
     // MARK: socket events
 
-    private func readable() {
-        guard let bev = bufferEvent, let session else { return }
-        let input = bufferevent_get_input(bev)
+    func readable() {
+        guard let session, let input = socket.input else { return }
         let length = evbuffer_get_length(input)
-        if refusedHTTP1 {
-            evbuffer_drain(input, length)
-            return
-        }
-        guard length > 0, let data = evbuffer_pullup(input, -1) else { return }
-        // Only letters so far: the client preface ("PRI ") or an HTTP/1 method; wait for the space.
-        if !heardFromPeer, Self.isMethodPrefix(data, length) { return }
+        // Handed over with nothing buffered (as ALPN will): our SETTINGS still go out now.
+        guard length > 0, let data = evbuffer_pullup(input, -1) else { return flush() }
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)
         inSession = false
-        if consumed == Int(NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue), Self.looksLikeHTTP1(data, length) {
-            return refuseHTTP1(bev)
-        }
-        guard consumed >= 0 else {
-            logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(Int32(consumed))))"])
+        guard consumed >= 0, evbuffer_drain(input, Int(consumed)) == 0 else {
+            logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(Int32(clamping: consumed))))"])
             close()
             return
         }
-        heardFromPeer = true
-        evbuffer_drain(input, Int(consumed))
         flush()
     }
 
-    private func writable() {
-        guard let bev = bufferEvent else { return }
-        if evbuffer_get_length(bufferevent_get_output(bev)) > 0 { return }
-        if refusedHTTP1 {
-            shutdown(bufferevent_getfd(bev), Int32(SHUT_WR))
-            var linger = timeval(tv_sec: 2, tv_usec: 0)
-            bufferevent_set_timeouts(bev, &linger, nil)
-            return
-        }
-        if heardFromPeer { flush() }
-    }
-
-    /// A relay or probe pointed at this port with HTTP/1.1 gets a 505 that says what to do,
-    /// instead of a silent close it would have to debug.
-    private func refuseHTTP1(_ bev: OpaquePointer) {
-        let body = "this port speaks HTTP/2 only: use h2c with prior knowledge (curl --http2-prior-knowledge)\n"
-        let response = "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n"
-            + "content-length: \(body.utf8.count)\r\n\r\n" + body
-        logger.debug("refused an HTTP/1.x request on the HTTP/2 port")
-        var bytes = Array(response.utf8)
-        guard bufferevent_write(bev, &bytes, bytes.count) == 0 else { return close() }
-        refusedHTTP1 = true
-    }
-
-    /// An HTTP/1.x request line starts with an upper-case method and a space.
-    private static func looksLikeHTTP1(_ data: UnsafePointer<UInt8>, _ length: Int) -> Bool {
-        let letters = leadingCapitals(data, length)
-        return letters > 0 && letters < length && data[letters] == UInt8(ascii: " ")
-    }
-
-    /// The bytes so far are a few capitals and nothing else (a request line cut short).
-    private static func isMethodPrefix(_ data: UnsafePointer<UInt8>, _ length: Int) -> Bool {
-        length < maxMethodLength && leadingCapitals(data, length) == length
-    }
-
-    private static let maxMethodLength = 16
-
-    private static func leadingCapitals(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
-        var index = 0
-        while index < length, index < maxMethodLength, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(data[index]) { index += 1 }
-        return index
-    }
-
-    private func socketEvent(_ events: Int16) {
-        if events & Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING) == Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING),
-           events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, let bufferEvent,
-           isAwaitingHandler || evbuffer_get_length(bufferevent_get_output(bufferEvent)) > 0 {
-            // Quiet input while the application works on a request (a WarmMembers call runs for
-            // minutes), or while an answer is still going out, is not idleness: keep reading
-            // (libevent stopped when the timeout fired). A peer that stops taking our output
-            // meets the write timeout instead.
-            bufferevent_enable(bufferEvent, Int16(EV_READ))
-            return
-        }
-        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { close() }
+    func writable() {
+        if socket.outputLength == 0 { flush() }
     }
 
     /// Some complete request is with the application and not yet answered.
-    private var isAwaitingHandler: Bool {
+    var isAwaitingHandler: Bool {
         streams.values.contains { $0.dispatched && !$0.hasResponded && !$0.isCancelled }
     }
 
@@ -235,13 +99,12 @@ final class HTTP2Connection {
             close()
             return
         }
-        if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0,
-           let bev = bufferEvent, evbuffer_get_length(bufferevent_get_output(bev)) == 0 {
+        if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0, socket.outputLength == 0 {
             close()
         }
     }
 
-    /// The one teardown path: cancels every open stream's work, frees nghttp2 then the socket.
+    /// The one teardown path: cancels every open stream's work, frees nghttp2, closes the socket.
     func close() {
         guard !isClosed else { return }
         if inSession {
@@ -257,8 +120,7 @@ final class HTTP2Connection {
         for stream in open { stream.cancel() }
         if let session { nghttp2_session_del(session) }
         session = nil
-        if let bufferEvent { bufferevent_free(bufferEvent) }
-        bufferEvent = nil
+        socket.close()
         server?.connectionClosed(self)
     }
 
@@ -273,11 +135,8 @@ final class HTTP2Connection {
     // MARK: nghttp2 callbacks (called from Nghttp2Callbacks)
 
     func send(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
-        guard let bev = bufferEvent else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-        if evbuffer_get_length(bufferevent_get_output(bev)) >= limits.outputBufferLimit {
-            return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
-        }
-        guard bufferevent_write(bev, data, length) == 0 else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        if socket.outputLength >= limits.outputBufferLimit { return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue) }
+        guard socket.write(data, length) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
         return length
     }
 

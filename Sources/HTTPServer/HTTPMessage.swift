@@ -14,7 +14,7 @@ public struct HTTPRequest: Sendable {
     public let path: String
     /// What follows `?`, not decoded; nil when there is none.
     public let query: String?
-    /// Regular header fields as received (HTTP/2 names are lowercase).
+    /// Regular header fields as received; names are lowercase (HTTP/1.1 ones lowercased on arrival).
     public let headers: HTTPHeaders
     public let body: [UInt8]
 
@@ -126,7 +126,7 @@ public struct HTTPResponse: Sendable {
 }
 
 /// Where a handler sends its answer: one writer per request, whatever the connection type
-/// (HTTP/2 today, HTTP/1.1 next), or an in-memory one in tests. Loop-confined.
+/// (HTTP/2 or HTTP/1.1), or an in-memory one in tests. Loop-confined.
 public protocol HTTPResponseWriter: AnyObject {
     /// True once the peer reset the stream or the connection went away; a response is then dropped.
     var isCancelled: Bool { get }

@@ -10,13 +10,32 @@ public struct HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
-/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge): its own
-/// SO_REUSEPORT listener and its connections, each handing requests to one `HTTPHandler`.
+/// What every connection of one server shares. Held strongly by each connection, so a writer
+/// the application still holds after the server went away never reaches freed memory.
+final class ServerContext {
+    let loop: Loop
+    let configuration: HTTPServerConfiguration
+    let handler: HTTPHandler
+    let logger: Logger
+    let callbacks: Nghttp2Callbacks
+
+    init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
+        self.loop = loop
+        self.configuration = configuration
+        self.handler = handler
+        self.logger = logger
+        callbacks = try Nghttp2Callbacks(configuration: configuration)
+    }
+}
+
+/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge, and HTTP/1.1 on the
+/// same port): its own SO_REUSEPORT listener and its connections, each handing requests to one
+/// `HTTPHandler`.
 /// Loop-confined: create, use and drop it on the loop's thread.
 public final class HTTPServer {
     private let context: ServerContext
     private var listener: OpaquePointer?
-    private var connections: [ObjectIdentifier: HTTP2Connection] = [:]
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var onDrained: (() -> Void)?
     /// The port actually bound (useful when the configuration asked for port 0).
     public let port: Int
@@ -82,20 +101,64 @@ public final class HTTPServer {
 
     /// Internal for tests, which hand it sockets that cannot be set up.
     func accept(_ fd: Int32) {
+        guard let bufferEvent = bufferevent_socket_new(context.loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
+            Glibc.close(fd)
+            context.logger.error("could not set up an accepted connection", metadata: ["error": "bufferevent_socket_new failed"])
+            return
+        }
+        // Answers are written whole; Nagle would only hold back their last segment.
+        var nodelay: Int32 = 1
+        if setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            context.logger.debug("TCP_NODELAY refused", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        }
+        // Cleartext carries no ALPN: the first bytes tell the protocol (see handOver).
+        let sniffer = ConnectionSniffer(socket: ConnectionSocket(bufferEvent: bufferEvent), server: self)
+        connections[ObjectIdentifier(sniffer)] = sniffer
         do {
-            let connection = try HTTP2Connection.accept(fd: fd, context: context, server: self)
-            // No flush here: the server preface goes out after the client's first bytes, so a peer
-            // speaking HTTP/1.1 gets a readable answer rather than binary frames (see readable()).
-            connections[ObjectIdentifier(connection)] = connection
+            try sniffer.start(idleSeconds: context.configuration.idleTimeoutSeconds)
         } catch {
             context.logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
+            sniffer.close()
         }
+    }
+
+    /// The sniffer has seen enough of its connection's first bytes: the socket now belongs to the
+    /// connection type for `wire`.
+    func handOver(_ socket: ConnectionSocket, from sniffer: ConnectionSniffer, speaking wire: WireProtocol) {
+        connections.removeValue(forKey: ObjectIdentifier(sniffer))
+        serve(socket, speaking: wire)
+    }
+
+    /// The one place a connection type takes over a ready socket, however the protocol was chosen
+    /// (first bytes on cleartext; ALPN once TLS is set up). Bytes already read stay in the
+    /// socket's input buffer and are parsed by the new owner first.
+    func serve(_ socket: ConnectionSocket, speaking wire: WireProtocol) {
+        let connection: ServerConnection
+        do {
+            switch wire {
+            case .http2: connection = try HTTP2Connection(socket: socket, context: context, server: self)
+            case .http1: connection = HTTP1Connection(socket: socket, context: context, server: self)
+            }
+        } catch {
+            socket.close()
+            context.logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
+            return
+        }
+        connections[ObjectIdentifier(connection)] = connection
+        do {
+            try socket.attach(connection, idleSeconds: context.configuration.idleTimeoutSeconds)
+        } catch {
+            context.logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
+            return connection.close()
+        }
+        // What arrived with the first bytes is already buffered and will not be announced again.
+        connection.readable()
     }
 
     /// Connections currently open.
     public var openConnections: Int { connections.count }
 
-    func connectionClosed(_ connection: HTTP2Connection) {
+    func connectionClosed(_ connection: ServerConnection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
         if connections.isEmpty, listener == nil, let onDrained {
             self.onDrained = nil
@@ -103,8 +166,8 @@ public final class HTTPServer {
         }
     }
 
-    /// Graceful stop: no new connections, GOAWAY to every open one; `onDrained` runs once every
-    /// connection has finished its in-flight streams and closed.
+    /// Graceful stop: no new connections, GOAWAY to every open one (HTTP/1.1: `connection: close`
+    /// on the answer in flight); `onDrained` runs once every connection has finished and closed.
     public func drain(onDrained: @escaping () -> Void) {
         context.loop.assertInLoop()
         if let listener { evconnlistener_free(listener) }

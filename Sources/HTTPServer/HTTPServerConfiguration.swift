@@ -3,9 +3,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// `host:port` (`[v6]:port` for IPv6); port 0 picks a free port shared by every worker.
     public var listen: String
     public var maxConcurrentStreams: UInt32 = 256
-    /// Our SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113 does (name + value + 32 per field).
+    /// Our SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113 does (name + value + 32 per field);
+    /// HTTP/1.1 requests are counted the same way, the request target as the `:path` field.
     public var maxHeaderListBytes: Int = 16 * 1024
     /// Bytes queued for a slow reader before nghttp2 is told to stop producing (backpressure).
+    /// HTTP/1.1 needs no cap: it queues one answer at a time.
     public var outputBufferLimit: Int = 256 * 1024
     /// A connection with no traffic for this long is closed.
     public var idleTimeoutSeconds: Int = 120

@@ -7,13 +7,14 @@ import Synchronization
 import Testing
 @testable import HTTPServer
 
-/// Answers every request with the response its path names, and keeps the writers of `/hold`.
+/// Answers every request with the response its path names, keeps the writers of `/hold`, and
+/// describes the request it got for `/echo`.
 final class ScriptedHandler: HTTPHandler {
     var held: [HTTPResponseWriter] = []
 
     func requestBodyLimit(method: String, path: String) -> Int { 1024 }
 
-    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String) -> HTTPResponse {
+    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse {
         HTTPResponse(status: 413)
     }
 
@@ -27,6 +28,10 @@ final class ScriptedHandler: HTTPHandler {
                                         trailers: [("grpc-status", "5"), ("grpc-message", "missing")]))
         case "/hold":
             held.append(writer)
+        case "/echo":
+            // What the server made of the request, for the HTTP/1.1 tests.
+            let summary = "\(request.version) \(request.method) \(request.path) \(request.query ?? "-") \(request.header("x-test") ?? "-") \(request.body.count)"
+            writer.respond(HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array(summary.utf8)))
         default:
             writer.respond(HTTPResponse(status: 200, body: Array("plain".utf8)))
         }

@@ -1,18 +1,13 @@
+import APIMessages
 import Codecs
 import ExpiryDomain
 import RPC
+import SwiftProtobuf
 import Testing
 import TestSupport
 @testable import PointsExpiryServer
 
 @Suite struct BatchMessagesTests {
-    func failure<T>(_ decode: (JSONValue) throws(RPCError) -> T, _ json: String) throws -> String? {
-        let value = try parseJSON(json)
-        guard let error = rpcError({ () throws(RPCError) in try decode(value) }) else { return nil }
-        #expect(error.code == .invalidArgument)
-        return error.message
-    }
-
     @Test func distinctMembersKeepFirstAppearanceAndMapEveryPosition() {
         let batch = DistinctMembers(["a", "b", "a", "c", "b"])
         #expect(batch.members == ["a", "b", "c"])
@@ -20,17 +15,15 @@ import TestSupport
     }
 
     @Test func batchRequestsAcceptBothSpellingsAndCheckTheList() throws {
-        let request = try BatchGetMemberExpirationsRequest(json: parseJSON(#"{"campaign":"c","members":["m1","m1"],"expiring_before":"2027-01-01"}"#))
+        let request: BatchGetMemberExpirationsRequest = try decodeRequest(#"{"campaign":"c","members":["m1","m1"],"expiring_before":"2027-01-01"}"#)
         #expect(request.members == ["m1", "m1"])
         #expect(request.expiringBefore == (try day("2027-01-01")))
-        let decode: (JSONValue) throws(RPCError) -> BatchGetMemberExpirationsRequest = { value throws(RPCError) in
-            try BatchGetMemberExpirationsRequest(json: value)
-        }
-        #expect(try failure(decode, #"{"campaign":"c","members":[]}"#) == "members is empty: list 1 to 100 card codes")
-        #expect(try failure(decode, #"{"campaign":"c","members":null}"#) == "members is required: list 1 to 100 card codes")
-        #expect(try failure(decode, #"{"campaign":"c","members":[1]}"#) == "members[0] must be a string")
+        let type = BatchGetMemberExpirationsRequest.self
+        #expect(refusal(#"{"campaign":"c","members":[]}"#, as: type) == "members is empty or missing: list 1 to 100 card codes")
+        #expect(refusal(#"{"campaign":"c","members":null}"#, as: type) == "members is empty or missing: list 1 to 100 card codes")
+        #expect(refusal(#"{"campaign":"c","members":[1]}"#, as: type)?.hasPrefix("the request is not a valid JSON") == true)
         let tooMany = "[" + (0...100).map { "\"m\($0)\"" }.joined(separator: ",") + "]"
-        #expect(try failure(decode, #"{"campaign":"c","members":\#(tooMany)}"#) == "members lists 101 card codes; at most 100 per call")
+        #expect(refusal(#"{"campaign":"c","members":\#(tooMany)}"#, as: type) == "members lists 101 card codes; at most 100 per call")
         // An empty or overlong member is that member's own problem, not the batch's.
         #expect(memberProblem("")?.code == .invalidArgument)
         #expect(memberProblem(String(repeating: "x", count: maxIdentifierBytes + 1))?.message.contains("longer than") == true)
@@ -39,12 +32,11 @@ import TestSupport
 
     @Test func warmRequestsTakeUpTo1000MembersAndABooleanForce() throws {
         let thousand = "[" + (1...1000).map { "\"m\($0)\"" }.joined(separator: ",") + "]"
-        let request = try WarmMembersRequest(json: parseJSON(#"{"campaign":"c","members":\#(thousand),"force":true}"#))
+        let request: WarmMembersRequest = try decodeRequest(#"{"campaign":"c","members":\#(thousand),"force":true}"#)
         #expect(request.members.count == 1000 && request.force)
-        #expect(try WarmMembersRequest(json: parseJSON(#"{"campaign":"c","members":["m"]}"#)).force == false)
-        let decode: (JSONValue) throws(RPCError) -> WarmMembersRequest = { value throws(RPCError) in try WarmMembersRequest(json: value) }
-        #expect(try failure(decode, #"{"campaign":"c","members":["m"],"force":"yes"}"#) == "force must be true or false")
-        #expect(try failure(decode, #"{"members":["m"]}"#) == "campaign is required")
+        #expect(try decodeRequest(#"{"campaign":"c","members":["m"]}"#, as: WarmMembersRequest.self).force == false)
+        #expect(refusal(#"{"campaign":"c","members":["m"],"force":"yes"}"#, as: WarmMembersRequest.self)?.hasSuffix("a bool must be true or false") == true)
+        #expect(refusal(#"{"members":["m"]}"#, as: WarmMembersRequest.self) == "campaign is required")
     }
 
     @Test func warmOutcomesSortFailuresFromWhatIsWorthRetrying() {
@@ -56,10 +48,16 @@ import TestSupport
 
     @Test func warmResponsesCountEveryRequestedPositionOnce() throws {
         let batch = DistinctMembers(["a", "b", "a", "c", "d", "e"])
-        let body = warmResponseBody(batch, outcomes: [.warmed, .alreadyFresh, .failed(RPCError(.notFound, "no \"d\"")), .deferred, .warmed])
+        let summary = WarmSummary(batch, outcomes: [.warmed, .alreadyFresh, .failed(RPCError(.notFound, "no \"d\"")), .deferred, .warmed])
+        let body = summary.responseBody(.json)
         #expect(String(decoding: body, as: UTF8.self) == #"{"requested":6,"warmed":3,"alreadyFresh":1,"failed":[{"member":"c","code":"not_found","message":"no \"d\""}],"deferred":["d"]}"#)
-        let empty = warmResponseBody(DistinctMembers(["a"]), outcomes: [.alreadyFresh])
+        let empty = WarmSummary(DistinctMembers(["a"]), outcomes: [.alreadyFresh]).responseBody(.json)
         #expect(String(decoding: empty, as: UTF8.self) == #"{"requested":1,"warmed":0,"alreadyFresh":1,"failed":[],"deferred":[]}"#)
+        // The hand-written JSON and the binary form are the same generated message.
+        for codecs in [summary, WarmSummary(DistinctMembers(["a"]), outcomes: [.alreadyFresh])] {
+            let fromJSON = try Pointsexpiry_V1_WarmMembersResponse(jsonUTF8Bytes: codecs.responseBody(.json))
+            #expect(fromJSON == (try Pointsexpiry_V1_WarmMembersResponse(serializedBytes: codecs.responseBody(.proto))))
+        }
     }
 
     @Test func batchResponsesSpliceEachAnswerIntoEveryPositionThatAskedForIt() throws {
@@ -67,19 +65,23 @@ import TestSupport
         let expiration = MemberExpiration(campaign: "c", member: "m", buckets: [bucket("lopb_1", 10, try day("2026-12-31"))], fetchedAt: fetched)
         let answer = CachedAnswer(expiration, freshUntil: fetched, notAfter: fetched)
         let batch = DistinctMembers(["m", "x", "m"])
-        let body = batchResponseBody(batch, results: [.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: 42)),
-                                                      .failure(RPCError(.notFound, "gone"))],
-                                     expiringBefore: try day("2027-01-01"))
-        let results = try #require(try JSONParser.parse(body).objectValue?["results"]?.arrayValue)
-        #expect(results.count == 3)
-        let first = try #require(results[0].objectValue)
+        let results: [Result<MemberAnswer, RPCError>] = [.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: 42)),
+                                                         .failure(RPCError(.notFound, "gone"))]
+        let body = batchResponseBody(.json, batch, results: results, expiringBefore: try day("2027-01-01"))
+        // The hand-written JSON and the binary form are the same generated message.
+        let proto = batchResponseBody(.proto, batch, results: results, expiringBefore: try day("2027-01-01"))
+        #expect(try Pointsexpiry_V1_BatchGetMemberExpirationsResponse(jsonUTF8Bytes: body)
+            == Pointsexpiry_V1_BatchGetMemberExpirationsResponse(serializedBytes: proto))
+        let decoded = try #require(try JSONParser.parse(body).objectValue?["results"]?.arrayValue)
+        #expect(decoded.count == 3)
+        let first = try #require(decoded[0].objectValue)
         #expect(first["member"] == .string("m"))
         #expect(first["cache"] == .string("hit"))
         #expect(first["age"] == .string("42"))
-        #expect(first["expiration"] == (try JSONParser.parse(answer.responseBody(expiringBefore: try day("2027-01-01")))))
+        #expect(first["expiration"] == (try JSONParser.parse(answer.responseBody(.json, expiringBefore: try day("2027-01-01")))))
         #expect(first["expiration"]?.objectValue?["pointsExpiringBefore"] == .string("10"))
-        #expect(results[2] == results[0])
-        let failed = try #require(results[1].objectValue)
+        #expect(decoded[2] == decoded[0])
+        let failed = try #require(decoded[1].objectValue)
         #expect(failed["error"] == .object(["code": .string("not_found"), "message": .string("gone")]))
         #expect(failed["expiration"] == nil)
         #expect(failed["cache"] == .string(""))

@@ -1,20 +1,19 @@
+import APIMessages
 import Codecs
 import ExpiryDomain
 import RPC
+import SwiftProtobuf
 import Testing
 import TestSupport
 @testable import PointsExpiryServer
 
 @Suite struct RequestDecodingTests {
     func request(_ json: String) throws -> GetMemberExpirationRequest {
-        try GetMemberExpirationRequest(json: parseJSON(json))
+        try decodeRequest(json)
     }
 
-    func failure(_ json: String) throws -> String? {
-        let value = try parseJSON(json)
-        guard let error = rpcError({ () throws(RPCError) in try GetMemberExpirationRequest(json: value) }) else { return nil }
-        #expect(error.code == .invalidArgument)
-        return error.message
+    func failure(_ json: String) -> String? {
+        refusal(json, as: GetMemberExpirationRequest.self)
     }
 
     @Test func acceptsLowerCamelCase() throws {
@@ -28,17 +27,10 @@ import TestSupport
         #expect(r.expiringBefore == (try day("2028-02-29")))
     }
 
-    @Test func theLastSpellingWins() throws {
-        let r = try request(#"{"campaign":"c","member":"m","expiring_before":"2026-01-01","expiringBefore":"2026-02-01"}"#)
-        #expect(r.expiringBefore == (try day("2026-02-01")))
-        let r2 = try request(#"{"campaign":"first","member":"m","campaign":"second"}"#)
-        #expect(r2.campaign == "second")
-    }
-
     @Test func nullMeansUnset() throws {
         let r = try request(#"{"campaign":"c","member":"m","expiringBefore":null}"#)
         #expect(r.expiringBefore == nil)
-        #expect(try failure(#"{"campaign":null,"member":"m"}"#) == "campaign is required")
+        #expect(failure(#"{"campaign":null,"member":"m"}"#) == "campaign is required")
     }
 
     @Test func ignoresUnknownFields() throws {
@@ -47,52 +39,47 @@ import TestSupport
     }
 
     @Test func requiresNonEmptyCampaignAndMember() throws {
-        #expect(try failure(#"{"member":"m"}"#) == "campaign is required")
-        #expect(try failure(#"{"campaign":"","member":"m"}"#) == "campaign is required")
-        #expect(try failure(#"{"campaign":"c"}"#) == "member is required")
-        #expect(try failure(#"{"campaign":"c","member":""}"#) == "member is required")
+        #expect(failure(#"{"member":"m"}"#) == "campaign is required")
+        #expect(failure(#"{"campaign":"","member":"m"}"#) == "campaign is required")
+        #expect(failure(#"{"campaign":"c"}"#) == "member is required")
+        #expect(failure(#"{"campaign":"c","member":""}"#) == "member is required")
+        #expect(failure("") == "campaign is required")
     }
 
     @Test func limitsIdentifierLength() throws {
         let ok = String(repeating: "ż", count: 256) // 512 UTF-8 bytes
         #expect(try request(#"{"campaign":"\#(ok)","member":"m"}"#).campaign == ok)
-        let message = try failure(#"{"campaign":"c","member":"\#(ok)x"}"#)
+        let message = failure(#"{"campaign":"c","member":"\#(ok)x"}"#)
         #expect(message?.contains("member") == true)
         #expect(message?.contains("512") == true)
     }
 
     @Test(arguments: [#"{"campaign":1,"member":"m"}"#, #"{"campaign":"c","member":["m"]}"#,
-                      #"{"campaign":"c","member":"m","expiringBefore":20260101}"#, #"{"campaign":{},"member":"m"}"#])
-    func wrongTypesNameTheField(_ json: String) throws {
-        let message = try #require(try failure(json))
-        #expect(message.contains("must be a string"))
-        #expect(["campaign", "member", "expiring_before"].contains { message.hasPrefix($0) })
+                      #"{"campaign":"c","member":"m","expiringBefore":20260101}"#, #"{"campaign":{},"member":"m"}"#,
+                      "[]", "\"c\"", "42", "true", #"{"campaign":"#, #"{"campaign":"c"} x"#])
+    func malformedMessagesNameTheMessageType(_ json: String) throws {
+        let message = try #require(failure(json))
+        #expect(message.hasPrefix("the request is not a valid JSON pointsexpiry.v1.GetMemberExpirationRequest: "))
     }
 
     @Test(arguments: ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-1", "", "tomorrow", "2026-01-01T00:00:00Z"])
     func rejectsBadDates(_ date: String) throws {
-        let message = try failure(#"{"campaign":"c","member":"m","expiring_before":"\#(date)"}"#)
+        let message = failure(#"{"campaign":"c","member":"m","expiring_before":"\#(date)"}"#)
         #expect(message == "expiring_before must be a real date written YYYY-MM-DD")
     }
 
-    @Test(arguments: ["[]", "\"c\"", "null", "42", "true"])
-    func rejectsNonObjects(_ json: String) throws {
-        #expect(try failure(json) == "the request message must be a JSON object")
-    }
-
-    @Test func parseRequestMapsSyntaxErrors() throws {
-        let error = rpcError { () throws(RPCError) in try JSONParser.parseRequest(Array("{\"campaign\":".utf8)) }
-        #expect(error?.code == .invalidArgument)
-        #expect(error?.message.hasPrefix("the request body is not valid JSON") == true)
-        #expect(try JSONParser.parseRequest(Array("{}".utf8)) == .object(JSONObject()))
-    }
-
-    @Test func protoFieldHelpers() throws {
-        let object = try #require(try parseJSON(#"{"member_id":"a","memberId":"b","n":null,"bad":[1]}"#).objectValue)
-        #expect(try object.protoString("memberId", "member_id") == "b")
-        #expect(try object.protoString("n", "n") == nil)
-        #expect(try object.protoString("absent", "absent") == nil)
-        #expect(rpcError { () throws(RPCError) in try object.protoString("bad", "bad") } == RPCError(.invalidArgument, "bad must be a string"))
+    /// Both codecs go through the generated type, so the same message decodes to the same request.
+    @Test func theBinaryCodecDecodesTheSameRequest() throws {
+        var message = Pointsexpiry_V1_GetMemberExpirationRequest()
+        message.campaign = "camp_1"
+        message.member = "CARD-1"
+        message.expiringBefore = "2026-12-01"
+        let binary: GetMemberExpirationRequest = try decodeRequest(try message.serializedBytes(), codec: .proto)
+        let json: GetMemberExpirationRequest = try decodeRequest(#"{"campaign":"camp_1","member":"CARD-1","expiringBefore":"2026-12-01"}"#)
+        #expect(binary == json)
+        let garbage = rpcError { () throws(RPCError) in try decodeRequest([0xFF, 0xFF], codec: .proto, as: GetMemberExpirationRequest.self) }
+        #expect(garbage?.code == .invalidArgument)
+        #expect(garbage?.message.hasPrefix("the request is not a valid binary pointsexpiry.v1.GetMemberExpirationRequest") == true)
     }
 }
 
@@ -119,25 +106,25 @@ import TestSupport
         + #""fetchedAt":"2026-11-20T08:30:00.000Z""#
 
     @Test func encodesTheExactContractShape() throws {
-        let body = try example().protoJSON(expiringBefore: nil)
+        let body = try example().responseBody(.json, expiringBefore: nil)
         #expect(text(body) == Self.expectedPrefix + #","pointsExpiringBefore":"0"}"#)
     }
 
     @Test func fillsPointsExpiringBefore() throws {
-        let body = try example().protoJSON(expiringBefore: try day("2026-11-23"))
+        let body = try example().responseBody(.json, expiringBefore: try day("2026-11-23"))
         #expect(text(body) == Self.expectedPrefix + #","pointsExpiringBefore":"150"}"#)
     }
 
     @Test func emitsScalarsEvenWhenEmptyAndOmitsNextExpiration() throws {
         let empty = MemberExpiration(campaign: "c", member: "m", buckets: [], fetchedAt: Timestamp(millisecondsSince1970: 0))
-        #expect(text(empty.protoJSON(expiringBefore: nil)) ==
+        #expect(text(empty.responseBody(.json, expiringBefore: nil)) ==
             #"{"campaign":"c","campaignId":"","member":"m","voucherId":"","activePoints":"0","expiringPoints":"0","nonExpiringPoints":"0","expirations":[],"buckets":[],"fetchedAt":"1970-01-01T00:00:00.000Z","pointsExpiringBefore":"0"}"#)
     }
 
     @Test func escapesStringsAndEncodesInt64AsStrings() throws {
         let m = MemberExpiration(campaign: "Q\"1\"\n", member: "ż/😀", buckets: [bucket("b\\1", Int64.max, nil)],
                                  fetchedAt: Timestamp(millisecondsSince1970: 0))
-        let parsed = try #require(try JSONParser.parse(m.protoJSON(expiringBefore: nil)).objectValue)
+        let parsed = try #require(try JSONParser.parse(m.responseBody(.json, expiringBefore: nil)).objectValue)
         #expect(parsed["campaign"] == .string("Q\"1\"\n"))
         #expect(parsed["member"] == .string("ż/😀"))
         #expect(parsed["activePoints"] == .string("9223372036854775807"))
@@ -158,7 +145,7 @@ import TestSupport
     @Test func roundTripsThroughItsSerializedForm() throws {
         let answer = CachedAnswer(try example(), freshUntil: try instant("2026-11-20T08:34:00Z"), notAfter: try instant("2026-11-20T08:35:00Z"))
         let bytes = answer.serialized()
-        #expect(Array(bytes.prefix(3)) == Array("pe2".utf8))
+        #expect(Array(bytes.prefix(3)) == Array("pe3".utf8))
         let decoded = try CachedAnswer(serialized: bytes)
         #expect(decoded == answer)
         #expect(decoded.fetchedAt == (try instant("2026-11-20T08:30:00Z")))
@@ -180,9 +167,9 @@ import TestSupport
         let m = try example()
         let decoded = try CachedAnswer(serialized: CachedAnswer(m, freshUntil: m.fetchedAt, notAfter: m.fetchedAt.adding(milliseconds: 300_000)).serialized())
         for limit in [nil, try day("2026-11-22"), try day("2026-11-23"), try day("2000-01-01")] as [CalendarDate?] {
-            #expect(decoded.responseBody(expiringBefore: limit) == m.protoJSON(expiringBefore: limit))
+            #expect(decoded.responseBody(.json, expiringBefore: limit) == m.responseBody(.json, expiringBefore: limit))
         }
-        #expect(text(decoded.responseBody(expiringBefore: try day("2026-11-23"))).hasSuffix(#","pointsExpiringBefore":"150"}"#))
+        #expect(text(decoded.responseBody(.json, expiringBefore: try day("2026-11-23"))).hasSuffix(#","pointsExpiringBefore":"150"}"#))
     }
 
     @Test func decodedPrefixIsASliceOfTheRecordNotACopy() throws {
@@ -190,11 +177,34 @@ import TestSupport
         let record = answer.serialized()
         let decoded = try CachedAnswer(serialized: record)
         #expect(decoded == answer)
-        // Same storage, not equal contents: the prefix's first byte lives inside the record's buffer.
+        // Same storage, not equal contents: each prefix's first byte lives inside the record's buffer.
         let recordStart = record.withUnsafeBufferPointer { $0.baseAddress! }
-        let prefixStart = decoded.bodyPrefix.withUnsafeBufferPointer { $0.baseAddress! }
-        #expect(prefixStart == recordStart + decoded.bodyPrefix.startIndex)
-        #expect(decoded.bodyPrefix.endIndex == record.endIndex)
+        for prefix in [decoded.bodyPrefix, decoded.protoPrefix] {
+            let prefixStart = prefix.withUnsafeBufferPointer { $0.baseAddress! }
+            #expect(prefixStart == recordStart + prefix.startIndex)
+        }
+        #expect(decoded.protoPrefix.endIndex == record.endIndex)
+    }
+
+    /// The hand-written JSON, the spliced binary form and the generated message built from the
+    /// domain value are one message, for every per-request tail (zero is left out of binary).
+    @Test func bothCodecsCarryTheSameMessage() throws {
+        let m = try example()
+        let decoded = try CachedAnswer(serialized: CachedAnswer(m, freshUntil: m.fetchedAt, notAfter: m.fetchedAt).serialized())
+        for limit in [nil, try day("2026-11-22"), try day("2026-11-23")] as [CalendarDate?] {
+            var expected = m.protoMessage
+            expected.pointsExpiringBefore = m.expirations.points(before: limit)
+            let fromJSON = try Pointsexpiry_V1_MemberExpiration(jsonUTF8Bytes: decoded.responseBody(.json, expiringBefore: limit))
+            let fromProto = try Pointsexpiry_V1_MemberExpiration(serializedBytes: decoded.responseBody(.proto, expiringBefore: limit))
+            #expect(fromJSON == expected)
+            #expect(fromProto == expected)
+        }
+        let extremes = MemberExpiration(campaign: "c", member: "m", buckets: [bucket("late", Int64.max, try day("9999-12-30"))],
+                                        fetchedAt: Timestamp(millisecondsSince1970: -1))
+        var expected = extremes.protoMessage
+        expected.pointsExpiringBefore = Int64.max
+        #expect(try Pointsexpiry_V1_MemberExpiration(serializedBytes: extremes.responseBody(.proto, expiringBefore: try day("9999-12-31"))) == expected)
+        #expect(expected.fetchedAt.seconds == -1 && expected.fetchedAt.nanos == 999_000_000)
     }
 
     @Test func bodyPrefixStopsBeforeTheRequestSpecificField() throws {

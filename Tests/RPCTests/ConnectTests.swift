@@ -113,9 +113,10 @@ import TestSupport
             rpcError { () throws(RPCError) in try ConnectUnary.parseGetQuery(query) }
         }
         #expect(error("encoding=json") == invalid(#"missing query parameter "message""#))
-        #expect(error("message=%7B%7D") == invalid(#"missing query parameter "encoding" (expected encoding=json)"#))
-        #expect(error("") == invalid(#"missing query parameter "encoding" (expected encoding=json)"#))
-        #expect(error("encoding=proto&message=x") == invalid(#"unsupported encoding "proto"; only encoding=json is served"#))
+        #expect(error("message=%7B%7D") == invalid(#"missing query parameter "encoding" (expected json or proto)"#))
+        #expect(error("") == invalid(#"missing query parameter "encoding" (expected json or proto)"#))
+        #expect(error("encoding=xml&message=x") == invalid(#"unsupported encoding "xml"; use json or proto"#))
+        #expect((try? ConnectUnary.parseGetQuery("encoding=proto&message=x"))?.codec == .proto)
         #expect(error("encoding=JSON&message=x") != nil)
         #expect(error("encoding=json&message=%7") == invalid(#"malformed percent-encoding in query parameter "message""#))
         #expect(error("encoding=json&message=%zz") != nil)

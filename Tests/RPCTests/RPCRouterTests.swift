@@ -5,6 +5,7 @@ import Foundation
 import Gzip
 import HTTPServer
 import Logging
+import SwiftProtobuf
 import Synchronization
 import Testing
 @testable import RPC
@@ -31,7 +32,8 @@ final class RecordingWriter: HTTPResponseWriter {
     }
 }
 
-/// Echoes the request message back, or answers what the test scripted.
+/// Echoes the request's `text` back as `echo`, in the request's codec, or answers what the
+/// test scripted. (A `google.protobuf.Struct` stands for a generated request message.)
 final class EchoMethod: UnaryMethod {
     let path = "/test.v1.Echo/Echo"
     let name = "Echo"
@@ -46,15 +48,19 @@ final class EchoMethod: UnaryMethod {
 
     init(hasNoSideEffects: Bool = true) { self.hasNoSideEffects = hasNoSideEffects }
 
-    func call(_ request: JSONValue, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
+    func call(_ request: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         lastContext = context
         if holds { return held = reply }
         if let scripted { return reply(scripted) }
-        var writer = JSONWriter()
-        writer.appendRaw("{\"echo\":")
-        writer.appendString(request.objectValue?["text"]?.stringValue ?? "")
-        writer.appendRaw(byte: UInt8(ascii: "}"))
-        reply(.success(UnaryReply(body: writer.bytes, headers: [("x-cache", "hit")])))
+        let message: Google_Protobuf_Struct
+        do {
+            message = try request.decode()
+        } catch {
+            return reply(.failure(error))
+        }
+        let answer = Google_Protobuf_Struct(fields: ["echo": Google_Protobuf_Value(stringValue: message.fields["text"]?.stringValue ?? "")])
+        let body: [UInt8] = context.codec == .json ? try! answer.jsonUTF8Bytes() : try! answer.serializedBytes()
+        reply(.success(UnaryReply(body: body, headers: [("x-cache", "hit")])))
     }
 }
 
@@ -68,7 +74,7 @@ final class CountingOutcomes: RPCOutcomeCounter, @unchecked Sendable {
 struct RouterFixture {
     let loop: Loop
     let method: EchoMethod
-    let router: ConnectRouter
+    let router: RPCRouter
     let outcomes = CountingOutcomes()
     let unknown = CountingOutcomes()
 
@@ -76,7 +82,7 @@ struct RouterFixture {
         self.loop = try loop ?? Loop()
         self.method = method
         let outcomes = outcomes
-        router = ConnectRouter(
+        router = RPCRouter(
             loop: self.loop, methods: [method],
             plainRoutes: ["/healthz": .get { HTTPResponse(status: 200, body: Array("ok".utf8)) }],
             maxBodyBytes: 2048, counters: { _ in outcomes }, unknownMethod: unknown,
@@ -95,7 +101,7 @@ struct RouterFixture {
     }
 }
 
-@Suite struct ConnectRouterTests {
+@Suite struct RPCRouterTests {
     @Test func answersAUnaryJSONCall() throws {
         let fixture = try RouterFixture()
         let writer = fixture.call(body: #"{"text":"hi"}"#)
@@ -163,11 +169,11 @@ struct RouterFixture {
         #expect(wrong.header("allow") == "GET")
     }
 
-    @Test(arguments: ["text/plain", "application/proto", ""])
+    @Test(arguments: ["text/plain", "application/xml", "", "application/grpc-web-text"])
     func otherContentTypesAre415(_ contentType: String) throws {
         let writer = try RouterFixture().call(headers: [("content-type", contentType)], body: "{}")
         #expect(writer.response?.status == 415)
-        #expect(writer.header("accept-post") == "application/json")
+        #expect(writer.header("accept-post")?.hasPrefix("application/json, application/proto") == true)
     }
 
     @Test func protocolVersionOtherThanOneIsInvalid() throws {
@@ -243,10 +249,14 @@ struct RouterFixture {
 
     @Test func limitViolationsAreResourceExhausted() throws {
         let fixture = try RouterFixture()
-        let response = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path)
+        let response = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path, contentType: nil)
         #expect(response.status == 429)
+        // A gRPC caller reads the status from the protocol, not the HTTP status.
+        let grpc = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path, contentType: "application/grpc")
+        #expect(grpc.status == 200)
+        #expect(grpc.headers.first { $0.name == "grpc-status" }?.value == "8")
         #expect(fixture.router.requestBodyLimit(method: "POST", path: fixture.method.path) == 2048)
-        #expect(fixture.outcomes["resource_exhausted"] == 1)
+        #expect(fixture.outcomes["resource_exhausted"] == 2)
     }
 
     @Test func aLateAnswerAfterCancellationIsDropped() throws {

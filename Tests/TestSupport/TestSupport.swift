@@ -55,3 +55,21 @@ public struct SplitMix64: RandomNumberGenerator {
         return mixed ^ (mixed >> 31)
     }
 }
+
+/// A request decoded the way the router hands it to a method: the generated message from its
+/// codec's bytes, then the method's own checks.
+public func decodeRequest<Request: RPCRequest>(_ bytes: [UInt8], codec: MessageCodec = .json, as _: Request.Type = Request.self)
+    throws(RPCError) -> Request {
+    try Request(message: RPCMessage(codec: codec, bytes: bytes).decode())
+}
+
+public func decodeRequest<Request: RPCRequest>(_ json: String, as type: Request.Type = Request.self) throws(RPCError) -> Request {
+    try decodeRequest(Array(json.utf8), as: type)
+}
+
+/// The message of the `invalid_argument` a request is refused with, or nil when it is accepted.
+public func refusal<Request: RPCRequest>(_ json: String, as type: Request.Type) -> String? {
+    guard let error = rpcError({ () throws(RPCError) in try decodeRequest(json, as: type) }) else { return nil }
+    #expect(error.code == .invalidArgument)
+    return error.message
+}

@@ -1,0 +1,147 @@
+internal import CLibevent
+import Glibc
+
+/// One protocol's side of an accepted connection (HTTP/2, HTTP/1.1, or the sniffer that picks
+/// between them). Its `ConnectionSocket` reports events here; the server holds it until `close`.
+protocol ServerConnection: AnyObject {
+    /// New bytes are in the socket's input buffer.
+    func readable()
+    /// The output buffer has drained.
+    func writable()
+    /// Some request is with the application and not yet answered: quiet input is then not idleness.
+    var isAwaitingHandler: Bool { get }
+    /// The one teardown path: cancels work in flight, closes the socket, tells the server.
+    func close()
+    /// Graceful stop: let requests in flight finish, take no new ones, then close.
+    func goAway()
+}
+
+/// Owns one connection's libevent bufferevent, however it was made (a plain socket today, TLS
+/// later), and does what every connection type does with it: idle and write timeouts, the
+/// owner's callbacks, and the linger-close. Frees the bufferevent on one path, `close()`.
+/// Loop-confined.
+final class ConnectionSocket {
+    private var bufferEvent: OpaquePointer?
+    /// Strong: the owner holds this socket too, and `close()` (the owner's teardown calls it)
+    /// drops this reference, which ends the cycle. Replaced when the sniffer hands over.
+    private var owner: ServerConnection?
+    /// Set by `closeAfterWriting`: input is discarded from then on.
+    private(set) var isLingering = false
+    private var isHalfClosed = false
+
+    /// Longest wait for the peer's EOF after our last answer, before the socket is closed anyway.
+    private static let lingerSeconds = 2
+
+    /// Takes ownership of `bufferEvent` (freed by `close()`, including when `attach` fails).
+    init(bufferEvent: OpaquePointer) {
+        self.bufferEvent = bufferEvent
+        // The callbacks recover this socket (freed only after the bufferevent, in close()).
+        bufferevent_setcb(bufferEvent, { _, arg in
+            guard let arg else { return }
+            // Not _withUnsafeGuaranteedRef: the owner may close and drop the last reference.
+            Unmanaged<ConnectionSocket>.fromOpaque(arg).takeUnretainedValue().readable()
+        }, { _, arg in
+            guard let arg else { return }
+            Unmanaged<ConnectionSocket>.fromOpaque(arg).takeUnretainedValue().writable()
+        }, { _, events, arg in
+            guard let arg else { return }
+            Unmanaged<ConnectionSocket>.fromOpaque(arg).takeUnretainedValue().socketEvent(events)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit { close() }
+
+    /// Routes events to `owner` from now on and (re)starts reading and writing with its timeouts:
+    /// no input for `idleSeconds` closes an idle connection (see socketEvent); output the peer has
+    /// not taken for that long closes it too.
+    func attach(_ owner: ServerConnection, idleSeconds: Int) throws {
+        guard let bufferEvent else { throw HTTPServerError("attaching to a closed socket") }
+        self.owner = owner
+        var idle = timeval(tv_sec: idleSeconds, tv_usec: 0)
+        var stalled = idle
+        guard bufferevent_set_timeouts(bufferEvent, &idle, &stalled) == 0 else { throw HTTPServerError("bufferevent_set_timeouts") }
+        guard bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE)) == 0 else {
+            throw HTTPServerError("watching the accepted socket (bufferevent_enable): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Frees the bufferevent (closing the socket) and lets go of the owner. Idempotent.
+    func close() {
+        owner = nil
+        if let bufferEvent { bufferevent_free(bufferEvent) }
+        bufferEvent = nil
+    }
+
+    // MARK: buffers
+
+    /// The input buffer (nil once closed).
+    var input: OpaquePointer? { bufferEvent.map { bufferevent_get_input($0) } }
+
+    /// Bytes queued for the peer and not yet taken by the kernel.
+    var outputLength: Int { bufferEvent.map { evbuffer_get_length(bufferevent_get_output($0)) } ?? 0 }
+
+    /// Past `bytes` of input not yet taken from the input buffer, libevent stops reading until
+    /// some is drained (a connection that parses one request at a time stays bounded).
+    func limitUnreadInput(_ bytes: Int) {
+        guard let bufferEvent else { return }
+        bufferevent_setwatermark(bufferEvent, Int16(EV_READ), 0, bytes)
+    }
+
+    /// Copies `length` bytes into the output buffer; false when closed or libevent refused.
+    func write(_ bytes: UnsafeRawPointer, _ length: Int) -> Bool {
+        guard let bufferEvent else { return false }
+        return bufferevent_write(bufferEvent, bytes, length) == 0
+    }
+
+    /// Once the queued output is written, half-closes (shutdown SHUT_WR) and closes at the peer's
+    /// EOF or after `lingerSeconds`, discarding input meanwhile. Closing at once with unread input
+    /// would make the kernel reset the connection, which can destroy the answer still in flight.
+    func closeAfterWriting() {
+        guard !isLingering else { return }
+        isLingering = true
+        if outputLength == 0 { halfClose() }
+    }
+
+    private func halfClose() {
+        guard let bufferEvent, !isHalfClosed else { return }
+        isHalfClosed = true
+        var linger = timeval(tv_sec: Self.lingerSeconds, tv_usec: 0)
+        let lingering = shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) == 0
+            && bufferevent_set_timeouts(bufferEvent, &linger, nil) == 0
+            && bufferevent_enable(bufferEvent, Int16(EV_READ)) == 0
+        if !lingering { owner?.close() }
+    }
+
+    // MARK: events
+
+    private func readable() {
+        guard isLingering else {
+            owner?.readable()
+            return
+        }
+        if let input, evbuffer_drain(input, evbuffer_get_length(input)) != 0 { owner?.close() }
+    }
+
+    private func writable() {
+        guard isLingering else {
+            owner?.writable()
+            return
+        }
+        if outputLength == 0 { halfClose() }
+    }
+
+    private func socketEvent(_ events: Int16) {
+        guard let owner else { return }
+        if !isLingering, events & Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING) == Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING),
+           events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, let bufferEvent,
+           owner.isAwaitingHandler || outputLength > 0 {
+            // Quiet input while the application works on a request (a WarmMembers call runs for
+            // minutes), or while an answer is still going out, is not idleness: keep reading
+            // (libevent stopped when the timeout fired). A peer that stops taking our output
+            // meets the write timeout instead.
+            if bufferevent_enable(bufferEvent, Int16(EV_READ)) != 0 { owner.close() }
+            return
+        }
+        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { owner.close() }
+    }
+}

@@ -1,0 +1,350 @@
+internal import CHttpParser
+internal import CLibevent
+import EventLoop
+import Logging
+
+/// One HTTP/1.1 (and 1.0) connection, parsed with nodejs/http-parser. Requests are served one at
+/// a time: parsing stops when a request is complete and resumes once its answer has left, so
+/// pipelined answers go out in request order and only one answer is ever buffered. Closes on
+/// one path (`close`). Loop-confined.
+final class HTTP1Connection: ServerConnection {
+    private let context: ServerContext
+    /// Told when this connection closes; weak because the server may be gone first.
+    private weak var server: HTTPServer?
+    private let socket: ConnectionSocket
+    /// http-parser's state: plain memory, no C resources. Lent to C only for the duration of
+    /// each http_parser_execute; `data` names this connection for the callbacks.
+    private var parser = http_parser()
+    /// The request being parsed.
+    private var request = PartialRequest()
+    /// Set by a callback that paused the parser: why parsing stopped.
+    private var stop: ParseStop?
+    /// The request with the application, or whose answer is still being written: parsing waits.
+    private var exchange: HTTP1Exchange?
+    /// True while http-parser runs our callbacks: the connection must not be freed then.
+    private var inParser = false
+    /// Set by `goAway`: the answer in flight is the last one.
+    private var draining = false
+    private(set) var isClosed = false
+
+    var loop: Loop { context.loop }
+    private var handler: HTTPHandler { context.handler }
+    private var limits: HTTPServerConfiguration { context.configuration }
+
+    /// Unparsed input held while a request is with the application (pipelined requests): past
+    /// this libevent stops reading until the answer has gone out and parsing drained it.
+    private static let pipelinedInputLimit = 64 * 1024
+
+    private enum ParseStop {
+        case complete
+        case rejected(HTTPLimitViolation)
+    }
+
+    /// A request as the parser delivers it, in pieces (any piece may arrive split over reads).
+    private struct PartialRequest {
+        var target: [UInt8] = []
+        var method = ""
+        var path = ""
+        var query: String?
+        var headers = HTTPHeaders()
+        var fieldName: [UInt8] = []
+        var fieldValue: [UInt8] = []
+        var inValue = false
+        /// Counted as HTTP/2 counts its header list: name + value + 32 per field, the request
+        /// target counting as the `:path` field.
+        var headerListBytes = 0
+        /// Header fields after this are a chunked body's trailers, which are ignored.
+        var headersDone = false
+        var keepAlive = true
+        var isHTTP10 = false
+        var bodyLimit = 0
+        var body: [UInt8] = []
+    }
+
+    /// The server attaches the socket once this exists, then calls `readable` for the bytes
+    /// already buffered.
+    init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) {
+        self.context = context
+        self.server = server
+        self.socket = socket
+        http_parser_init(&parser, HTTP_REQUEST)
+        parser.data = Unmanaged.passUnretained(self).toOpaque()
+        socket.limitUnreadInput(Self.pipelinedInputLimit)
+    }
+
+    deinit {
+        // Every path that gives up a connection marks it closed first.
+        precondition(isClosed, "HTTP1Connection freed without close()")
+    }
+
+    // MARK: socket events
+
+    func readable() {
+        guard exchange == nil else { return }
+        parseInput()
+    }
+
+    func writable() {
+        // The answer has left: the next pipelined request may be parsed.
+        guard let exchange, exchange.hasResponded, socket.outputLength == 0 else { return }
+        self.exchange = nil
+        parseInput()
+    }
+
+    var isAwaitingHandler: Bool { exchange.map { !$0.hasResponded } ?? false }
+
+    /// The one teardown path: cancels the request in flight, closes the socket.
+    func close() {
+        guard !isClosed else { return }
+        if inParser {
+            // Never free the connection from inside a parser callback: finish after it returns.
+            loop.nextTick { self.close() }
+            return
+        }
+        isClosed = true
+        let inFlight = exchange
+        exchange = nil
+        inFlight?.cancel()
+        socket.close()
+        server?.connectionClosed(self)
+    }
+
+    /// HTTP/1 has no GOAWAY: an idle connection closes now, a busy one after its answer, which
+    /// says `connection: close`.
+    func goAway() {
+        guard !isClosed else { return }
+        draining = true
+        guard let exchange else { return close() }
+        // Already answered without the close notice: this answer is the last anyway.
+        if exchange.hasResponded { socket.closeAfterWriting() }
+    }
+
+    // MARK: parsing
+
+    /// Parses buffered input until a request is complete or breaks a limit (then acts on it and
+    /// stops), or the input runs out (then waits for more).
+    private func parseInput() {
+        guard !isClosed, !socket.isLingering, let input = socket.input else { return }
+        let length = evbuffer_get_length(input)
+        guard length > 0, let data = evbuffer_pullup(input, -1) else { return }
+        inParser = true
+        let consumed = withUnsafePointer(to: HTTPParserCallbacks.settings) { settings in
+            data.withMemoryRebound(to: CChar.self, capacity: length) { http_parser_execute(&parser, settings, $0, length) }
+        }
+        inParser = false
+        let error = http_errno(parser.http_errno)
+        if error == HPE_PAUSED { http_parser_pause(&parser, 0) }
+        guard evbuffer_drain(input, consumed) == 0 else { return close() }
+        guard error == HPE_OK || error == HPE_PAUSED else { return badRequest(error) }
+        let reason = stop
+        stop = nil
+        switch reason {
+        case .complete: dispatch()
+        case .rejected(let violation): reject(violation)
+        case nil: break
+        }
+    }
+
+    func messageBegin() {
+        request = PartialRequest()
+    }
+
+    func target(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
+        if request.target.isEmpty { request.headerListBytes += ":path".utf8.count + 32 }
+        guard countHeaderBytes(bytes.count, parser) else { return }
+        request.target.append(contentsOf: bytes)
+    }
+
+    func headerName(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
+        guard !request.headersDone else { return }
+        if request.inValue { commitField() }
+        if request.fieldName.isEmpty { request.headerListBytes += 32 }
+        guard countHeaderBytes(bytes.count, parser) else { return }
+        request.fieldName.append(contentsOf: bytes)
+    }
+
+    func headerValue(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
+        guard !request.headersDone else { return }
+        request.inValue = true
+        guard countHeaderBytes(bytes.count, parser) else { return }
+        request.fieldValue.append(contentsOf: bytes)
+    }
+
+    func headersComplete(_ parser: UnsafeMutablePointer<http_parser>) {
+        if request.inValue { commitField() }
+        request.headersDone = true
+        request.method = String(cString: http_method_str(http_method(parser.pointee.method)))
+        request.target.withUnsafeBufferPointer { target in
+            if let mark = target.firstIndex(of: UInt8(ascii: "?")) {
+                request.path = String(decoding: target[..<mark], as: UTF8.self)
+                request.query = String(decoding: target[(mark + 1)...], as: UTF8.self)
+            } else {
+                request.path = String(decoding: target, as: UTF8.self)
+            }
+        }
+        request.target = []
+        request.keepAlive = http_should_keep_alive(parser) != 0
+        request.isHTTP10 = parser.pointee.http_major == 1 && parser.pointee.http_minor == 0
+        request.bodyLimit = handler.requestBodyLimit(method: request.method, path: request.path)
+        let flags = parser.pointee.flags
+        let declared = flags & F_CONTENTLENGTH.rawValue != 0 ? parser.pointee.content_length : 0
+        if declared > UInt64(max(request.bodyLimit, 0)) {
+            return pause(parser, .rejected(.bodyTooLarge(limit: request.bodyLimit)))
+        }
+        // The client waits for this before sending a body it declared; a declared body over the
+        // limit was answered with the limit error above instead.
+        let bodyFollows = declared > 0 || flags & F_CHUNKED.rawValue != 0
+        if bodyFollows, !request.isHTTP10, request.headers.first(named: "expect")?.lowercased() == "100-continue" {
+            let interim = "HTTP/1.1 100 Continue\r\n\r\n"
+            var written = false
+            interim.utf8.withContiguousStorageIfAvailable { written = socket.write($0.baseAddress!, $0.count) }
+            if !written { close() }
+        }
+    }
+
+    func bodyChunk(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
+        // Chunked bodies declare no length up front: they are checked as they arrive.
+        guard request.body.count + bytes.count <= request.bodyLimit else {
+            return pause(parser, .rejected(.bodyTooLarge(limit: request.bodyLimit)))
+        }
+        request.body.append(contentsOf: bytes)
+    }
+
+    func messageComplete(_ parser: UnsafeMutablePointer<http_parser>) {
+        pause(parser, .complete)
+    }
+
+    private func pause(_ parser: UnsafeMutablePointer<http_parser>, _ reason: ParseStop) {
+        stop = reason
+        http_parser_pause(parser, 1)
+    }
+
+    /// Adds to the header list size; past the limit, stops parsing to answer the limit error.
+    private func countHeaderBytes(_ count: Int, _ parser: UnsafeMutablePointer<http_parser>) -> Bool {
+        request.headerListBytes += count
+        guard request.headerListBytes > limits.maxHeaderListBytes else { return true }
+        pause(parser, .rejected(.headerListTooLarge(limit: limits.maxHeaderListBytes)))
+        return false
+    }
+
+    /// Stores the field collected so far: the name lowercased (handlers look headers up by
+    /// lowercase name, as HTTP/2 delivers them), the value without trailing blanks.
+    private func commitField() {
+        for index in request.fieldName.indices where (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(request.fieldName[index]) {
+            request.fieldName[index] |= 0x20
+        }
+        while let last = request.fieldValue.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+            request.fieldValue.removeLast()
+        }
+        request.fieldName.withUnsafeBufferPointer { name in
+            request.fieldValue.withUnsafeBufferPointer { value in request.headers.append(name: name, value: value) }
+        }
+        request.fieldName.removeAll(keepingCapacity: true)
+        request.fieldValue.removeAll(keepingCapacity: true)
+        request.inValue = false
+    }
+
+    // MARK: requests and responses
+
+    private func dispatch() {
+        let exchange = HTTP1Exchange(connection: self, isHead: request.method == "HEAD", keepAlive: request.keepAlive,
+                                     isHTTP10: request.isHTTP10)
+        self.exchange = exchange
+        let complete = HTTPRequest(version: .http1_1, method: request.method, path: request.path, query: request.query,
+                                   headers: request.headers, body: request.body)
+        request = PartialRequest()
+        handler.handle(complete, writer: exchange)
+    }
+
+    /// A limit broken: the handler's answer, then close (the rest of the request is not read).
+    private func reject(_ violation: HTTPLimitViolation) {
+        let answer = handler.limitExceeded(violation, method: request.method, path: request.path,
+                                           contentType: request.headers.first(named: "content-type"))
+        respondAndClose(answer, isHead: request.method == "HEAD")
+    }
+
+    /// Malformed input: the parser's own diagnosis, then close (there is no telling where the
+    /// next request would start).
+    private func badRequest(_ error: http_errno) {
+        let name = String(cString: http_errno_name(error))
+        let description = String(cString: http_errno_description(error))
+        context.logger.debug("malformed HTTP/1.x request", metadata: ["error": "\(name)"])
+        respondAndClose(HTTPResponse(status: 400, headers: [("content-type", "text/plain; charset=utf-8")],
+                                     body: Array("bad request: \(name): \(description)\n".utf8)), isHead: false)
+    }
+
+    private func respondAndClose(_ response: HTTPResponse, isHead: Bool) {
+        let exchange = HTTP1Exchange(connection: self, isHead: isHead, keepAlive: false, isHTTP10: request.isHTTP10)
+        self.exchange = exchange
+        request = PartialRequest()
+        exchange.respond(response)
+    }
+
+    /// Writes `response` for the exchange in flight (HTTP1Exchange.respond checks it is open).
+    /// Framing is always `content-length`; trailers have no place in an HTTP/1.1 answer here.
+    func send(_ response: HTTPResponse, for exchange: HTTP1Exchange) {
+        guard !isClosed, exchange === self.exchange else { return }
+        let closing = !exchange.keepAlive || draining
+        var head = "HTTP/1.1 \(response.status) \(String(cString: http_status_str(http_status(UInt32(clamping: response.status)))))\r\n"
+        for field in response.headers {
+            head += field.name
+            head += ": "
+            head += field.value
+            head += "\r\n"
+        }
+        // RFC 9110 §8.6: no content-length on 1xx, 204 and 304 answers.
+        if response.status >= 200, response.status != 204, response.status != 304 {
+            head += "content-length: \(response.body.count)\r\n"
+        }
+        if closing {
+            head += "connection: close\r\n"
+        } else if exchange.isHTTP10 {
+            head += "connection: keep-alive\r\n"
+        }
+        head += "\r\n"
+        var written = head.utf8.withContiguousStorageIfAvailable { socket.write($0.baseAddress!, $0.count) } ?? false
+        if written, !exchange.isHead, !response.body.isEmpty {
+            written = response.body.withUnsafeBytes { socket.write($0.baseAddress!, $0.count) }
+        }
+        guard written else { return close() }
+        // Otherwise writable() moves on to the next request once this answer has left.
+        if closing { socket.closeAfterWriting() }
+    }
+}
+
+/// The response writer of one HTTP/1.1 request. Holds its connection strongly; the connection
+/// drops it once the answer has left or when it closes, which ends the cycle. Loop-confined.
+final class HTTP1Exchange: HTTPResponseWriter {
+    private let connection: HTTP1Connection
+    /// A HEAD request: the answer's headers (with the body's length) go out without the body.
+    let isHead: Bool
+    let keepAlive: Bool
+    /// HTTP/1.0 keeps the connection only when the answer says `connection: keep-alive`.
+    let isHTTP10: Bool
+    private(set) var isCancelled = false
+    private(set) var hasResponded = false
+    var onCancel: (() -> Void)?
+
+    init(connection: HTTP1Connection, isHead: Bool, keepAlive: Bool, isHTTP10: Bool) {
+        self.connection = connection
+        self.isHead = isHead
+        self.keepAlive = keepAlive
+        self.isHTTP10 = isHTTP10
+    }
+
+    func respond(_ response: HTTPResponse) {
+        connection.loop.assertInLoop()
+        guard !hasResponded, !isCancelled else { return }
+        hasResponded = true
+        onCancel = nil
+        connection.send(response, for: self)
+    }
+
+    func cancel() {
+        guard !hasResponded, !isCancelled else { return }
+        isCancelled = true
+        let action = onCancel
+        onCancel = nil
+        action?()
+    }
+}
