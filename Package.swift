@@ -34,6 +34,9 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // No pkg-config file in Debian's package: the module map links the library by name.
         .systemLibrary(name: "CHttpParser", providers: [.apt(["libhttp-parser-dev"])]),
+        .systemLibrary(name: "CSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        // libevent's OpenSSL bufferevents (TLS on the service port); a library of its own in Debian.
+        .systemLibrary(name: "CLibeventOpenSSL", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev"])]),
         .target(name: "CShims", dependencies: ["CCurl", "CHiredis", "CLibevent"]),
 
         // Pure building blocks: no I/O.
@@ -45,7 +48,7 @@ let package = Package(
         // Generic adapters: each wraps one C library on the event loop and knows nothing of points.
         .target(name: "EventLoop", dependencies: ["CLibevent"]),
         .target(name: "Gzip", dependencies: ["CZlib"]),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CHttpParser", "CLibevent", logging]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CNghttp2", "CHttpParser", "CLibevent", "CLibeventOpenSSL", "CSSL", "CCrypto", logging]),
         .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis", "CShims", logging]),
         .target(name: "HTTPClient", dependencies: ["EventLoop", "CCurl", "CShims"]),
 
@@ -76,7 +79,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
         .testTarget(name: "WarmJobTests", dependencies: ["WarmJob", "Codecs", "HTTPClient"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", logging]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPClient", "EventLoop", "TestSupport", logging]),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient", "EventLoop", logging]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", protobuf, logging]),
         .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),

@@ -4,7 +4,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Build and test needs: C libraries (-dev), Redis, HTTP/2 clients and the reference server.
 DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev libevent-dev zlib1g-dev libssl-dev libjemalloc-dev
-                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl tzdata procps python3-venv)
+                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps python3-venv)
 
 # The Python clients the interop tests call the service with (Tests/clients/), pinned so that a
 # new release on PyPI cannot change what the tests prove.

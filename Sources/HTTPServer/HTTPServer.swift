@@ -28,14 +28,16 @@ final class ServerContext {
     }
 }
 
-/// The HTTP server of one loop (HTTP/2 over cleartext with prior knowledge, and HTTP/1.1 on the
-/// same port): its own SO_REUSEPORT listener and its connections, each handing requests to one
-/// `HTTPHandler`.
+/// The HTTP server of one loop (HTTP/2 with prior knowledge and HTTP/1.1 on the same port, in
+/// cleartext or TLS with ALPN): its own SO_REUSEPORT listener and its connections, each handing
+/// requests to one `HTTPHandler`.
 /// Loop-confined: create, use and drop it on the loop's thread.
 public final class HTTPServer {
     private let context: ServerContext
     private var listener: OpaquePointer?
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    /// TLS connections still in their handshake: not yet any protocol's.
+    private var handshakes: [ObjectIdentifier: TLSHandshake] = [:]
     private var onDrained: (() -> Void)?
     /// The port actually bound (useful when the configuration asked for port 0).
     public let port: Int
@@ -75,6 +77,7 @@ public final class HTTPServer {
 
     deinit {
         if let listener { evconnlistener_free(listener) }
+        for handshake in handshakes.values { handshake.close() }
         for connection in connections.values { connection.close() }
     }
 
@@ -101,26 +104,65 @@ public final class HTTPServer {
 
     /// Internal for tests, which hand it sockets that cannot be set up.
     func accept(_ fd: Int32) {
-        guard let bufferEvent = bufferevent_socket_new(context.loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
-            Glibc.close(fd)
-            context.logger.error("could not set up an accepted connection", metadata: ["error": "bufferevent_socket_new failed"])
-            return
-        }
         // Answers are written whole; Nagle would only hold back their last segment.
         var nodelay: Int32 = 1
         if setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             context.logger.debug("TCP_NODELAY refused", metadata: ["error": "\(String(cString: strerror(errno)))"])
         }
+        if let tls = context.configuration.tls { return acceptTLS(fd: fd, tls: tls.current) }
+        guard let bufferEvent = bufferevent_socket_new(context.loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
+            Glibc.close(fd)
+            context.logger.error("could not set up an accepted connection", metadata: ["error": "bufferevent_socket_new failed"])
+            return
+        }
         // Cleartext carries no ALPN: the first bytes tell the protocol (see handOver).
-        let sniffer = ConnectionSniffer(socket: ConnectionSocket(bufferEvent: bufferEvent), server: self)
+        sniff(ConnectionSocket(bufferEvent: bufferEvent))
+    }
+
+    /// Lets the first bytes choose the protocol.
+    private func sniff(_ socket: ConnectionSocket) {
+        let sniffer = ConnectionSniffer(socket: socket, server: self)
         connections[ObjectIdentifier(sniffer)] = sniffer
         do {
             try sniffer.start(idleSeconds: context.configuration.idleTimeoutSeconds)
         } catch {
             context.logger.error("could not set up an accepted connection", metadata: ["error": "\(error)"])
-            sniffer.close()
+            return sniffer.close()
+        }
+        // Bytes decrypted during a TLS handshake are already buffered and will not be announced again.
+        sniffer.readable()
+    }
+
+    // MARK: TLS
+
+    /// Starts the TLS handshake on an accepted socket, with the newest context.
+    private func acceptTLS(fd: Int32, tls: TLSContext) {
+        do {
+            let handshake = try TLSHandshake(fd: fd, tls: tls, context: context, server: self)
+            handshakes[ObjectIdentifier(handshake)] = handshake
+        } catch {
+            context.logger.error("could not set up an accepted TLS connection", metadata: ["error": "\(error)"])
         }
     }
+
+    /// The handshake is done: its bufferevent goes to the connection type ALPN chose, or, when
+    /// the client named none, to the one its first bytes choose.
+    func handshakeFinished(_ handshake: TLSHandshake, bufferEvent: OpaquePointer, negotiated: NegotiatedProtocol) {
+        handshakes.removeValue(forKey: ObjectIdentifier(handshake))
+        context.logger.debug("TLS handshake done", metadata: ["alpn": "\(negotiated.rawValue)"])
+        let socket = ConnectionSocket(bufferEvent: bufferEvent)
+        switch negotiated {
+        case .http2: serve(socket, speaking: .http2)
+        case .http1: serve(socket, speaking: .http1)
+        case .notNegotiated: sniff(socket)
+        }
+    }
+
+    func handshakeClosed(_ handshake: TLSHandshake) {
+        handshakes.removeValue(forKey: ObjectIdentifier(handshake))
+    }
+
+    // MARK: connections
 
     /// The sniffer has seen enough of its connection's first bytes: the socket now belongs to the
     /// connection type for `wire`.
@@ -155,8 +197,8 @@ public final class HTTPServer {
         connection.readable()
     }
 
-    /// Connections currently open.
-    public var openConnections: Int { connections.count }
+    /// Connections currently open (TLS ones still in their handshake too).
+    public var openConnections: Int { connections.count + handshakes.count }
 
     func connectionClosed(_ connection: ServerConnection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
@@ -172,6 +214,8 @@ public final class HTTPServer {
         context.loop.assertInLoop()
         if let listener { evconnlistener_free(listener) }
         listener = nil
+        // A connection still in its TLS handshake has no request in flight: nothing to wait for.
+        for handshake in Array(handshakes.values) { handshake.close() }
         guard !connections.isEmpty else { return onDrained() }
         self.onDrained = onDrained
         for connection in Array(connections.values) { connection.goAway() }
@@ -179,6 +223,7 @@ public final class HTTPServer {
 
     /// Hard stop after the drain deadline: closes whatever is still open.
     public func closeAll() {
+        for handshake in Array(handshakes.values) { handshake.close() }
         for connection in Array(connections.values) { connection.close() }
     }
 }

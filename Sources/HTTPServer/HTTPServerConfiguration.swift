@@ -19,5 +19,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// Invalid frames a connection may send before it is sent away (GOAWAY).
     public var maxGlitchesPerConnection: Int = 1000
 
+    /// Set: the port speaks TLS (ALPN h2 and http/1.1) with whatever context this holds when a
+    /// connection is accepted. Nil: cleartext.
+    public var tls: TLSContextHolder?
+    /// A TLS client that has not finished its handshake by then is disconnected.
+    public var tlsHandshakeTimeoutSeconds: Int = 10
+
     public init(listen: String) { self.listen = listen }
 }

@@ -80,7 +80,24 @@ public final class PointsExpiryApp: @unchecked Sendable {
             "listen": "\(listen)", "workers": "\(configuration.workers)",
             "voucherify": "\(configuration.voucherify.baseURL)", "timezone": "\(configuration.timeZone)",
             "webhook": "\(configuration.webhookSecret == nil ? "off (WEBHOOK_SECRET not set)" : "on")",
+            "tls": "\(configuration.server.tls == nil ? "off (cleartext h2c)" : "on (ALPN h2, http/1.1)")",
         ])
+    }
+
+    /// SIGHUP: re-reads TLS_CERT_FILE and TLS_KEY_FILE. Connections accepted from now on use the
+    /// new certificate and open ones keep theirs; a file that cannot be used leaves the old
+    /// certificate in place. Reads files: call it off the loops.
+    public func reloadTLS() {
+        guard let tls = configuration.server.tls else {
+            logger.info("nothing to reload: TLS is off (TLS_CERT_FILE and TLS_KEY_FILE not set)")
+            return
+        }
+        do {
+            try tls.reload()
+            logger.info("reloaded TLS certificate", metadata: ["certificate": "\(tls.certificateFile)", "key": "\(tls.keyFile)"])
+        } catch {
+            logger.error("could not reload the TLS certificate; keeping the old one", metadata: ["error": "\(error)"])
+        }
     }
 
     /// True when every worker has a ready Redis connection and is not draining (asks each loop;

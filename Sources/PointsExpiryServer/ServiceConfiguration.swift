@@ -89,7 +89,32 @@ public struct ServiceConfiguration: Sendable {
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
         if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
         if let reserve = value("VOUCHERIFY_INTERACTIVE_RESERVE") { configuration.interactiveReserve = try InteractiveReserve(parsing: reserve) }
+        configuration.server.tls = try tlsContext(certificateFile: value("TLS_CERT_FILE"), keyFile: value("TLS_KEY_FILE"))
         return configuration
+    }
+}
+
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both or neither. Both files are read now, so a bad one stops
+/// start-up naming its variable instead of failing every handshake later.
+private func tlsContext(certificateFile: String?, keyFile: String?) throws(ConfigurationError) -> TLSContextHolder? {
+    switch (certificateFile, keyFile) {
+    case (nil, nil):
+        return nil
+    case (_?, nil):
+        throw ConfigurationError(variable: "TLS_KEY_FILE", problem: "is required when TLS_CERT_FILE is set (the PEM private key)")
+    case (nil, _?):
+        throw ConfigurationError(variable: "TLS_CERT_FILE", problem: "is required when TLS_KEY_FILE is set (the PEM certificate chain)")
+    case let (certificateFile?, keyFile?):
+        do {
+            return try TLSContextHolder(certificateFile: certificateFile, keyFile: keyFile)
+        } catch {
+            switch error {
+            case .certificate: throw ConfigurationError(variable: "TLS_CERT_FILE", problem: "is not usable: \(error)")
+            case .key: throw ConfigurationError(variable: "TLS_KEY_FILE", problem: "is not usable: \(error)")
+            // Not about either file, but start-up must still stop with the setting that asked for TLS.
+            case .setup: throw ConfigurationError(variable: "TLS_CERT_FILE", problem: "could not be used: \(error)")
+            }
+        }
     }
 }
 

@@ -11,6 +11,8 @@ public struct WarmConfiguration: Equatable, Sendable {
     public var timeoutMilliseconds: Int64
     public var failedOutPath: String?
     public var progressIntervalMilliseconds: Int
+    /// `--cacert`: PEM file of the CAs to trust for an https:// service (the system's otherwise).
+    public var caCertificatePath: String?
 
     public static let defaultService = "http://127.0.0.1:8080"
     public static let batchSizes = 1...1000
@@ -31,6 +33,7 @@ public struct WarmConfiguration: Equatable, Sendable {
         public var timeout: String?
         public var failedOut: String?
         public var progressInterval: String?
+        public var caCertificate: String?
         /// Anything else on the command line.
         public var unexpected: [String] = []
 
@@ -65,6 +68,11 @@ public struct WarmConfiguration: Equatable, Sendable {
         progressIntervalMilliseconds = Int(try Self.milliseconds(arguments.progressInterval, flag: "--progress-interval", default: 5, max: 3600))
         if let path = arguments.failedOut, path.isEmpty { throw WarmUsageError("--failed-out must name a file") }
         failedOutPath = arguments.failedOut
+        if let path = arguments.caCertificate {
+            guard !path.isEmpty else { throw WarmUsageError("--cacert must name a file") }
+            guard usesTLS else { throw WarmUsageError("--cacert needs an https:// --service (http:// has no certificate to check)") }
+        }
+        caCertificatePath = arguments.caCertificate
     }
 
     private static func serviceURL(_ text: String) throws(WarmUsageError) -> String {

@@ -129,7 +129,8 @@ private final class WarmRun {
             body: WarmMembersCall.body(campaign: configuration.campaign, members: batch.members, force: configuration.force),
             version: configuration.usesTLS ? .http2OverTLS : .http2PriorKnowledge,
             connectTimeoutMilliseconds: WarmMembersCall.connectMilliseconds,
-            totalTimeoutMilliseconds: Int(callMilliseconds + WarmMembersCall.transferSlackMilliseconds))
+            totalTimeoutMilliseconds: Int(callMilliseconds + WarmMembersCall.transferSlackMilliseconds),
+            caCertificateFile: configuration.caCertificatePath)
         do {
             let multi = try CurlMulti(loop: loop)
             let transfer = try multi.start(request) { [unowned self] result in

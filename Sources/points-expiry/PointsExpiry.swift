@@ -49,6 +49,9 @@ struct Serve: ParsableCommand {
     var voucherifyRateLimit: String?
     @Option(help: "Share of the budget warming may not touch (VOUCHERIFY_INTERACTIVE_RESERVE, default 0.5).")
     var voucherifyInteractiveReserve: String?
+    @Option(help: "PEM certificate chain; with --tls-key-file the port speaks TLS, re-read on SIGHUP (TLS_CERT_FILE).")
+    var tlsCertFile: String?
+    @Option(help: "PEM private key of that certificate (TLS_KEY_FILE).") var tlsKeyFile: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).") var logLevel: String?
 
     func run() throws {
@@ -61,7 +64,7 @@ struct Serve: ParsableCommand {
             ("CACHE_STALE_IF_ERROR_SECONDS", cacheStaleIfErrorSeconds.map(String.init)),
             ("CACHE_NOT_FOUND_SECONDS", cacheNotFoundSeconds.map(String.init)),
             ("VOUCHERIFY_RATE_LIMIT", voucherifyRateLimit), ("VOUCHERIFY_INTERACTIVE_RESERVE", voucherifyInteractiveReserve),
-            ("LOG_LEVEL", logLevel),
+            ("TLS_CERT_FILE", tlsCertFile), ("TLS_KEY_FILE", tlsKeyFile), ("LOG_LEVEL", logLevel),
         ]
         for case let (name, value?) in overrides { environment[name] = value }
 
@@ -83,14 +86,15 @@ struct Serve: ParsableCommand {
             Self.exitWithConfigurationError(error.description)
         }
 
-        // Before any thread exists: libcurl's global state, and SIGTERM/SIGINT
+        // Before any thread exists: libcurl's global state, and SIGTERM/SIGINT/SIGHUP
         // blocked so that every worker inherits the mask and only sigwait below receives them.
         try Curl.globalInit()
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGTERM)
-        sigaddset(&stopSignals, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        var handledSignals = sigset_t()
+        sigemptyset(&handledSignals)
+        sigaddset(&handledSignals, SIGTERM)
+        sigaddset(&handledSignals, SIGINT)
+        sigaddset(&handledSignals, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &handledSignals, nil)
 
         let app = try PointsExpiryApp(configuration: configuration, logger: logger)
         do {
@@ -102,7 +106,8 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         var received: Int32 = 0
-        sigwait(&stopSignals, &received)
+        // SIGHUP re-reads the TLS files (on this thread: the loops never wait on a file).
+        while sigwait(&handledSignals, &received) == 0, received == SIGHUP { app.reloadTLS() }
         logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
         app.shutdown()
     }

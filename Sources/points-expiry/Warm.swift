@@ -33,6 +33,9 @@ struct Warm: ParsableCommand {
     var failedOut: String?
     @Option(help: ArgumentHelp("Seconds between progress lines when stderr is not a terminal (default 5).", valueName: "SECONDS"))
     var progressInterval: String?
+    @Option(name: .customLong("cacert"),
+            help: ArgumentHelp("PEM file of the certificate authorities to trust for an https:// --service instead of the system's (a private CA); the certificate is always verified.", valueName: "FILE"))
+    var caCertificate: String?
     /// `-` alone means standard input; anything else here is a usage error (exit 2).
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var otherArguments: [String] = []
@@ -50,6 +53,7 @@ struct Warm: ParsableCommand {
         arguments.timeout = timeout
         arguments.failedOut = failedOut
         arguments.progressInterval = progressInterval
+        arguments.caCertificate = caCertificate
         let exitCode = WarmRunner.run(arguments)
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The built `points-expiry` binary: start-up validation and graceful shutdown.
 @Suite(.serialized) struct ExecutableTests {
@@ -71,5 +72,62 @@ import Testing
         #expect(inFlight.outputText == "200")
         #expect(try service.waitForExit() == 0)
         #expect(service.outputText.contains("stopped"))
+    }
+
+    @Test func aBadTLSKeyStopsStartupNamingTLSKeyFile() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let certificate = try TestCertificate(in: directory, name: "a")
+        let key = directory + "/bad-key.pem"
+        #expect(FileManager.default.createFile(atPath: key, contents: Data("not a key\n".utf8)))
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: Self.valid.merging([
+            "TLS_CERT_FILE": certificate.certificateFile, "TLS_KEY_FILE": key,
+        ]) { _, new in new })
+        #expect(try child.waitForExit() == 2)
+        let lines = child.outputText.split(separator: "\n")
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains("TLS_KEY_FILE") == true)
+    }
+
+    /// TLS on the port, SIGHUP to a renewed certificate, and a bad file on a later SIGHUP keeping
+    /// the certificate in use.
+    @Test func sighupReloadsTheTLSCertificate() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let a = try TestCertificate(in: directory, name: "a")
+        let b = try TestCertificate(in: directory, name: "b")
+        let certificateFile = directory + "/tls.crt"
+        let keyFile = directory + "/tls.key"
+        func install(_ certificate: String, _ key: String) throws {
+            try Data(contentsOf: URL(fileURLWithPath: certificate)).write(to: URL(fileURLWithPath: certificateFile), options: .atomic)
+            try Data(contentsOf: URL(fileURLWithPath: key)).write(to: URL(fileURLWithPath: keyFile), options: .atomic)
+        }
+        try install(a.certificateFile, a.keyFile)
+        // /healthz needs neither Redis nor Voucherify.
+        let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: Self.valid.merging([
+            "TLS_CERT_FILE": certificateFile, "TLS_KEY_FILE": keyFile, "LOG_LEVEL": "info",
+        ]) { _, new in new })
+        defer { service.stop() }
+        let url = "https://127.0.0.1:\(try ServiceProcess.listeningPort(of: service))/healthz"
+        func healthz(trusting certificate: TestCertificate) throws -> String {
+            let curl = try ChildProcess("/usr/bin/curl", ["-sS", "--max-time", "20", "--http2", "--cacert", certificate.certificateFile,
+                                                          "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url])
+            _ = try curl.waitForExit()
+            return curl.outputText
+        }
+        #expect(try healthz(trusting: a) == "2 200")
+
+        try install(b.certificateFile, b.keyFile)
+        service.signal(SIGHUP)
+        _ = try service.waitForLine(containing: "reloaded TLS certificate")
+        #expect(try healthz(trusting: b) == "2 200")
+        #expect(try healthz(trusting: a) != "2 200")
+
+        try install(a.certificateFile, b.keyFile)
+        service.signal(SIGHUP)
+        _ = try service.waitForLine(containing: "keeping the old one")
+        #expect(try healthz(trusting: b) == "2 200")
+        service.signal(SIGTERM)
+        #expect(try service.waitForExit() == 0)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `points-expiry warm` as an operator runs it: the built binary, stderr not a terminal, against
 /// a served replica with redis-server and the fake Voucherify.
@@ -167,6 +168,29 @@ import Testing
         let rows = try failedOut(failed)
         #expect(rows.count == 30)
         #expect(rows.allSatisfy { $0.error == "cancelled" })
+    }
+
+    /// `--service https://…` negotiates HTTP/2 by ALPN, and `--cacert` trusts a private CA (here
+    /// the service's self-signed certificate); without it the certificate does not verify.
+    @Test func warmsAServiceOverTLSTrustingItsCA() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = try TestCertificate(in: directory.path, name: "service")
+        let service = try ServiceUnderTest(environment: ["TLS_CERT_FILE": certificate.certificateFile, "TLS_KEY_FILE": certificate.keyFile],
+                                           waitUntilReady: false)
+        try waitUntil("every worker of the service is ready") { service.app.allWorkersReady() }
+        let members = directory.appendingPathComponent("members.txt")
+        try Data("MEMBER-000001\nMEMBER-000002\n".utf8).write(to: members)
+        let url = "https://127.0.0.1:\(service.app.port)"
+
+        let trusted = try warm(url, ["--members-file", members.path, "--cacert", certificate.certificateFile])
+        #expect(trusted.status == 0, "\(trusted.output)")
+        #expect((summaryCount(trusted.output, "warmed") ?? 0) + (summaryCount(trusted.output, "already fresh") ?? 0) == 2)
+
+        // The job cannot run as asked: exit 2 with curl's reason, not retries until --timeout.
+        let untrusted = try warm(url, ["--members-file", members.path, "--timeout", "30"])
+        #expect(untrusted.status == 2, "\(untrusted.output)")
+        #expect(untrusted.output.contains("certificate"), "\(untrusted.output)")
     }
 
     @Test func aMissingMembersFileIsExitTwoNamingIt() throws {

@@ -1,5 +1,7 @@
+import Foundation
 import Testing
 @testable import PointsExpiryServer
+import TestSupport
 
 @Suite struct ServiceConfigurationTests {
     let valid = ["VOUCHERIFY_APP_ID": "id", "VOUCHERIFY_APP_TOKEN": "token-value"]
@@ -43,5 +45,54 @@ import Testing
             #expect(error.variable == "VOUCHERIFY_API_URL")
             #expect(!error.description.contains("token-value"))
         }
+    }
+}
+
+@Suite struct TLSConfigurationTests {
+    let valid = ["VOUCHERIFY_APP_ID": "id", "VOUCHERIFY_APP_TOKEN": "token-value"]
+
+    func configuration(_ overrides: [String: String]) throws(ConfigurationError) -> ServiceConfiguration {
+        try ServiceConfiguration.fromEnvironment(valid.merging(overrides) { _, new in new }, cores: 2)
+    }
+
+    func failure(_ overrides: [String: String]) -> ConfigurationError? {
+        do {
+            _ = try configuration(overrides)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func offWithoutTheVariables() throws {
+        #expect(try configuration([:]).server.tls == nil)
+    }
+
+    @Test func bothFilesTurnTLSOn() throws {
+        let directory = try makeTemporaryDirectory()
+        let certificate = try TestCertificate(in: directory, name: "a")
+        let tls = try #require(try configuration(["TLS_CERT_FILE": certificate.certificateFile, "TLS_KEY_FILE": certificate.keyFile]).server.tls)
+        #expect(tls.certificateFile == certificate.certificateFile)
+        #expect(tls.keyFile == certificate.keyFile)
+    }
+
+    @Test func onlyOneSetNamesTheMissingOne() {
+        #expect(failure(["TLS_CERT_FILE": "/tmp/cert.pem"])?.variable == "TLS_KEY_FILE")
+        #expect(failure(["TLS_KEY_FILE": "/tmp/key.pem"])?.variable == "TLS_CERT_FILE")
+    }
+
+    @Test func aBadFileNamesItsVariable() throws {
+        let directory = try makeTemporaryDirectory()
+        let a = try TestCertificate(in: directory, name: "a")
+        let b = try TestCertificate(in: directory, name: "b")
+        let garbage = directory + "/garbage.pem"
+        #expect(FileManager.default.createFile(atPath: garbage, contents: Data("not PEM\n".utf8)))
+        #expect(failure(["TLS_CERT_FILE": directory + "/missing.pem", "TLS_KEY_FILE": a.keyFile])?.variable == "TLS_CERT_FILE")
+        #expect(failure(["TLS_CERT_FILE": garbage, "TLS_KEY_FILE": a.keyFile])?.variable == "TLS_CERT_FILE")
+        #expect(failure(["TLS_CERT_FILE": a.certificateFile, "TLS_KEY_FILE": garbage])?.variable == "TLS_KEY_FILE")
+        // A well-formed key of another certificate.
+        let mismatch = failure(["TLS_CERT_FILE": a.certificateFile, "TLS_KEY_FILE": b.keyFile])
+        #expect(mismatch?.variable == "TLS_KEY_FILE")
+        #expect(mismatch?.description.contains(b.keyFile) == true)
     }
 }

@@ -75,4 +75,22 @@ import Testing
         #expect(usageError { $0.failedOut = "" } == "--failed-out must name a file")
         #expect(usageError { $0.unexpected = ["--bogus"] } == "unexpected argument --bogus")
     }
+
+    @Test func caCertificateForAnHTTPSService() throws {
+        let configuration = try WarmConfiguration(arguments {
+            $0.service = "https://points.internal:8443"
+            $0.caCertificate = "/etc/ca.pem"
+        })
+        #expect(configuration.usesTLS)
+        #expect(configuration.caCertificatePath == "/etc/ca.pem")
+        #expect(try WarmConfiguration(arguments()).caCertificatePath == nil)
+    }
+
+    @Test func caCertificateNeedsHTTPSAndAFile() {
+        #expect(usageError { $0.caCertificate = "/etc/ca.pem" }?.contains("--cacert") == true)
+        #expect(usageError {
+            $0.service = "https://points.internal"
+            $0.caCertificate = ""
+        }?.contains("--cacert") == true)
+    }
 }
