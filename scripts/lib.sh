@@ -4,7 +4,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Build and test needs: C libraries (-dev), Redis, HTTP/2 clients and the reference server.
 DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev libevent-dev zlib1g-dev libssl-dev libjemalloc-dev
-                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps)
+                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps python3-venv)
+
+# The Python clients the interop tests call the service with (Tests/clients/), pinned so that a
+# new release on PyPI cannot change what the tests prove.
+PYTHON_CLIENT_PACKAGES=(grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 connectrpc==0.13.0)
+PYTHON_CLIENTS_VENV="$ROOT/.build-py/venv"
 
 # Installs whichever of DEBIAN_PACKAGES are missing (apt-get; sudo when not root).
 ensure_packages() {
@@ -18,6 +23,20 @@ ensure_packages() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Creates $PYTHON_CLIENTS_VENV with PYTHON_CLIENT_PACKAGES unless it already holds exactly them
+# (the venv remembers what it was built with in pinned.txt).
+ensure_python_clients() {
+  local pinned="$PYTHON_CLIENTS_VENV/pinned.txt"
+  local wanted
+  wanted="$(printf '%s\n' "${PYTHON_CLIENT_PACKAGES[@]}")"
+  [ -f "$pinned" ] && [ "$(cat "$pinned")" = "$wanted" ] && return 0
+  echo "installing Python clients into ${PYTHON_CLIENTS_VENV#"$ROOT/"}: ${PYTHON_CLIENT_PACKAGES[*]}" >&2
+  rm -rf "$PYTHON_CLIENTS_VENV"
+  python3 -m venv "$PYTHON_CLIENTS_VENV"
+  "$PYTHON_CLIENTS_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "${PYTHON_CLIENT_PACKAGES[@]}"
+  printf '%s\n' "$wanted" > "$pinned"
 }
 
 # Prints a TCP port that was free on 127.0.0.1 a moment ago.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the service locally. Without VOUCHERIFY_APP_ID/VOUCHERIFY_APP_TOKEN it starts the fake
-# Voucherify (1,000 generated members) on loopback, delivering its webhooks to the service;
-# without REDIS_URL it starts a loopback redis-server; without WEBHOOK_SECRET it uses a
-# development secret. Everything it starts stops with it (Ctrl-C).
+# Voucherify (1,000 generated members, plus the campaign and cards of proto-json/examples) on
+# loopback, delivering its webhooks to the service; without REDIS_URL it starts a loopback
+# redis-server; without WEBHOOK_SECRET it uses a development secret. Everything it starts stops
+# with it (Ctrl-C).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_packages
 cd "$ROOT"
@@ -36,13 +37,13 @@ if [ -z "${VOUCHERIFY_APP_ID:-}" ] || [ -z "${VOUCHERIFY_APP_TOKEN:-}" ]; then
   listen="${LISTEN:-127.0.0.1:8080}"
   service_host="${listen%:*}"
   case "$service_host" in 0.0.0.0|"[::]"|"") service_host=127.0.0.1 ;; esac
-  "$BIN/fake-voucherify" --host 127.0.0.1 --port "$port" --members 1000 --app-id dev-app-id --app-token dev-app-token \
+  "$BIN/fake-voucherify" --host 127.0.0.1 --port "$port" --members 1000 --contract-examples --app-id dev-app-id --app-token dev-app-token \
     --webhook-url "http://$service_host:${listen##*:}/webhooks/voucherify" \
     > "$STATE/fake-voucherify.log" 2>&1 &
   children+=($!)
   wait_for_port "$port"
   export VOUCHERIFY_API_URL="http://127.0.0.1:$port" VOUCHERIFY_APP_ID=dev-app-id VOUCHERIFY_APP_TOKEN=dev-app-token
-  echo "started fake-voucherify on 127.0.0.1:$port (members MEMBER-000001..MEMBER-001000, campaign camp_fake_loyalty / \"Fake Loyalty\")" >&2
+  echo "started fake-voucherify on 127.0.0.1:$port (members MEMBER-000001..MEMBER-001000, campaign camp_fake_loyalty / \"Fake Loyalty\"; and proto-json/examples' LC-7F3K-92QD in camp_Fk3vWgzXK2yCmZ1aQmLp7TnR)" >&2
 fi
 
 "$BIN/points-expiry" serve "$@" &

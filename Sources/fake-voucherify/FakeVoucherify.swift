@@ -78,6 +78,9 @@ struct FakeVoucherify: ParsableCommand {
     @Option(help: "Name of the generated campaign (also accepted in the path).")
     var campaignName = "Fake Loyalty"
 
+    @Flag(help: "Also serve the campaign and cards of proto-json/examples (camp_Fk3vWgzXK2yCmZ1aQmLp7TnR, LC-7F3K-92QD, …), as the examples show them.")
+    var contractExamples = false
+
     @Option(help: "Milliseconds added to every API answer (timer based, never blocks).")
     var latencyMs = 0
 
@@ -147,6 +150,16 @@ struct FakeVoucherify: ParsableCommand {
     }
 
     private func loadCampaigns() throws -> [LoyaltyCampaign] {
+        let served = try loadSeedCampaigns()
+        guard contractExamples else { return served }
+        guard !served.contains(where: { $0.id == ContractExamples.campaignId || $0.name == ContractExamples.campaignName }) else {
+            throw InputError(description: "--contract-examples: campaign \(ContractExamples.campaignId) is already in the data")
+        }
+        return served + [ContractExamples.campaign()]
+    }
+
+    /// The generated campaign, or the `--data` file's campaigns instead.
+    private func loadSeedCampaigns() throws -> [LoyaltyCampaign] {
         if let data {
             return try DataFile.load(path: data, now: Timestamp.now().millisecondsSince1970 / 1000)
         }
