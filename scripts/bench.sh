@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks the cache-hit path of GetMemberExpiration against a reference HTTP/2 server.
+# Benchmarks the cache-hit path of GetMemberExpiration against a reference HTTP/2 server, over
+# h2c with Connect JSON (the ratio), and also over gRPC (binary) and HTTP/1.1 keep-alive.
 #
 # The reference is nghttpd (single-threaded, from nghttp2-server) serving the very same response
 # body as a static file at the very same path, so both servers answer the same h2load request over
@@ -11,7 +12,9 @@
 # benchmarked here.
 #
 # Loads alternate between the two servers for ROUNDS rounds and each is reported at its median
-# round, so one noisy moment on a shared machine does not decide the ratio.
+# round, so one noisy moment on a shared machine does not decide the ratio. The gRPC and HTTP/1.1
+# loads run in the same rounds and are reported against the same nghttpd reference: nghttpd sends
+# no trailers and speaks no HTTP/1.1, so it is the one fixed yardstick for all three.
 #
 # Settings (environment): ROUNDS (3), REQUESTS (200000), CONNECTIONS (32), STREAMS (16, per connection),
 # WARMUP_REQUESTS (20000), LATENCY_REQUESTS (50000, the separate latency runs), LOAD_TIMEOUT (seconds per h2load run, 120), SERVER_CPU (0),
@@ -59,6 +62,26 @@ status="$(call_service "$WORK/hit.headers" "$WORK/hit.body")"
 grep -qi '^x-cache: *hit' "$WORK/hit.headers" || die "second call was not a cache hit: $(tr -d '\r' < "$WORK/hit.headers")"
 echo "bench: cache warmed; hit response is $(wc -c < "$WORK/hit.body") bytes" >&2
 
+# The same request as one gRPC message: GetMemberExpirationRequest in binary (campaign = field 1,
+# member = field 2, both strings) behind the 5-byte length prefix.
+python3 - "$WORK/request.grpc" "$REQUEST_BODY" <<'PY'
+import json, sys
+request = json.loads(sys.argv[2])
+def field(number, text):
+    data = text.encode()
+    assert len(data) < 128
+    return bytes([number << 3 | 2, len(data)]) + data
+message = field(1, request["campaign"]) + field(2, request["member"])
+open(sys.argv[1], "wb").write(b"\0" + len(message).to_bytes(4, "big") + message)
+PY
+curl -sS --http2-prior-knowledge --max-time 10 -X POST -H 'content-type: application/grpc' -H 'te: trailers' \
+  --data-binary "@$WORK/request.grpc" -D "$WORK/grpc.headers" -o "$WORK/grpc.body" "$service_url"
+grep -qi '^grpc-status: *0' "$WORK/grpc.headers" && grep -qi '^x-cache: *hit' "$WORK/grpc.headers" ||
+  die "the gRPC call was not an OK cache hit: $(tr -d '\r' < "$WORK/grpc.headers")"
+status="$(curl -sS --http1.1 --max-time 10 -X POST -H 'content-type: application/json' --data-binary "@$WORK/request.json" \
+  -o /dev/null -w '%{http_code}' "$service_url")"
+[ "$status" = 200 ] || die "the HTTP/1.1 call answered HTTP $status"
+
 # --- reference server -------------------------------------------------------------------------
 # The same body as a static file at the same path, so the request line can be identical.
 htdocs="$WORK/htdocs"
@@ -89,10 +112,16 @@ echo "bench: reference answers $reference_method with the same body" >&2
 
 # --- load -------------------------------------------------------------------------------------
 # run_load NAME URL METHOD REQUESTS [LOG_FILE]: one h2load run; fails unless every request got 2xx.
+# METHOD is GET, POST (Connect JSON over h2c), GRPC (binary gRPC) or H1 (Connect JSON over HTTP/1.1
+# keep-alive, one request at a time per connection).
 run_load() {
   local name="$1" url="$2" method="$3" count="$4" log="${5:-}" out="$WORK/h2load-$1.out"
   local args=(-n "$count" -c "$CONNECTIONS" -m "$STREAMS" -t 1)
-  [ "$method" = POST ] && args+=(-d "$WORK/request.json" -H 'content-type: application/json')
+  case "$method" in
+    POST) args+=(-d "$WORK/request.json" -H 'content-type: application/json') ;;
+    GRPC) args+=(-d "$WORK/request.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
+    H1) args=(--h1 -n "$count" -c "$CONNECTIONS" -m 1 -t 1 -d "$WORK/request.json" -H 'content-type: application/json') ;;
+  esac
   [ -n "$log" ] && args+=(--log-file "$log")
   local rc=0
   timeout --kill-after=5 "$LOAD_TIMEOUT" "${pin_load[@]}" h2load "${args[@]}" "$url" > "$out" 2>&1 || rc=$?
@@ -136,18 +165,26 @@ metric() {  # value of points_expiry_cache_results_total{result="$1"}, empty whe
 echo "bench: $ROUNDS rounds of h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 (warm-up: $WARMUP_REQUESTS requests)" >&2
 misses_before="$(metric miss)"
 run_load service-warmup "$service_url" POST "$WARMUP_REQUESTS"
+run_load grpc-warmup "$service_url" GRPC "$WARMUP_REQUESTS"
+run_load h1-warmup "$service_url" H1 "$WARMUP_REQUESTS"
 run_load nghttpd-warmup "$reference_url" "$reference_method" "$WARMUP_REQUESTS"
 # Throughput rounds write no per-request log: h2load's --log-file caps the load generator
 # (near 357k req/s here), so the faster server would not be measured at its own speed.
 for round in $(seq 1 "$ROUNDS"); do
   run_load "service-$round" "$service_url" POST "$REQUESTS"
   run_load "nghttpd-$round" "$reference_url" "$reference_method" "$REQUESTS"
+  run_load "grpc-$round" "$service_url" GRPC "$REQUESTS"
+  run_load "h1-$round" "$service_url" H1 "$REQUESTS"
   echo "bench: round $round: service $(requests_per_second "$WORK/h2load-service-$round.out") req/s," \
-       "nghttpd $(requests_per_second "$WORK/h2load-nghttpd-$round.out") req/s" >&2
+       "nghttpd $(requests_per_second "$WORK/h2load-nghttpd-$round.out") req/s," \
+       "gRPC $(requests_per_second "$WORK/h2load-grpc-$round.out") req/s," \
+       "HTTP/1.1 $(requests_per_second "$WORK/h2load-h1-$round.out") req/s" >&2
 done
 # Latency comes from separate runs with the per-request log.
 run_load service-latency "$service_url" POST "$LATENCY_REQUESTS" "$WORK/service-latency.tsv"
 run_load nghttpd-latency "$reference_url" "$reference_method" "$LATENCY_REQUESTS" "$WORK/nghttpd-latency.tsv"
+run_load grpc-latency "$service_url" GRPC "$LATENCY_REQUESTS" "$WORK/grpc-latency.tsv"
+run_load h1-latency "$service_url" H1 "$LATENCY_REQUESTS" "$WORK/h1-latency.tsv"
 service_rss="$(peak_rss_kib "$service_pid")"
 reference_rss="$(peak_rss_kib "$reference_pid")"
 misses_after="$(metric miss)"
@@ -169,6 +206,10 @@ service_rps="$(requests_per_second "$WORK/h2load-service-$service_round.out")"
 reference_rps="$(requests_per_second "$WORK/h2load-nghttpd-$reference_round.out")"
 read -r service_p50 service_p99 < <(percentiles "$WORK/service-latency.tsv")
 read -r reference_p50 reference_p99 < <(percentiles "$WORK/nghttpd-latency.tsv")
+grpc_rps="$(requests_per_second "$WORK/h2load-grpc-$(median_round grpc).out")"
+h1_rps="$(requests_per_second "$WORK/h2load-h1-$(median_round h1).out")"
+read -r grpc_p50 grpc_p99 < <(percentiles "$WORK/grpc-latency.tsv")
+read -r h1_p50 h1_p99 < <(percentiles "$WORK/h1-latency.tsv")
 ratio="$(awk -v a="$service_rps" -v b="$reference_rps" 'BEGIN { printf "%.3f", a / b }')"
 verdict="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.5 ? "met" : "NOT met") }')"
 
@@ -183,3 +224,10 @@ printf '%-28s %12.0f %10s %10s %14.1f\n' 'points-expiry (WORKERS=1)' "$service_r
 printf '%-28s %12.0f %10s %10s %14.1f\n' 'nghttpd (-n 1)' "$reference_rps" "$reference_p50" "$reference_p99" \
   "$(awk -v k="$reference_rss" 'BEGIN { print k / 1024 }')"
 echo "req/s ratio service/nghttpd: $ratio (target >= 0.5: $verdict)"
+echo
+echo "The same hit over other protocols (same service process, same rounds; ratio against the nghttpd line above)"
+printf '%-28s %12s %10s %10s %8s\n' protocol 'req/s' 'p50 ms' 'p99 ms' ratio
+printf '%-28s %12.0f %10s %10s %8.3f\n' 'gRPC (binary, h2c)' "$grpc_rps" "$grpc_p50" "$grpc_p99" \
+  "$(awk -v a="$grpc_rps" -v b="$reference_rps" 'BEGIN { print a / b }')"
+printf '%-28s %12.0f %10s %10s %8.3f\n' "HTTP/1.1 keep-alive (-m 1)" "$h1_rps" "$h1_p50" "$h1_p99" \
+  "$(awk -v a="$h1_rps" -v b="$reference_rps" 'BEGIN { print a / b }')"
