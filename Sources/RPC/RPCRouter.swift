@@ -315,29 +315,31 @@ public final class RPCRouter: HTTPHandler {
 
     /// The request message: from the body or a Connect GET query, unframed (gRPC) and decompressed.
     private func requestMessage(_ request: HTTPRequest, call: CallShape) throws(RPCError) -> RPCMessage {
+        // A decompressed message gets the method's own limit, as a plain one does.
+        let limit = requestBodyLimit(method: request.method, path: request.path)
         switch call.wire {
         case .connect:
             if request.method == "GET" {
                 guard request.body.isEmpty else { throw RPCError(.invalidArgument, "a Connect GET request carries no body") }
                 let query = try ConnectUnary.parseGetQuery(request.query ?? "")
-                return RPCMessage(codec: query.codec, bytes: try decompress(query.message, encoding: query.compression))
+                return RPCMessage(codec: query.codec, bytes: try decompress(query.message, encoding: query.compression, limit: limit))
             }
             // A POST's shape always has a codec: its content type named it.
-            return RPCMessage(codec: call.codec ?? .json, bytes: try decompress(request.body, encoding: request.header("content-encoding")))
+            return RPCMessage(codec: call.codec ?? .json, bytes: try decompress(request.body, encoding: request.header("content-encoding"), limit: limit))
         case .grpc, .grpcWeb:
             guard let codec = call.codec else {
                 throw RPCError(.unimplemented, "content-type \"\(call.contentType)\" names a codec this server does not speak; use proto or json")
             }
-            let (compressed, payload) = try GRPCWire.unaryMessage(request.body, limit: requestBodyLimit(method: request.method, path: request.path))
+            let (compressed, payload) = try GRPCWire.unaryMessage(request.body, limit: limit)
             guard compressed else { return RPCMessage(codec: codec, bytes: payload) }
             guard let encoding = request.header("grpc-encoding"), encoding.lowercased() != "identity" else {
                 throw RPCError(.internal, "the message is flagged compressed but grpc-encoding names no compression")
             }
-            return RPCMessage(codec: codec, bytes: try decompress(payload, encoding: encoding))
+            return RPCMessage(codec: codec, bytes: try decompress(payload, encoding: encoding, limit: limit))
         }
     }
 
-    private func decompress(_ bytes: [UInt8], encoding: String?) throws(RPCError) -> [UInt8] {
+    private func decompress(_ bytes: [UInt8], encoding: String?, limit: Int) throws(RPCError) -> [UInt8] {
         switch encoding?.lowercased() {
         case nil, "", "identity":
             return bytes
@@ -345,7 +347,7 @@ public final class RPCRouter: HTTPHandler {
             // An empty body is the empty message, never a gzip stream (protocol rule).
             guard !bytes.isEmpty else { return bytes }
             do {
-                return try Gzip.decompress(bytes, limit: maxBodyBytes)
+                return try Gzip.decompress(bytes, limit: limit)
             } catch .tooLarge(let limit) {
                 throw Self.tooLarge(limit: limit, what: "decompressed request message")
             } catch {

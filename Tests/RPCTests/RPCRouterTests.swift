@@ -202,6 +202,18 @@ struct RouterFixture {
         #expect(unknown.json?["code"] == .string("unimplemented"))
     }
 
+    /// A method with a larger limit (WarmMembers) takes a gzip'd body that decompresses past the
+    /// default, as the official clients send it.
+    @Test func gzipBodiesGetTheMethodsOwnLimit() throws {
+        let method = EchoMethod()
+        method.maxRequestBodyBytes = 64 * 1024
+        let fixture = try RouterFixture(method: method)
+        let long = String(repeating: "a", count: 10_000)
+        let writer = fixture.call("POST", path: method.path, query: nil, headers: [("content-type", "application/json"), ("content-encoding", "gzip")],
+                                  bytes: Gzip.compress(Array("{\"text\":\"\(long)\"}".utf8)))
+        #expect(writer.json?["echo"] == .string(long))
+    }
+
     @Test func largeAnswersAreGzippedWhenAccepted() throws {
         let method = EchoMethod()
         method.scripted = .success(UnaryReply(body: Array(("{\"echo\":\"" + String(repeating: "b", count: 4000) + "\"}").utf8)))
