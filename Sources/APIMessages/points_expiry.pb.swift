@@ -12,8 +12,9 @@
 /// served from a cache in front of Voucherify.
 ///
 /// This file is the contract of shared/api-contract.md. Names are fixed: renaming a service,
-/// method, message or field breaks callers. The service speaks the Connect protocol (unary, JSON
-/// codec, proto3 JSON mapping) over HTTP/2; see ../../README.md for how this maps to the wire.
+/// method, message or field breaks callers. Every method is unary and is served, on the same
+/// paths, over Connect (JSON with the proto3 JSON mapping, or binary), gRPC and gRPC-Web, over
+/// HTTP/2 and HTTP/1.1 (gRPC over HTTP/2 only); see ../../README.md for how this maps to the wire.
 
 import SwiftProtobuf
 
