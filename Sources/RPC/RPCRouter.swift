@@ -285,7 +285,7 @@ public final class RPCRouter: HTTPHandler {
         unknownMethod.count(.unimplemented)
         let error = RPCError(.unimplemented, "no such method: \(request.path)")
         if case .call(let call) = CallShape.of(request), call.wire != .connect {
-            return writer.respond(call.errorResponse(error))
+            return writer.respond(call.wire == .grpc && request.version != .http2 ? Self.grpcNeedsHTTP2 : call.errorResponse(error))
         }
         var response = Self.errorResponse(error)
         response.status = 404

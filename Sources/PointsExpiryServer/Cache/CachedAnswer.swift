@@ -118,7 +118,7 @@ struct CachedAnswer: Equatable, Sendable {
         -> (header: (fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]),
             json: Range<Int>, proto: Range<Int>) {
         guard serialized.starts(with: Self.magic) else {
-            throw CachedAnswerFormatError(reason: "not a pe2 cache record")
+            throw CachedAnswerFormatError(reason: "not a pe3 cache record")
         }
         var reader = BigEndianReader(bytes: serialized, offset: Self.magic.count)
         let fetched = try reader.read(Int64.self)
