@@ -258,7 +258,7 @@ final class HTTP1Connection: ServerConnection {
 
     /// A limit broken: the handler's answer, then close (the rest of the request is not read).
     private func reject(_ violation: HTTPLimitViolation) {
-        let answer = handler.limitExceeded(violation, method: request.method, path: request.path,
+        let answer = handler.limitExceeded(violation, version: .http1_1, method: request.method, path: request.path,
                                            contentType: request.headers.first(named: "content-type"))
         respondAndClose(answer, isHead: request.method == "HEAD")
     }

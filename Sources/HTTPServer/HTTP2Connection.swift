@@ -238,7 +238,7 @@ final class HTTP2Connection: ServerConnection {
         let contentType = stream.headers.first(named: "content-type")
         stream.body = []
         stream.headers.removeAll()
-        stream.respond(handler.limitExceeded(violation, method: stream.method, path: path, contentType: contentType))
+        stream.respond(handler.limitExceeded(violation, version: .http2, method: stream.method, path: path, contentType: contentType))
     }
 
     /// Only called by an open stream (HTTP2Stream.respond checks), so no lookup is needed.

@@ -18,7 +18,7 @@ public struct HTTPRequest: Sendable {
     public let headers: HTTPHeaders
     public let body: [UInt8]
 
-    public init(version: HTTPVersion = .http2, method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(),
+    public init(version: HTTPVersion, method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(),
                 body: [UInt8] = []) {
         self.version = version
         self.method = method
@@ -145,7 +145,7 @@ public protocol HTTPHandler: AnyObject {
     func requestBodyLimit(method: String, path: String) -> Int
     /// The answer when a request breaks a server limit (headers or body too large); the content
     /// type, when known, lets the answer speak the request's protocol.
-    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse
+    func limitExceeded(_ violation: HTTPLimitViolation, version: HTTPVersion, method: String, path: String, contentType: String?) -> HTTPResponse
     /// Handles one request; answers through `writer`, now or later on the same loop.
     func handle(_ request: HTTPRequest, writer: HTTPResponseWriter)
 }

@@ -68,6 +68,9 @@ struct CallShape {
         return nil
     }
 
+    /// gRPC needs HTTP/2 (its status travels in trailers); over HTTP/1.1 it gets the 505.
+    func needsHTTP2(over version: HTTPVersion) -> Bool { wire == .grpc && version != .http2 }
+
     /// The caller's deadline in milliseconds, or nil when it named none.
     func deadline(_ request: HTTPRequest) throws(RPCError) -> Int? {
         switch wire {

@@ -198,7 +198,7 @@ public final class RPCRouter: HTTPHandler {
         return maxBodyBytes
     }
 
-    public func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse {
+    public func limitExceeded(_ violation: HTTPLimitViolation, version: HTTPVersion, method: String, path: String, contentType: String?) -> HTTPResponse {
         if let answer = plainRoutes[path]?.limitExceeded { return answer(violation) }
         let error: RPCError
         switch violation {
@@ -207,7 +207,7 @@ public final class RPCRouter: HTTPHandler {
         }
         (methods[path]?.counters ?? unknownMethod).count(error.code)
         if let call = contentType.flatMap(CallShape.init(contentType:)), call.wire != .connect {
-            return call.errorResponse(error)
+            return call.needsHTTP2(over: version) ? Self.grpcNeedsHTTP2 : call.errorResponse(error)
         }
         return Self.errorResponse(error)
     }
@@ -233,7 +233,7 @@ public final class RPCRouter: HTTPHandler {
         case .unsupported(let problem):
             return writer.respond(Self.unsupportedMediaType(problem))
         }
-        if call.wire == .grpc, request.version != .http2 {
+        if call.needsHTTP2(over: request.version) {
             return writer.respond(Self.grpcNeedsHTTP2)
         }
         let deadline: Int?
@@ -285,7 +285,7 @@ public final class RPCRouter: HTTPHandler {
         unknownMethod.count(.unimplemented)
         let error = RPCError(.unimplemented, "no such method: \(request.path)")
         if case .call(let call) = CallShape.of(request), call.wire != .connect {
-            return writer.respond(call.wire == .grpc && request.version != .http2 ? Self.grpcNeedsHTTP2 : call.errorResponse(error))
+            return writer.respond(call.needsHTTP2(over: request.version) ? Self.grpcNeedsHTTP2 : call.errorResponse(error))
         }
         var response = Self.errorResponse(error)
         response.status = 404

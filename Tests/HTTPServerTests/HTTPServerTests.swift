@@ -14,7 +14,7 @@ final class ScriptedHandler: HTTPHandler {
 
     func requestBodyLimit(method: String, path: String) -> Int { 1024 }
 
-    func limitExceeded(_ violation: HTTPLimitViolation, method: String, path: String, contentType: String?) -> HTTPResponse {
+    func limitExceeded(_ violation: HTTPLimitViolation, version: HTTPVersion, method: String, path: String, contentType: String?) -> HTTPResponse {
         HTTPResponse(status: 413)
     }
 

@@ -96,7 +96,7 @@ struct RouterFixture {
 
     func call(_ method: String, path: String, query: String?, headers: [(name: String, value: String)], bytes: [UInt8]) -> RecordingWriter {
         let writer = RecordingWriter()
-        router.handle(HTTPRequest(method: method, path: path, query: query, headers: HTTPHeaders(headers), body: bytes), writer: writer)
+        router.handle(HTTPRequest(version: .http2, method: method, path: path, query: query, headers: HTTPHeaders(headers), body: bytes), writer: writer)
         return writer
     }
 }
@@ -261,12 +261,17 @@ struct RouterFixture {
 
     @Test func limitViolationsAreResourceExhausted() throws {
         let fixture = try RouterFixture()
-        let response = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path, contentType: nil)
+        let response = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), version: .http2, method: "POST", path: fixture.method.path, contentType: nil)
         #expect(response.status == 429)
         // A gRPC caller reads the status from the protocol, not the HTTP status.
-        let grpc = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), method: "POST", path: fixture.method.path, contentType: "application/grpc")
+        let grpc = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), version: .http2, method: "POST", path: fixture.method.path,
+                                                contentType: "application/grpc")
         #expect(grpc.status == 200)
         #expect(grpc.headers.first { $0.name == "grpc-status" }?.value == "8")
+        // gRPC needs HTTP/2 whatever went wrong: over HTTP/1.1 the answer is the 505.
+        let overHTTP1 = fixture.router.limitExceeded(.bodyTooLarge(limit: 2048), version: .http1_1, method: "POST", path: fixture.method.path,
+                                                     contentType: "application/grpc")
+        #expect(overHTTP1.status == 505)
         #expect(fixture.router.requestBodyLimit(method: "POST", path: fixture.method.path) == 2048)
         #expect(fixture.outcomes["resource_exhausted"] == 2)
     }
