@@ -273,7 +273,7 @@ struct RouterFixture {
                                                      contentType: "application/grpc")
         #expect(overHTTP1.status == 505)
         #expect(fixture.router.requestBodyLimit(method: "POST", path: fixture.method.path) == 2048)
-        #expect(fixture.outcomes["resource_exhausted"] == 2)
+        #expect(fixture.outcomes["resource_exhausted"] == 3)
     }
 
     @Test func aLateAnswerAfterCancellationIsDropped() throws {
