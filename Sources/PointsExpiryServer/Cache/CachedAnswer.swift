@@ -1,3 +1,4 @@
+import APIMessages
 import Codecs
 import ExpiryDomain
 import RPC
@@ -7,9 +8,13 @@ struct CachedAnswerFormatError: Error, Equatable, Sendable {
     let reason: String
 }
 
-/// What the cache stores for one member: the response in both codecs without its per-request
-/// tail, plus the expirations needed to compute that tail (`pointsExpiringBefore`) for any
-/// request — so a hit answers JSON or proto without simplifying or encoding the member again.
+/// What the cache stores for one member: the response JSON without its per-request tail, plus
+/// the expirations needed to compute that tail (`pointsExpiringBefore`) for any request.
+///
+/// Only JSON is stored, though a hit may be asked for binary: a second encoding in the record made
+/// every JSON hit ~14% dearer in instructions (the bigger Redis reply, and hiredis 0.14's reader
+/// moving its buffer per 1 KiB consumed; callgrind, README "Benchmark"), and kept this format
+/// readable by the release before it. A binary hit is transcoded through the generated message.
 struct CachedAnswer: Equatable, Sendable {
     let fetchedAt: Timestamp
     /// Served as a hit until then; stale windows are measured from here (`MemberAnswerPolicy`).
@@ -20,9 +25,6 @@ struct CachedAnswer: Equatable, Sendable {
     /// Response JSON up to, not including, `,"pointsExpiringBefore":...}`. A slice, so a record
     /// read from Redis shares the reply's bytes instead of copying them.
     let bodyPrefix: ArraySlice<UInt8>
-    /// The binary `MemberExpiration` without field 12 (`points_expiring_before`). Protobuf fields
-    /// may come in any order, so the request's field is simply appended.
-    let protoPrefix: ArraySlice<UInt8>
 
     init(_ expiration: MemberExpiration, freshUntil: Timestamp, notAfter: Timestamp) {
         fetchedAt = expiration.fetchedAt
@@ -30,32 +32,29 @@ struct CachedAnswer: Equatable, Sendable {
         self.notAfter = notAfter
         expirations = expiration.expirations
         bodyPrefix = encodeResponsePrefix(expiration)[...]
-        protoPrefix = expiration.protoMessage.protoBytes[...]
     }
 
     /// The full response body for one request, in its codec.
-    func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) -> [UInt8] {
+    func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) throws(RPCError) -> [UInt8] {
         switch codec {
-        case .json:
-            var writer = JSONWriter(capacity: bodyPrefix.count + 48)
-            appendResponseBody(to: &writer, expiringBefore: expiringBefore)
-            return writer.bytes
-        case .proto:
-            var body: [UInt8] = []
-            body.reserveCapacity(protoPrefix.count + 11)
-            body.append(contentsOf: protoPrefix)
-            let points = expirations.points(before: expiringBefore)
-            // proto3 leaves a zero scalar out. Tag: field 12, varint (12 << 3 | 0).
-            if points != 0 {
-                body.append(12 << 3)
-                var value = UInt64(bitPattern: points)
-                while value >= 0x80 {
-                    body.append(UInt8(truncatingIfNeeded: value) | 0x80)
-                    value >>= 7
-                }
-                body.append(UInt8(value))
-            }
-            return body
+        case .json: return jsonBody(expiringBefore: expiringBefore)
+        case .proto: return try responseMessage(expiringBefore: expiringBefore).protoBytes
+        }
+    }
+
+    private func jsonBody(expiringBefore: CalendarDate?) -> [UInt8] {
+        var writer = JSONWriter(capacity: bodyPrefix.count + 48)
+        appendResponseBody(to: &writer, expiringBefore: expiringBefore)
+        return writer.bytes
+    }
+
+    /// The response as the generated message, read from the stored JSON; a record whose JSON does
+    /// not read back is a fault of this service, so `internal`.
+    func responseMessage(expiringBefore: CalendarDate?) throws(RPCError) -> Pointsexpiry_V1_MemberExpiration {
+        do {
+            return try Pointsexpiry_V1_MemberExpiration(jsonUTF8Bytes: jsonBody(expiringBefore: expiringBefore))
+        } catch {
+            throw RPCError(.internal, "a cached answer could not be read back: \(error)")
         }
     }
 
@@ -68,17 +67,17 @@ struct CachedAnswer: Equatable, Sendable {
     }
 
     // Record layout, all integers big-endian:
-    //   "pe3"  fetchedAt i64  freshUntil i64  notAfter i64  count u32  count × (days-since-1970 i32, points i64, buckets i32)
-    //   jsonLength u32  JSON prefix  protoLength u32  proto prefix
+    //   "pe2"  fetchedAt i64  freshUntil i64  notAfter i64  count u32  count × (days-since-1970 i32, points i64, buckets i32)
+    //   prefixLength u32  prefix bytes
     // Dates travel as day numbers so decoding needs no text parsing on the hit path. Every
     // record kind starts with a 3-byte magic and fetchedAt: the lease script compares those
     // 8 bytes to tell a new fill from the record a waiter already saw.
-    static let magic: [UInt8] = Array("pe3".utf8)
+    static let magic: [UInt8] = Array("pe2".utf8)
     static let expirationSize = 16
 
     func serialized() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(3 + 8 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count + 4 + protoPrefix.count)
+        out.reserveCapacity(3 + 8 + 8 + 8 + 4 + expirations.count * Self.expirationSize + 4 + bodyPrefix.count)
         out.append(contentsOf: Self.magic)
         out.appendBigEndian(fetchedAt.millisecondsSince1970)
         out.appendBigEndian(freshUntil.millisecondsSince1970)
@@ -91,34 +90,30 @@ struct CachedAnswer: Equatable, Sendable {
         }
         out.appendBigEndian(UInt32(bodyPrefix.count))
         out.append(contentsOf: bodyPrefix)
-        out.appendBigEndian(UInt32(protoPrefix.count))
-        out.append(contentsOf: protoPrefix)
         return out
     }
 
-    /// Reads a record; both prefixes stay slices of `serialized` (no copy).
+    /// Reads a record; the body prefix stays a slice of `serialized` (no copy).
     init(serialized: [UInt8]) throws {
-        let (header, json, proto) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
+        let (header, prefixStart) = try serialized.withUnsafeBytes { try CachedAnswer.readHeader($0) }
         self.init(fetchedAt: header.fetchedAt, freshUntil: header.freshUntil, notAfter: header.notAfter,
-                  expirations: header.expirations, bodyPrefix: serialized[json], protoPrefix: serialized[proto])
+                  expirations: header.expirations, bodyPrefix: serialized[prefixStart...])
     }
 
     private init(fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate],
-                 bodyPrefix: ArraySlice<UInt8>, protoPrefix: ArraySlice<UInt8>) {
+                 bodyPrefix: ArraySlice<UInt8>) {
         self.fetchedAt = fetchedAt
         self.freshUntil = freshUntil
         self.notAfter = notAfter
         self.expirations = expirations
         self.bodyPrefix = bodyPrefix
-        self.protoPrefix = protoPrefix
     }
 
-    /// Everything before the prefixes, and where each prefix lies.
+    /// Everything before the body prefix, and where the prefix starts.
     private static func readHeader(_ serialized: UnsafeRawBufferPointer) throws
-        -> (header: (fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]),
-            json: Range<Int>, proto: Range<Int>) {
+        -> (header: (fetchedAt: Timestamp, freshUntil: Timestamp, notAfter: Timestamp, expirations: [ExpirationDate]), prefixStart: Int) {
         guard serialized.starts(with: Self.magic) else {
-            throw CachedAnswerFormatError(reason: "not a pe3 cache record")
+            throw CachedAnswerFormatError(reason: "not a pe2 cache record")
         }
         var reader = BigEndianReader(bytes: serialized, offset: Self.magic.count)
         let fetched = try reader.read(Int64.self)
@@ -138,16 +133,12 @@ struct CachedAnswer: Equatable, Sendable {
             let buckets = try reader.read(Int32.self)
             expirations.append(ExpirationDate(date: date, points: points, buckets: buckets))
         }
-        let jsonLength = Int(try reader.read(UInt32.self))
-        guard jsonLength > 0, jsonLength <= reader.remaining, serialized[reader.offset] == UInt8(ascii: "{") else {
-            throw CachedAnswerFormatError(reason: "JSON prefix length mismatch")
+        let prefixLength = Int(try reader.read(UInt32.self))
+        guard prefixLength == reader.remaining, prefixLength > 0, serialized[reader.offset] == UInt8(ascii: "{") else {
+            throw CachedAnswerFormatError(reason: "body prefix length mismatch")
         }
-        let json = reader.offset..<(reader.offset + jsonLength)
-        reader.offset += jsonLength
-        let protoLength = Int(try reader.read(UInt32.self))
-        guard protoLength == reader.remaining else { throw CachedAnswerFormatError(reason: "proto prefix length mismatch") }
         return ((Timestamp(millisecondsSince1970: fetched), Timestamp(millisecondsSince1970: fresh), Timestamp(millisecondsSince1970: limit),
-                 expirations), json, reader.offset..<serialized.count)
+                 expirations), reader.offset)
     }
 }
 

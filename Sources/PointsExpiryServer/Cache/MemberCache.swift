@@ -93,7 +93,7 @@ final class MemberCache {
     private static let claimLease = Array("""
         local record = redis.call('HGET', KEYS[1], ARGV[1])
         local kind = record and string.sub(record, 1, 3)
-        if (kind == 'pe3' or kind == 'pn2') and string.sub(record, 4, 11) ~= ARGV[2] then return {'filled', record} end
+        if (kind == 'pe2' or kind == 'pn2') and string.sub(record, 4, 11) ~= ARGV[2] then return {'filled', record} end
         local holder = redis.call('GET', KEYS[2])
         if holder then return {'held', holder, redis.call('PTTL', KEYS[2])} end
         redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])

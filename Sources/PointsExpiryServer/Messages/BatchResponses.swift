@@ -12,8 +12,7 @@ func batchResponseBody(_ codec: MessageCodec, _ batch: DistinctMembers, results:
     }
 }
 
-/// The binary form goes through the generated message, each expiration read back from its
-/// cached binary encoding.
+/// The binary form goes through the generated message, each expiration read from its cached JSON.
 func batchResponseMessage(_ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>],
                           expiringBefore: CalendarDate?) -> Pointsexpiry_V1_BatchGetMemberExpirationsResponse {
     let encoded: [Pointsexpiry_V1_MemberResult] = results.enumerated().map { index, result in
@@ -21,12 +20,12 @@ func batchResponseMessage(_ batch: DistinctMembers, results: [Result<MemberAnswe
         out.member = batch.members[index]
         switch result {
         case .success(let found):
-            do {
-                out.expiration = try Pointsexpiry_V1_MemberExpiration(serializedBytes: found.answer.responseBody(.proto, expiringBefore: expiringBefore))
+            do throws(RPCError) {
+                out.expiration = try found.answer.responseMessage(expiringBefore: expiringBefore)
                 out.cache = found.source.rawValue
                 out.age = found.ageSeconds
             } catch {
-                out.error = RPCError(.internal, "a cached answer could not be read back: \(error)").protoMessage
+                out.error = error.protoMessage
             }
         case .failure(let error):
             out.error = error.protoMessage

@@ -5,8 +5,8 @@ import RPC
 /// `MemberExpiration` as ProtoJSON, in the contract's field order.
 extension MemberExpiration {
     /// The response in one codec; built through the cache record so there is one encoder.
-    func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) -> [UInt8] {
-        CachedAnswer(self, freshUntil: fetchedAt, notAfter: fetchedAt).responseBody(codec, expiringBefore: expiringBefore)
+    func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) throws(RPCError) -> [UInt8] {
+        try CachedAnswer(self, freshUntil: fetchedAt, notAfter: fetchedAt).responseBody(codec, expiringBefore: expiringBefore)
     }
 }
 

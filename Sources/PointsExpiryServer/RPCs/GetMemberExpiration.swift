@@ -15,8 +15,10 @@ final class GetMemberExpiration: UnaryMethod {
         guard let request: GetMemberExpirationRequest = decode(message, reply: reply) else { return }
         answers.answer(campaign: request.campaign, member: request.member, directives: CacheDirectives(header: context.header("cache-control")),
                        deadline: context.deadline) { result in
-            reply(result.map { found in
-                UnaryReply(body: found.answer.responseBody(context.codec, expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
+            reply(result.flatMap { found in
+                Result { () throws(RPCError) in
+                    UnaryReply(body: try found.answer.responseBody(context.codec, expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
+                }
             })
         }
     }
