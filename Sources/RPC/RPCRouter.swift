@@ -322,8 +322,9 @@ public final class RPCRouter: HTTPHandler {
 
     /// The request message: from the body or a Connect GET query, unframed (gRPC) and decompressed.
     private func requestMessage(_ request: HTTPRequest, call: CallShape) throws(RPCError) -> RPCMessage {
-        // A decompressed message gets the method's own limit, as a plain one does.
-        let limit = requestBodyLimit(method: request.method, path: request.path)
+        // A decompressed message gets the method's own limit, as a plain one does (looked up only
+        // when needed: the plain JSON hit skips it).
+        let limit = { self.requestBodyLimit(method: request.method, path: request.path) }
         switch call.wire {
         case .connect:
             if request.method == "GET" {
@@ -337,7 +338,7 @@ public final class RPCRouter: HTTPHandler {
             guard let codec = call.codec else {
                 throw RPCError(.unimplemented, "content-type \"\(call.contentType)\" names a codec this server does not speak; use proto or json")
             }
-            let (compressed, payload) = try GRPCWire.unaryMessage(request.body, limit: limit)
+            let (compressed, payload) = try GRPCWire.unaryMessage(request.body, limit: limit())
             guard compressed else { return RPCMessage(codec: codec, bytes: payload) }
             guard let encoding = request.header("grpc-encoding"), encoding.lowercased() != "identity" else {
                 throw RPCError(.internal, "the message is flagged compressed but grpc-encoding names no compression")
@@ -346,7 +347,7 @@ public final class RPCRouter: HTTPHandler {
         }
     }
 
-    private func decompress(_ bytes: [UInt8], encoding: String?, limit: Int) throws(RPCError) -> [UInt8] {
+    private func decompress(_ bytes: [UInt8], encoding: String?, limit: () -> Int) throws(RPCError) -> [UInt8] {
         switch encoding?.lowercased() {
         case nil, "", "identity":
             return bytes
@@ -354,7 +355,7 @@ public final class RPCRouter: HTTPHandler {
             // An empty body is the empty message, never a gzip stream (protocol rule).
             guard !bytes.isEmpty else { return bytes }
             do {
-                return try Gzip.decompress(bytes, limit: limit)
+                return try Gzip.decompress(bytes, limit: limit())
             } catch .tooLarge(let limit) {
                 throw Self.tooLarge(limit: limit, what: "decompressed request message")
             } catch {
