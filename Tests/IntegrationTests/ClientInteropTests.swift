@@ -16,6 +16,26 @@ import Testing
         try stack.expectScriptPasses("grpc_client_checks.py", stack.memberArguments() + ["--slow-member", InteropStack.slowMember])
     }
 
+    /// grpcio enforces a deadline itself, so only a raw call shows the server honours
+    /// `grpc-timeout`: with a 10 s client limit, a 300 ms `grpc-timeout` on a read held for 10 s
+    /// must come back as DEADLINE_EXCEEDED from the server (else the default 15 s deadline would
+    /// outlast the client).
+    @Test func theServerEndsAGRPCCallAtItsGrpcTimeout() throws {
+        let stack = try InteropStack()
+        try stack.service.fake.putMember(InteropStack.slowMember, buckets: buckets(1))
+        try stack.service.fake.hold(member: InteropStack.slowMember, holdMilliseconds: 10_000)
+        func field(_ number: UInt8, _ text: String) -> [UInt8] { [number << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8) }
+        let message = field(1, FakeVoucherify.campaignID) + field(2, InteropStack.slowMember)
+        let frame = [0, 0, 0, 0, UInt8(message.count)] + message
+        let started = Date()
+        let answer = try CurlClient.request("POST", stack.service.baseURL + "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration",
+                                            body: Data(frame), headers: ["content-type: application/grpc", "te: trailers", "grpc-timeout: 300m"],
+                                            timeoutSeconds: 10)
+        #expect(answer.status == 200)
+        #expect(answer.headers["grpc-status"] == "4", "\(answer.headers)")
+        #expect(Date().timeIntervalSince(started) < 9)
+    }
+
     @Test func grpcHealthClientAsAKubernetesProbe() throws {
         let stack = try InteropStack()
         try stack.expectScriptPasses("health_probe.py", ["--address", stack.address])
