@@ -13,46 +13,58 @@ import TestSupport
         let cleartext = tls ? nil : try ServerFixture()
         let fixture: HoldingFixture = try #require(secure ?? cleartext)
         let port = try #require(secure?.port ?? cleartext?.port)
-        let marker = try makeTemporaryDirectory() + "/sent"
-        defer { try? FileManager.default.removeItem(atPath: (marker as NSString).deletingLastPathComponent) }
-        // 100 requests of about 1.07 KB each after the held one: about 107 KB, all sent at once.
-        let count = 100
-        let client = try ChildTool("/usr/bin/python3", ["-c", burstClient, String(port), String(count), marker,
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let go = directory + "/go"
+        let sent = directory + "/sent"
+        let count = 62
+        let client = try ChildTool("/usr/bin/python3", ["-c", burstClient, String(port), String(count), go, sent,
                                                         secure?.a.certificateFile ?? ""])
-        // Everything is sent (what the server has not read waits in the kernel's buffers) while
-        // the first request is held: the rest can only be read once its exchange is over.
-        try waitFor("the client has sent every request and the first is held") {
-            FileManager.default.fileExists(atPath: marker) && fixture.heldRequests == 1
-        }
+        // The held request is parsed (and taken from the input) before the burst is sent, so the
+        // burst's TLS records line up as burstClient says.
+        try waitFor("the first request is held") { fixture.heldRequests == 1 }
+        FileManager.default.createFile(atPath: go, contents: nil)
+        // What the server has not read waits in the kernel's buffers: the burst is out while the
+        // first request is still held, and the rest can only be read once its exchange is over.
+        try waitFor("the client has sent every request") { FileManager.default.fileExists(atPath: sent) }
         try fixture.releaseHeld()
         let result = try client.wait()
         #expect(result.status == 0, "\(result.errors)")
-        let echoes = (0..<count).map { "200 http1_1 POST /echo n=\($0) - 1000\n" }.joined()
+        let echoes = (0..<count).map { "200 http1_1 POST /echo n=\(String(1000 + $0).dropFirst()) - 1000\n" }.joined()
         // Over TLS the server's close after `connection: close` carries close_notify: Python's
-        // ssl module sees a clean end of stream, not a truncation.
+        // ssl module, told not to suppress ragged EOFs, sees a clean end of stream, not a truncation.
         #expect(result.output == "200 released\n" + echoes + "EOF\n")
     }
 }
 
-/// Connects to 127.0.0.1:argv[1] (TLS with ALPN http/1.1 trusting argv[4], unless empty), sends
-/// a held request then argv[2] POSTs with 1000-byte bodies in one burst, the last saying
-/// `connection: close`, creates the file argv[3], then reads every answer with http.client's
-/// parser (one buffered reader for all) and prints status and body of each, then how the
-/// stream ended. Every socket operation gives up after 20 s.
+/// Connects to 127.0.0.1:argv[1] (TLS with ALPN http/1.1 trusting argv[5], unless empty) and
+/// sends a request the handler holds. Once the file argv[3] exists, sends argv[2] POSTs with
+/// 1000-byte bodies (1060 bytes each, the last 19 more for `connection: close`: 65,739 bytes for
+/// 62) in two writes, of 1000 bytes and the rest, then creates the file argv[4]. TLS records of
+/// 16 KB then start at 1000 + 16384k, so a reader stopping at 64 KB of input stops inside the
+/// last record, with nothing left on the socket to wake it. Then reads every answer with
+/// http.client's parser (one buffered reader for all), printing status and body of each, then
+/// how the stream ended. Waits and socket operations give up after 20 s.
 private let burstClient = #"""
-import http.client, socket, ssl, sys
-port, count, marker, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import http.client, os, socket, ssl, sys, time
+port, count, go, sent, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 s = socket.create_connection(("127.0.0.1", port), timeout=20)
 if cafile:
     context = ssl.create_default_context(cafile=cafile)
     context.set_alpn_protocols(["http/1.1"])
-    s = context.wrap_socket(s, server_hostname="localhost")
-requests = [b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"]
+    s = context.wrap_socket(s, server_hostname="localhost", suppress_ragged_eofs=False)
+s.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+deadline = time.monotonic() + 20
+while not os.path.exists(go):
+    if time.monotonic() > deadline: sys.exit("never told to go on")
+    time.sleep(0.01)
+burst = b""
 for n in range(count):
     close = b"Connection: close\r\n" if n == count - 1 else b""
-    requests.append(b"POST /echo?n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n%s\r\n" % (n, close) + b"x" * 1000)
-s.sendall(b"".join(requests))
-open(marker, "w").close()
+    burst += b"POST /echo?n=%03d HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n%s\r\n" % (n, close) + b"x" * 1000
+s.sendall(burst[:1000])
+s.sendall(burst[1000:])
+open(sent, "w").close()
 reader = s.makefile("rb")
 class Shared:
     def __getattr__(self, name): return getattr(reader, name)
