@@ -1,4 +1,6 @@
 internal import CLibevent
+internal import CLibeventOpenSSL
+internal import CSSL
 import Glibc
 
 /// One protocol's side of an accepted connection (HTTP/2, HTTP/1.1, or the sniffer that picks
@@ -16,10 +18,10 @@ protocol ServerConnection: AnyObject {
     func goAway()
 }
 
-/// Owns one connection's libevent bufferevent, however it was made (a plain socket today, TLS
-/// later), and does what every connection type does with it: idle and write timeouts, the
-/// owner's callbacks, and the linger-close. Frees the bufferevent on one path, `close()`.
-/// Loop-confined.
+/// Owns one connection's libevent bufferevent, a plain socket's or an OpenSSL one (and with it
+/// the `SSL`), and does what every connection type does with it: idle and write timeouts, the
+/// owner's callbacks, pausing input, and the linger-close. Frees the bufferevent on one path,
+/// `close()`. Loop-confined.
 final class ConnectionSocket {
     private var bufferEvent: OpaquePointer?
     /// Strong: the owner holds this socket too, and `close()` (the owner's teardown calls it)
@@ -28,6 +30,8 @@ final class ConnectionSocket {
     /// Set by `closeAfterWriting`: input is discarded from then on.
     private(set) var isLingering = false
     private var isHalfClosed = false
+    /// Set by `pauseInput`: reading is off on purpose, and no read timeout may turn it back on.
+    private(set) var isInputPaused = false
 
     /// Longest wait for the peer's EOF after our last answer, before the socket is closed anyway.
     private static let lingerSeconds = 2
@@ -80,11 +84,26 @@ final class ConnectionSocket {
     /// Bytes queued for the peer and not yet taken by the kernel.
     var outputLength: Int { bufferEvent.map { evbuffer_get_length(bufferevent_get_output($0)) } ?? 0 }
 
-    /// Past `bytes` of input not yet taken from the input buffer, libevent stops reading until
-    /// some is drained (a connection that parses one request at a time stays bounded).
-    func limitUnreadInput(_ bytes: Int) {
-        guard let bufferEvent else { return }
-        bufferevent_setwatermark(bufferEvent, Int16(EV_READ), 0, bytes)
+    /// Stops reading from the peer until `resumeInput` (a connection that parses one request at a
+    /// time stays bounded). Not a read high-watermark: libevent 2.1.12's OpenSSL bufferevent stops
+    /// at the watermark possibly mid-record and, once the input drains, waits for the socket to
+    /// become readable again instead of taking what OpenSSL already decrypted, so a peer that
+    /// has sent everything would wait for the idle timeout. Called from the owner's read
+    /// callback, which libevent runs (deferred) after its own read loop has emptied OpenSSL's
+    /// buffer, so nothing is left stranded there. False when libevent refused.
+    func pauseInput() -> Bool {
+        guard let bufferEvent, !isInputPaused, !isLingering else { return true }
+        isInputPaused = true
+        return bufferevent_disable(bufferEvent, Int16(EV_READ)) == 0
+    }
+
+    /// Reads from the peer again after `pauseInput` (restarting the idle timeout). Bytes already
+    /// in the input buffer are not announced again: the owner parses them itself. False when
+    /// libevent refused.
+    func resumeInput() -> Bool {
+        guard let bufferEvent, isInputPaused else { return true }
+        isInputPaused = false
+        return bufferevent_enable(bufferEvent, Int16(EV_READ)) == 0
     }
 
     /// Copies `length` bytes into the output buffer; false when closed or libevent refused.
@@ -105,6 +124,15 @@ final class ConnectionSocket {
     private func halfClose() {
         guard let bufferEvent, !isHalfClosed else { return }
         isHalfClosed = true
+        isInputPaused = false
+        // TLS: close_notify first, so the peer can tell our end of the stream from a truncation.
+        // Written straight to the socket (the output buffer is empty here); 0 means sent and the
+        // peer's own close_notify not yet seen, which the linger below reads (as EOF). A failure
+        // (a peer already gone, a full socket buffer) leaves an unannounced close, no worse than
+        // cleartext: the shutdown goes ahead.
+        if let ssl = bufferevent_openssl_get_ssl(bufferEvent), SSL_shutdown(ssl) < 0 {
+            ERR_clear_error()
+        }
         var linger = timeval(tv_sec: Self.lingerSeconds, tv_usec: 0)
         let lingering = shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) == 0
             && bufferevent_set_timeouts(bufferEvent, &linger, nil) == 0
@@ -132,15 +160,19 @@ final class ConnectionSocket {
 
     private func socketEvent(_ events: Int16) {
         guard let owner else { return }
-        if !isLingering, events & Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING) == Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING),
-           events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0, let bufferEvent,
-           owner.isAwaitingHandler || outputLength > 0 {
+        let readTimeout = Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING)
+        if !isLingering, events & readTimeout == readTimeout, events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == 0 {
+            // Paused: the owner turned reading off (the timeout was queued before it did), so the
+            // quiet is its own doing, and reading must stay off until it resumes.
+            if isInputPaused { return }
             // Quiet input while the application works on a request (a WarmMembers call runs for
             // minutes), or while an answer is still going out, is not idleness: keep reading
             // (libevent stopped when the timeout fired). A peer that stops taking our output
             // meets the write timeout instead.
-            if bufferevent_enable(bufferEvent, Int16(EV_READ)) != 0 { owner.close() }
-            return
+            if let bufferEvent, owner.isAwaitingHandler || outputLength > 0 {
+                if bufferevent_enable(bufferEvent, Int16(EV_READ)) != 0 { owner.close() }
+                return
+            }
         }
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { owner.close() }
     }

@@ -31,8 +31,9 @@ final class HTTP1Connection: ServerConnection {
     private var handler: HTTPHandler { context.handler }
     private var limits: HTTPServerConfiguration { context.configuration }
 
-    /// Unparsed input held while a request is with the application (pipelined requests): past
-    /// this libevent stops reading until the answer has gone out and parsing drained it.
+    /// Unparsed input held while a request is with the application or its answer is going out
+    /// (pipelined requests, or a body sent in a burst): past this, reading pauses until the
+    /// exchange is over and parsing has taken what is buffered.
     private static let pipelinedInputLimit = 64 * 1024
 
     private enum ParseStop {
@@ -69,7 +70,6 @@ final class HTTP1Connection: ServerConnection {
         self.socket = socket
         http_parser_init(&parser, HTTP_REQUEST)
         parser.data = Unmanaged.passUnretained(self).toOpaque()
-        socket.limitUnreadInput(Self.pipelinedInputLimit)
     }
 
     deinit {
@@ -80,8 +80,8 @@ final class HTTP1Connection: ServerConnection {
     // MARK: socket events
 
     func readable() {
-        guard exchange == nil else { return }
-        parseInput()
+        if exchange == nil { parseInput() }
+        boundUnparsedInput()
     }
 
     func writable() {
@@ -89,6 +89,17 @@ final class HTTP1Connection: ServerConnection {
         guard let exchange, exchange.hasResponded, socket.outputLength == 0 else { return }
         self.exchange = nil
         parseInput()
+        boundUnparsedInput()
+    }
+
+    /// Pauses reading while an exchange is in progress and more than `pipelinedInputLimit` bytes
+    /// wait unparsed; reads again otherwise. After an exchange this resumes reading once parsing
+    /// has taken what was buffered (those bytes are never announced again, so parseInput ran on
+    /// them first).
+    private func boundUnparsedInput() {
+        guard !isClosed, let input = socket.input else { return }
+        let pause = exchange != nil && evbuffer_get_length(input) > Self.pipelinedInputLimit
+        guard pause ? socket.pauseInput() : socket.resumeInput() else { return close() }
     }
 
     var isAwaitingHandler: Bool { exchange.map { !$0.hasResponded } ?? false }

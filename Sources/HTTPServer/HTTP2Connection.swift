@@ -84,7 +84,8 @@ final class HTTP2Connection: ServerConnection {
         streams.values.contains { $0.dispatched && !$0.hasResponded && !$0.isCancelled }
     }
 
-    /// Lets nghttp2 write what it has queued; closes once neither side has anything left to say.
+    /// Lets nghttp2 write what it has queued; once neither side has anything left to say, the
+    /// socket closes after writing.
     func flush() {
         guard let session, !isClosed else { return }
         if inSession {
@@ -99,8 +100,12 @@ final class HTTP2Connection: ServerConnection {
             close()
             return
         }
-        if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0, socket.outputLength == 0 {
-            close()
+        // Done both ways (GOAWAY sent and no stream left, or the session terminated): the socket
+        // writes what is queued, then half-closes and waits for the peer's EOF. Closing now could
+        // meet input not yet read, and the kernel's reset would destroy our last frames. EOF or
+        // the linger limit then comes back through close(), which frees the session.
+        if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
+            socket.closeAfterWriting()
         }
     }
 

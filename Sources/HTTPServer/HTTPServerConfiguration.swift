@@ -22,7 +22,8 @@ public struct HTTPServerConfiguration: Sendable {
     /// Set: the port speaks TLS (ALPN h2 and http/1.1) with whatever context this holds when a
     /// connection is accepted. Nil: cleartext.
     public var tls: TLSContextHolder?
-    /// A TLS client that has not finished its handshake by then is disconnected.
+    /// A TLS client that has not finished its handshake this many seconds after it was accepted
+    /// is disconnected: a deadline, which bytes trickled in meanwhile do not extend.
     public var tlsHandshakeTimeoutSeconds: Int = 10
 
     public init(listen: String) { self.listen = listen }

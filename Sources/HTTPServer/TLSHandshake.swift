@@ -1,6 +1,7 @@
 internal import CLibevent
 internal import CLibeventOpenSSL
 internal import CSSL
+import EventLoop
 import Glibc
 
 /// What the client and the server agreed on by ALPN.
@@ -14,13 +15,17 @@ enum NegotiatedProtocol: String {
 
 /// An accepted TLS connection until its handshake ends. Owns the OpenSSL bufferevent (and with
 /// it the `SSL` and the socket: BEV_OPT_CLOSE_ON_FREE) and either frees it in `close()` — the
-/// handshake failed, timed out, or the server is closing — or hands it to the server once the
-/// handshake is done, which gives it to the connection type ALPN chose. Loop-confined.
+/// handshake failed, missed its deadline, or the server is closing — or hands it to the server
+/// once the handshake is done, which gives it to the connection type ALPN chose. Loop-confined.
 final class TLSHandshake {
     private let context: ServerContext
     /// Told when the handshake ends either way; weak because the server may be gone first.
     private weak var server: HTTPServer?
     private var bufferEvent: OpaquePointer?
+    /// Closes the handshake `tlsHandshakeTimeoutSeconds` after the accept, however the peer
+    /// trickles its bytes (a bufferevent timeout would restart on each one). Cancelled when the
+    /// handshake ends either way.
+    private var deadline: Timer?
 
     init(fd: Int32, tls: TLSContext, context: ServerContext, server: HTTPServer) throws {
         context.loop.assertInLoop()
@@ -37,20 +42,22 @@ final class TLSHandshake {
             throw HTTPServerError("bufferevent_openssl_socket_new")
         }
         bufferEvent = bev
-        var nodelay: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size))
         // No read or write callback: bytes decrypted before the connection takes over wait in the
-        // input buffer for it (HTTP2Connection.start reads what is already there).
+        // input buffer for it (HTTPServer.serve and sniff have the new owner read what is there).
         bufferevent_setcb(bev, nil, nil, { _, events, arg in
             guard let arg else { return }
             Unmanaged<TLSHandshake>.fromOpaque(arg).takeUnretainedValue().event(events)
         }, Unmanaged.passUnretained(self).toOpaque())
         // A peer that connects and never finishes its handshake must not hold a socket for long.
-        var limit = timeval(tv_sec: context.configuration.tlsHandshakeTimeoutSeconds, tv_usec: 0)
-        var writeLimit = limit
-        guard bufferevent_set_timeouts(bev, &limit, &writeLimit) == 0 else {
+        // Weak: the server's table owns the handshake; the armed timer only holds itself.
+        let seconds = context.configuration.tlsHandshakeTimeoutSeconds
+        do {
+            deadline = try Timer.schedule(on: context.loop, after: seconds * 1000) { [weak self] in
+                self?.missedDeadline(seconds)
+            }
+        } catch {
             close()
-            throw HTTPServerError("bufferevent_set_timeouts")
+            throw error
         }
     }
 
@@ -62,6 +69,7 @@ final class TLSHandshake {
         guard let bev = bufferEvent else { return }
         if events & Int16(BEV_EVENT_CONNECTED) != 0, let server {
             bufferEvent = nil
+            deadline?.cancel()
             server.handshakeFinished(self, bufferEvent: bev, negotiated: Self.negotiatedProtocol(bev))
             return
         }
@@ -69,10 +77,16 @@ final class TLSHandshake {
         close()
     }
 
+    private func missedDeadline(_ seconds: Int) {
+        context.logger.debug("TLS handshake failed", metadata: ["reason": "not finished within \(seconds) s of the accept"])
+        close()
+    }
+
     /// The one teardown path before the handover: frees the bufferevent, its SSL and its socket.
     func close() {
         guard let bev = bufferEvent else { return }
         bufferEvent = nil
+        deadline?.cancel()
         bufferevent_free(bev)
         server?.handshakeClosed(self)
     }
@@ -88,7 +102,6 @@ final class TLSHandshake {
     }
 
     private static func reason(_ events: Int16, _ bev: OpaquePointer) -> String {
-        if events & Int16(BEV_EVENT_TIMEOUT) != 0 { return "timed out" }
         if events & Int16(BEV_EVENT_EOF) != 0 { return "peer closed the connection" }
         var reasons: [String] = []
         while case let code = bufferevent_get_openssl_error(bev), code != 0 { reasons.append(TLSContext.describe(code)) }

@@ -38,8 +38,29 @@ final class ScriptedHandler: HTTPHandler {
     }
 }
 
+/// A test server whose ScriptedHandler runs on `loop`: what it holds, from the test's thread.
+protocol HoldingFixture: AnyObject, Sendable {
+    var loop: Loop { get }
+    /// Loop-confined: touched only inside `loop.runAndWait`.
+    var handler: ScriptedHandler { get }
+}
+
+extension HoldingFixture {
+    var heldRequests: Int {
+        (try? loop.runAndWait { [self] in handler.held.count }) ?? 0
+    }
+
+    /// Answers every held request with 200 "released".
+    func releaseHeld() throws {
+        try loop.runAndWait { [self] in
+            for writer in handler.held { writer.respond(HTTPResponse(status: 200, body: Array("released".utf8))) }
+            handler.held.removeAll()
+        }
+    }
+}
+
 /// One loop thread with an HTTP server and a curl client on it.
-final class ServerFixture: @unchecked Sendable {
+final class ServerFixture: HoldingFixture, @unchecked Sendable {
     let group: LoopGroup
     var loop: Loop { group.loops[0] }
     let handler = ScriptedHandler()

@@ -9,7 +9,7 @@ import TestSupport
 /// One loop thread with an HTTP server speaking TLS, its certificates in a temporary directory:
 /// `certificateFile`/`keyFile` are what the server reads (and re-reads on `reload`), `a` and `b`
 /// two distinct self-signed certificates to copy there.
-final class TLSServerFixture: @unchecked Sendable {
+final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
     let group: LoopGroup
     var loop: Loop { group.loops[0] }
     let handler = ScriptedHandler()
@@ -68,17 +68,6 @@ final class TLSServerFixture: @unchecked Sendable {
 
     var openConnections: Int {
         (try? loop.runAndWait { [self] in server?.openConnections ?? 0 }) ?? -1
-    }
-
-    var heldRequests: Int {
-        (try? loop.runAndWait { [self] in handler.held.count }) ?? 0
-    }
-
-    func releaseHeld() throws {
-        try loop.runAndWait { [self] in
-            for writer in handler.held { writer.respond(HTTPResponse(status: 200, body: Array("released".utf8))) }
-            handler.held.removeAll()
-        }
     }
 }
 
@@ -162,15 +151,60 @@ final class TLSServerFixture: @unchecked Sendable {
         defer { close(silent) }
         let garbage = try connectedSocket(port: fixture.port)
         defer { close(garbage) }
+        // Both accepted before anything is judged: a count of 0 before the accepts proves nothing.
+        try waitFor("the server has accepted both sockets") { fixture.openConnections == 2 }
         let request = Array("GET / HTTP/1.1\r\nhost: x\r\n\r\n".utf8)
         #expect(write(garbage, request, request.count) == request.count)
-        // The cleartext request fails its handshake at once; the silent peer meets the timeout.
+        // The cleartext request fails its handshake at once; the silent peer meets the deadline.
         try waitFor("both sockets are closed by the server") { fixture.openConnections == 0 }
-        var byte: UInt8 = 0
-        #expect(read(silent, &byte, 1) <= 0)
+        #expect(try readsToEnd(garbage), "the server should have closed the socket that sent garbage")
+        #expect(try readsToEnd(silent), "the server should have closed the silent socket")
         let result = try fixture.curl(["--http2", fixture.baseURL + "/plain"], trusting: fixture.a)
         #expect(result.status == 0, "\(result.errors)")
     }
+
+    @Test func aHandshakeTrickledInIsCutOffAtTheDeadline() throws {
+        let fixture = try TLSServerFixture(handshakeTimeoutSeconds: 1)
+        let client = try connectedSocket(port: fixture.port)
+        defer { close(client) }
+        try waitFor("the server has accepted the socket") { fixture.openConnections == 1 }
+        let start = ContinuousClock.now
+        // The start of a ClientHello record announcing 512 bytes, one byte every 300 ms: never
+        // quiet for the second an inactivity timeout would allow, never finished either. Bounded:
+        // 40 bytes take 12 s, far past the deadline.
+        let hello: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03] + Array(repeating: 0x2A, count: 29)
+        var closedAfter: Duration?
+        for byte in hello {
+            if fixture.openConnections == 0 {
+                closedAfter = ContinuousClock.now - start
+                break
+            }
+            // Once the server has closed, a write may fail (SIGPIPE is ignored): that is the point.
+            _ = withUnsafePointer(to: byte) { write(client, $0, 1) }
+            usleep(300_000)
+        }
+        let elapsed = try #require(closedAfter, "the trickling handshake outlived its 1 s deadline")
+        #expect(elapsed < .seconds(5), "closed only after \(elapsed)")
+        #expect(try readsToEnd(client))
+    }
+}
+
+/// Whether reading `fd` ends (EOF or a reset) within 10 s: the server closed it. Discards what
+/// it reads (an alert, say).
+private func readsToEnd(_ fd: Int32) throws -> Bool {
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+        throw ToolFailure("SO_RCVTIMEO: \(String(cString: strerror(errno)))")
+    }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    // Bounded: each read either returns data, ends, or times out after 10 s.
+    for _ in 0..<64 {
+        let count = read(fd, &buffer, buffer.count)
+        if count > 0 { continue }
+        // EAGAIN: the receive timeout passed with the socket still open.
+        return count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+    return false
 }
 
 /// A TCP connection to 127.0.0.1:`port`.
@@ -192,7 +226,7 @@ private func connectedSocket(port: Int) throws -> Int32 {
 }
 
 /// A tool started now and waited for later (`runTool` waits at once).
-private final class ChildTool {
+final class ChildTool {
     private let process = Process()
     private let output = Pipe()
     private let errors = Pipe()
@@ -211,7 +245,7 @@ private final class ChildTool {
         if process.isRunning { process.terminate() }
     }
 
-    /// Its output is a few lines: the pipes cannot fill up before it ends.
+    /// Its output is a few KB at most: the pipes cannot fill up before it ends.
     func wait() throws -> (status: Int32, output: String, errors: String) {
         process.waitUntilExit()
         return (process.terminationStatus,
