@@ -332,9 +332,13 @@ final class HTTP1Exchange: HTTPResponseWriter {
     let keepAlive: Bool
     /// HTTP/1.0 keeps the connection only when the answer says `connection: keep-alive`.
     let isHTTP10: Bool
-    private(set) var isCancelled = false
-    private(set) var hasResponded = false
-    var onCancel: (() -> Void)?
+    private var once = ResponseOnce()
+    var isCancelled: Bool { once.isCancelled }
+    var hasResponded: Bool { once.hasResponded }
+    var onCancel: (() -> Void)? {
+        get { once.onCancel }
+        set { once.onCancel = newValue }
+    }
 
     init(connection: HTTP1Connection, isHead: Bool, keepAlive: Bool, isHTTP10: Bool) {
         self.connection = connection
@@ -345,17 +349,11 @@ final class HTTP1Exchange: HTTPResponseWriter {
 
     func respond(_ response: HTTPResponse) {
         connection.loop.assertInLoop()
-        guard !hasResponded, !isCancelled else { return }
-        hasResponded = true
-        onCancel = nil
+        guard once.claim() else { return }
         connection.send(response, for: self)
     }
 
     func cancel() {
-        guard !hasResponded, !isCancelled else { return }
-        isCancelled = true
-        let action = onCancel
-        onCancel = nil
-        action?()
+        once.cancel()?()
     }
 }

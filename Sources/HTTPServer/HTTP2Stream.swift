@@ -11,9 +11,13 @@ internal import CNghttp2
 final class HTTP2Stream: HTTPResponseWriter {
     private let connection: HTTP2Connection
     let streamID: Int32
-    private(set) var isCancelled = false
-    private(set) var hasResponded = false
-    var onCancel: (() -> Void)?
+    private var once = ResponseOnce()
+    var isCancelled: Bool { once.isCancelled }
+    var hasResponded: Bool { once.hasResponded }
+    var onCancel: (() -> Void)? {
+        get { once.onCancel }
+        set { once.onCancel = newValue }
+    }
 
     // Request state, filled by the connection while headers and body arrive.
     var method = ""
@@ -40,9 +44,7 @@ final class HTTP2Stream: HTTPResponseWriter {
 
     func respond(_ response: HTTPResponse) {
         connection.loop.assertInLoop()
-        guard !hasResponded, !isCancelled else { return }
-        hasResponded = true
-        onCancel = nil
+        guard once.claim() else { return }
         connection.submit(response, for: self)
     }
 
@@ -69,10 +71,6 @@ final class HTTP2Stream: HTTPResponseWriter {
     }
 
     func cancel() {
-        guard !hasResponded, !isCancelled else { return }
-        isCancelled = true
-        let action = onCancel
-        onCancel = nil
-        action?()
+        once.cancel()?()
     }
 }

@@ -139,6 +139,30 @@ public protocol HTTPResponseWriter: AnyObject {
     func respond(_ response: HTTPResponse)
 }
 
+/// The answer-once bookkeeping every response writer keeps: the first response wins, a response
+/// after cancellation is dropped, and `onCancel` runs at most once. Loop-confined, like its writer.
+struct ResponseOnce {
+    private(set) var isCancelled = false
+    private(set) var hasResponded = false
+    var onCancel: (() -> Void)?
+
+    /// True when this is the response to send (the first, before any cancellation).
+    mutating func claim() -> Bool {
+        guard !hasResponded, !isCancelled else { return false }
+        hasResponded = true
+        onCancel = nil
+        return true
+    }
+
+    /// Marks the request cancelled; returns the action to run, once, after the mutation ends.
+    mutating func cancel() -> (() -> Void)? {
+        guard !hasResponded, !isCancelled else { return nil }
+        isCancelled = true
+        defer { onCancel = nil }
+        return onCancel
+    }
+}
+
 /// The application side of the server. Called on the connection's loop thread.
 public protocol HTTPHandler: AnyObject {
     /// Largest request body accepted for this route; a larger one is answered with `bodyTooLarge`.
