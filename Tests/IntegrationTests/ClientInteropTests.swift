@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The service called by the clients strangers will use: grpcio with stubs generated from
 /// proto-json (binary gRPC), the standard grpc.health.v1 client as a Kubernetes `grpc` probe calls
@@ -39,6 +40,19 @@ import Testing
     @Test func grpcHealthClientAsAKubernetesProbe() throws {
         let stack = try InteropStack()
         try stack.expectScriptPasses("health_probe.py", ["--address", stack.address])
+    }
+
+    /// grpcio over TLS with `ssl_channel_credentials` trusting the service's own certificate
+    /// (generated here): ALPN h2, the health probe as Kubernetes would run it against a TLS port.
+    @Test func grpcioOverTLS() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let certificate = try TestCertificate(in: directory, name: "service")
+        let service = try ServiceUnderTest(environment: ["TLS_CERT_FILE": certificate.certificateFile, "TLS_KEY_FILE": certificate.keyFile],
+                                           waitUntilReady: false)
+        try waitUntil("every worker of the service is ready") { service.app.allWorkersReady() }
+        try PythonClients.expectScriptPasses("health_probe.py", ["--address", "127.0.0.1:\(service.app.port)",
+                                                                 "--ca-cert", certificate.certificateFile])
     }
 
     @Test(arguments: ["json", "proto"]) func connectPythonClientOnItsDefaultHTTP1Transport(codec: String) throws {
@@ -92,21 +106,25 @@ private struct InteropStack {
          "--unknown-member", Self.unknownMember, "--expected-json", expectedJSON]
     }
 
-    /// Runs Tests/clients/`script` with the venv's Python; passes when it exits 0, and shows its
-    /// output either way it fails.
     func expectScriptPasses(_ script: String, _ arguments: [String]) throws {
-        let python = PythonClients.venvPython
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw TestFailure("\(python) is missing: run scripts/test.sh, which creates the Python clients' venv")
-        }
-        let run = try ClientRun(python, [PythonClients.scripts.appendingPathComponent(script).path] + arguments,
-                                environment: ["PYTHONDONTWRITEBYTECODE": "1"])
-        #expect(run.status == 0, "\(script) failed (exit \(run.status)):\n\(run.output)")
+        try PythonClients.expectScriptPasses(script, arguments)
     }
 }
 
 /// The client scripts and the venv (with grpcio, connectrpc, …) that scripts/test.sh builds for them.
 private enum PythonClients {
+    /// Runs Tests/clients/`script` with the venv's Python; passes when it exits 0, and shows its
+    /// output either way it fails.
+    static func expectScriptPasses(_ script: String, _ arguments: [String]) throws {
+        let python = venvPython
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw TestFailure("\(python) is missing: run scripts/test.sh, which creates the Python clients' venv")
+        }
+        let run = try ClientRun(python, [scripts.appendingPathComponent(script).path] + arguments,
+                                environment: ["PYTHONDONTWRITEBYTECODE": "1"])
+        #expect(run.status == 0, "\(script) failed (exit \(run.status)):\n\(run.output)")
+    }
+
     static let scripts = PackageFiles.url("Tests/clients")
     static let venvPython = PackageFiles.url(".build-py/venv/bin/python3").path
 }

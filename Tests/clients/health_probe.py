@@ -1,5 +1,6 @@
 """Asks the service's health as a Kubernetes `grpc` probe does: the standard grpc.health.v1 client
-(grpcio-health-checking), binary protobuf over h2c, with the probe's default 1 s timeout.
+(grpcio-health-checking), binary protobuf over h2c (or TLS with --ca-cert), with the probe's
+default 1 s timeout.
 Exits non-zero at the first check that fails."""
 
 import argparse
@@ -16,9 +17,15 @@ CONNECT_TIMEOUT_SECONDS = 10
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", required=True, help="host:port of the service")
+    parser.add_argument("--ca-cert", help="speak TLS, trusting this PEM certificate")
     args = parser.parse_args()
 
-    with grpc.insecure_channel(args.address) as channel:
+    if args.ca_cert:
+        with open(args.ca_cert, "rb") as pem:
+            channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(root_certificates=pem.read()))
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
         # Connected first, so that only the calls have the probe's short timeout: on a loaded
         # test machine a connection may take longer than a kubelet's would.
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
