@@ -6,9 +6,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev libevent-dev zlib1g-dev libssl-dev libjemalloc-dev
                  libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps python3-venv)
 
-# The Python clients the interop tests call the service with (Tests/clients/), pinned so that a
-# new release on PyPI cannot change what the tests prove.
-PYTHON_CLIENT_PACKAGES=(grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 connectrpc==0.13.0)
+# The Python clients the interop tests call the service with (Tests/clients/), with everything they
+# pull in pinned (pip freeze), so that a new release on PyPI cannot change what the tests prove.
+PYTHON_CLIENT_PACKAGES=(grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 connectrpc==0.13.0
+                        protobuf==7.36.2 protobuf-py==0.7.0 protobuf-py-ext==0.7.0 protobuf-py-pure==0.7.0 pyqwest==0.12.0
+                        opentelemetry-api==1.45.2 typing_extensions==4.16.0)
 PYTHON_CLIENTS_VENV="$ROOT/.build-py/venv"
 
 # Installs whichever of DEBIAN_PACKAGES are missing (apt-get; sudo when not root).
@@ -30,7 +32,8 @@ ensure_packages() {
 ensure_python_clients() {
   local pinned="$PYTHON_CLIENTS_VENV/pinned.txt"
   local wanted
-  wanted="$(printf '%s\n' "${PYTHON_CLIENT_PACKAGES[@]}")"
+  # The interpreter is part of the stamp: a venv is bound to the Python that made it.
+  wanted="$(python3 --version; printf '%s\n' "${PYTHON_CLIENT_PACKAGES[@]}")"
   [ -f "$pinned" ] && [ "$(cat "$pinned")" = "$wanted" ] && return 0
   echo "installing Python clients into ${PYTHON_CLIENTS_VENV#"$ROOT/"}: ${PYTHON_CLIENT_PACKAGES[*]}" >&2
   rm -rf "$PYTHON_CLIENTS_VENV"

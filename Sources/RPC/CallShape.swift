@@ -129,7 +129,9 @@ struct CallShape {
     /// A failed gRPC or gRPC-Web call: HTTP 200 with the status where the protocol reads it — a
     /// trailers-only answer for gRPC, the trailer frame for gRPC-Web.
     func errorResponse(_ error: RPCError) -> HTTPResponse {
-        var status = [("grpc-status", String(error.code.grpcStatus)), ("grpc-message", GRPCWire.percentEncodedMessage(error.message))]
+        // The compressions this server reads, so a client refused for its encoding can pick another.
+        var status = [("grpc-status", String(error.code.grpcStatus)), ("grpc-message", GRPCWire.percentEncodedMessage(error.message)),
+                      ("grpc-accept-encoding", "gzip, identity")]
         if let seconds = error.retryAfterSeconds { status.append(("retry-after", String(seconds))) }
         let type = codec == nil ? (wire == .grpc ? "application/grpc" : "application/grpc-web") : contentType
         if wire == .grpcWeb {

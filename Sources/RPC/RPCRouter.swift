@@ -254,10 +254,13 @@ public final class RPCRouter: HTTPHandler {
         let compressResponse = call.acceptsGzipResponse(request)
         // Strong captures: the timer is cancelled (dropping its closure) as soon as the call
         // answers or the stream ends, so nothing outlives the request.
+        let cancellation = method.observesCancellation ? RPCCancellation() : nil
         var deadlineTimer: Timer?
         if let deadline {
             do {
                 deadlineTimer = try Timer.schedule(on: loop, after: deadline) { [self] in
+                    // The caller has its answer: a call that watches for its caller stops too.
+                    cancellation?.cancel()
                     self.finish(method, counters, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
                                 call: call, codec: message.codec, compressResponse: false, writer: writer)
                 }
@@ -265,7 +268,6 @@ public final class RPCRouter: HTTPHandler {
                 logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
             }
         }
-        let cancellation = method.observesCancellation ? RPCCancellation() : nil
         if deadlineTimer != nil || cancellation != nil {
             writer.onCancel = { [deadlineTimer, cancellation] in
                 deadlineTimer?.cancel()

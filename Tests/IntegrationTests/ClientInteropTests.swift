@@ -39,7 +39,7 @@ import TestSupport
 
     @Test func grpcHealthClientAsAKubernetesProbe() throws {
         let stack = try InteropStack()
-        try stack.expectScriptPasses("health_probe.py", ["--address", stack.address])
+        try stack.expectScriptPasses("health_probe.py", ["--address", stack.address, "--timeout", "5"])
     }
 
     /// grpcio over TLS with `ssl_channel_credentials` trusting the service's own certificate
@@ -52,7 +52,7 @@ import TestSupport
                                            waitUntilReady: false)
         try waitUntil("every worker of the service is ready") { service.app.allWorkersReady() }
         try PythonClients.expectScriptPasses("health_probe.py", ["--address", "127.0.0.1:\(service.app.port)",
-                                                                 "--ca-cert", certificate.certificateFile])
+                                                                 "--ca-cert", certificate.certificateFile, "--timeout", "5"])
     }
 
     @Test(arguments: ["json", "proto"]) func connectPythonClientOnItsDefaultHTTP1Transport(codec: String) throws {

@@ -55,21 +55,12 @@ import TestSupport
     }
 
     @Test(arguments: [#"{"campaign":1,"member":"m"}"#, #"{"campaign":"c","member":["m"]}"#,
-                      #"{"campaign":"c","member":"m","expiringBefore":20260101}"#, #"{"campaign":{},"member":"m"}"#])
-    func wrongTypesNameTheField(_ json: String) throws {
+                      #"{"campaign":"c","member":"m","expiringBefore":20260101}"#, #"{"campaign":{},"member":"m"}"#,
+                      "[]", "\"c\"", "42", "true", #"{"campaign":"#, #"{"campaign":"c"} x"#])
+    func malformedMessagesSayTheShapeExpected(_ json: String) throws {
         let message = try #require(failure(json))
-        #expect(message.contains("must be a string"))
-        #expect(["campaign", "member", "expiring_before"].contains { message.hasPrefix($0) })
-    }
-
-    @Test(arguments: ["[]", "\"c\"", "null", "42", "true"])
-    func rejectsNonObjects(_ json: String) throws {
-        #expect(failure(json) == "the request message must be a JSON object")
-    }
-
-    @Test func syntaxErrorsAreInvalidArgument() throws {
-        #expect(failure(#"{"campaign":"#)?.hasPrefix("the request body is not valid JSON") == true)
-        #expect(failure(#"{"campaign":"c"} x"#)?.hasPrefix("the request body is not valid JSON") == true)
+        #expect(message.hasPrefix("the request is not a valid JSON pointsexpiry.v1.GetMemberExpirationRequest: "))
+        #expect(message.hasSuffix(GetMemberExpirationRequest.jsonShape))
     }
 
     /// The hit path reads JSON by hand; the generated decoder is the reference. Both must accept
@@ -87,6 +78,12 @@ import TestSupport
         #"{"campaign":"c","member":"m","expiringBefore":"2026-02-30"}"#,
         "[]", "\"c\"", "null", "42", "true", #"{"campaign":"#, #"{"campaign":"c"} x"#, #"{"campaign":"c",}"#, #"{'campaign':'c'}"#,
         #"{"campaign":"\ud800","member":"m"}"#, #"{"campaign":"c\u0000","member":"m"}"#,
+        // Unknown fields, which the generated decoder skips loosely: the hand-written path leaves them to it.
+        #"{"campaign":"c","member":"m","x":"\q"}"#, #"{"campaign":"c","member":"m","x":"\ud800"}"#,
+        "{\"campaign\":\"c\",\"member\":\"m\",\"x\":\"\u{01}\"}", #"{"campaign":"c","member":"m","x":1e999}"#,
+        #"{"campaign":"c","member":"m","x":"# + String(repeating: "[", count: 70) + String(repeating: "]", count: 70) + "}",
+        "{\"campaign\":\"c\tc\",\"member\":\"m\"}", "{\"campaign\":\"c\u{01}\",\"member\":\"m\"}",
+        #"{"campaign":"c","member":"m","expiringBefore":"2026-12-01","expiringBefore":null}"#,
     ])
     func theHandWrittenDecoderAgreesWithTheGeneratedOne(_ json: String) {
         let message = RPCMessage(codec: .json, bytes: Array(json.utf8))
@@ -94,7 +91,7 @@ import TestSupport
         let generated = Result { () throws(RPCError) in try GetMemberExpirationRequest.decodeGenerated(message) }
         switch (handWritten, generated) {
         case (.success(let a), .success(let b)): #expect(a == b)
-        case (.failure(let a), .failure(let b)): #expect(a.code == .invalidArgument && b.code == .invalidArgument)
+        case (.failure(let a), .failure(let b)): #expect(a == b)
         default: Issue.record("hand-written \(handWritten) but generated \(generated)")
         }
     }

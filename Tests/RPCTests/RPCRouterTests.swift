@@ -40,6 +40,7 @@ final class EchoMethod: UnaryMethod {
     let hasNoSideEffects: Bool
     var defaultTimeoutMilliseconds: Int?
     var maxRequestBodyBytes: Int?
+    var observesCancellation = false
     var scripted: Result<UnaryReply, RPCError>?
     /// When set, the method keeps the reply for later instead of answering.
     var held: ((Result<UnaryReply, RPCError>) -> Void)?
@@ -296,6 +297,7 @@ struct RouterFixture {
         let fixture = try loop.runAndWait {
             let method = EchoMethod()
             method.holds = true
+            method.observesCancellation = true
             return LoopBound(try RouterFixture(method: method, loop: loop), loop: loop)
         }
         let writer = try loop.runAndWait {
@@ -314,5 +316,7 @@ struct RouterFixture {
         }
         #expect(late == 1)
         #expect(try loop.runAndWait { writer.value.json?["code"] } == .string("deadline_exceeded"))
+        // A call that watches for its caller (WarmMembers) is told to stop as well.
+        #expect(try loop.runAndWait { fixture.value.method.lastContext?.cancellation?.isCancelled } == true)
     }
 }

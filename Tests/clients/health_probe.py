@@ -18,6 +18,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", required=True, help="host:port of the service")
     parser.add_argument("--ca-cert", help="speak TLS, trusting this PEM certificate")
+    parser.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_SECONDS,
+                        help="seconds per call (a probe's default is 1; tests on a loaded machine give more)")
     args = parser.parse_args()
 
     if args.ca_cert:
@@ -31,18 +33,18 @@ def main() -> None:
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", SERVICE):
-            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=PROBE_TIMEOUT_SECONDS)
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=args.timeout)
             expect(answer.status == health_pb2.HealthCheckResponse.SERVING, f"Check({service!r}) is SERVING",
                    health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
 
         try:
-            answer = health.Check(health_pb2.HealthCheckRequest(service="other"), timeout=PROBE_TIMEOUT_SECONDS)
+            answer = health.Check(health_pb2.HealthCheckRequest(service="other"), timeout=args.timeout)
             fail(f"Check('other') answered {answer}, expected status NOT_FOUND")
         except grpc.RpcError as error:
             expect(error.code() == grpc.StatusCode.NOT_FOUND, "Check('other') is NOT_FOUND", f"{error.code()}")
 
         try:
-            updates = list(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=PROBE_TIMEOUT_SECONDS))
+            updates = list(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=args.timeout))
             fail(f"Watch answered {updates}, expected status UNIMPLEMENTED")
         except grpc.RpcError as error:
             expect(error.code() == grpc.StatusCode.UNIMPLEMENTED, "Watch is UNIMPLEMENTED", f"{error.code()}")

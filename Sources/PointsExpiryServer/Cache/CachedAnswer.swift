@@ -2,6 +2,7 @@ import APIMessages
 import Codecs
 import ExpiryDomain
 import RPC
+import SwiftProtobuf
 
 /// Why a stored cache record could not be read back.
 struct CachedAnswerFormatError: Error, Equatable, Sendable {
@@ -52,7 +53,10 @@ struct CachedAnswer: Equatable, Sendable {
     /// not read back is a fault of this service, so `internal`.
     func responseMessage(expiringBefore: CalendarDate?) throws(RPCError) -> Pointsexpiry_V1_MemberExpiration {
         do {
-            return try Pointsexpiry_V1_MemberExpiration(jsonUTF8Bytes: jsonBody(expiringBefore: expiringBefore))
+            // A record written by a newer release may carry fields this one does not know.
+            var options = JSONDecodingOptions()
+            options.ignoreUnknownFields = true
+            return try Pointsexpiry_V1_MemberExpiration(jsonUTF8Bytes: jsonBody(expiringBefore: expiringBefore), options: options)
         } catch {
             throw RPCError(.internal, "a cached answer could not be read back: \(error)")
         }
