@@ -46,11 +46,13 @@ final class Worker {
         let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
                                         bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)
         let readiness = Readiness(redis: redis, lifecycle: lifecycle)
+        let binary = BinaryAnswers()
         let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
         self.warmMembers = warmMembers
         let router = RPCRouter(
             loop: loop,
-            methods: [GetMemberExpiration(answers: answers), BatchGetMemberExpirations(loop: loop, answers: answers, logger: logger),
+            methods: [GetMemberExpiration(answers: answers, binary: binary),
+                      BatchGetMemberExpirations(loop: loop, answers: answers, binary: binary, logger: logger),
                       InvalidateMember(cache: cache), warmMembers, HealthCheck(readiness: readiness), HealthWatch()],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },

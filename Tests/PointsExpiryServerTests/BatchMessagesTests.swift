@@ -67,9 +67,13 @@ import TestSupport
         let batch = DistinctMembers(["m", "x", "m"])
         let results: [Result<MemberAnswer, RPCError>] = [.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: 42)),
                                                          .failure(RPCError(.notFound, "gone"))]
-        let body = batchResponseBody(.json, batch, results: results, expiringBefore: try day("2027-01-01"))
+        let body = batchResponseJSON(batch, results: results, expiringBefore: try day("2027-01-01"))
         // The hand-written JSON and the binary form are the same generated message.
-        let proto = batchResponseBody(.proto, batch, results: results, expiringBefore: try day("2027-01-01"))
+        let binary = BinaryAnswers()
+        let limit = try day("2027-01-01")
+        let proto = batchResponseMessage(batch, results: results) { answer, member throws(RPCError) in
+            try binary.body(answer, campaign: "c", member: member, expiringBefore: limit)
+        }.protoBytes
         #expect(try Pointsexpiry_V1_BatchGetMemberExpirationsResponse(jsonUTF8Bytes: body)
             == Pointsexpiry_V1_BatchGetMemberExpirationsResponse(serializedBytes: proto))
         let decoded = try #require(try JSONParser.parse(body).objectValue?["results"]?.arrayValue)

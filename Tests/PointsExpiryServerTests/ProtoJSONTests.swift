@@ -297,3 +297,42 @@ import TestSupport
         }
     }
 }
+
+@Suite struct BinaryAnswersTests {
+    func answer(points: Int64, fetched: String = "2026-11-20T08:30:00Z") throws -> CachedAnswer {
+        let m = MemberExpiration(campaign: "c", member: "m", buckets: [bucket("lopb_1", points, try day("2026-12-31"))],
+                                 fetchedAt: try instant(fetched))
+        return try CachedAnswer(serialized: CachedAnswer(m, freshUntil: m.fetchedAt, notAfter: m.fetchedAt).serialized())
+    }
+
+    /// The kept binary form answers exactly as a fresh transcode would, for every tail.
+    @Test func answersAsATranscodeWouldAndKeepsItsWork() throws {
+        let binary = BinaryAnswers()
+        let cached = try answer(points: 10)
+        for limit in [nil, try day("2027-01-01"), try day("2026-01-01")] as [CalendarDate?] {
+            let body = try binary.body(cached, campaign: "c", member: "m", expiringBefore: limit)
+            #expect(body == (try cached.responseBody(.proto, expiringBefore: limit)))
+        }
+        #expect(binary.count == 1)
+    }
+
+    /// A record that changed in Redis (refilled, or written after an invalidation) never gets the
+    /// binary form of the one before.
+    @Test func aChangedRecordIsTranscodedAgain() throws {
+        let binary = BinaryAnswers()
+        _ = try binary.body(try answer(points: 10), campaign: "c", member: "m", expiringBefore: nil)
+        let refilled = try answer(points: 25, fetched: "2026-11-20T09:30:00Z")
+        let body = try binary.body(refilled, campaign: "c", member: "m", expiringBefore: nil)
+        let message = try Pointsexpiry_V1_MemberExpiration(serializedBytes: body)
+        #expect(message.activePoints == 25)
+        #expect(binary.count == 1)
+    }
+
+    @Test func staysWithinItsBytes() throws {
+        let binary = BinaryAnswers(maxBytes: 4096)
+        let cached = try answer(points: 10)
+        for index in 0..<20 { _ = try binary.body(cached, campaign: "c", member: "m\(index)", expiringBefore: nil) }
+        #expect(binary.count < 20 && binary.count > 0)
+    }
+}
+

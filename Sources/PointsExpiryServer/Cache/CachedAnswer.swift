@@ -15,7 +15,8 @@ struct CachedAnswerFormatError: Error, Equatable, Sendable {
 /// Only JSON is stored, though a hit may be asked for binary: a second encoding in the record made
 /// every JSON hit ~14% dearer in instructions (the bigger Redis reply, and hiredis 0.14's reader
 /// moving its buffer per 1 KiB consumed; callgrind, README "Benchmark"), and kept this format
-/// readable by the release before it. A binary hit is transcoded through the generated message.
+/// readable by the release before it. A binary answer is transcoded through the generated message,
+/// once per record and worker (`BinaryAnswers`).
 struct CachedAnswer: Equatable, Sendable {
     let fetchedAt: Timestamp
     /// Served as a hit until then; stale windows are measured from here (`MemberAnswerPolicy`).
@@ -39,8 +40,33 @@ struct CachedAnswer: Equatable, Sendable {
     func responseBody(_ codec: MessageCodec, expiringBefore: CalendarDate?) throws(RPCError) -> [UInt8] {
         switch codec {
         case .json: return jsonBody(expiringBefore: expiringBefore)
-        case .proto: return try responseMessage(expiringBefore: expiringBefore).protoBytes
+        case .proto: return protoBody(prefix: try protoPrefix(), expiringBefore: expiringBefore)
         }
+    }
+
+    /// The binary `MemberExpiration` without field 12 (`points_expiring_before`), which each
+    /// request appends (protobuf fields may come in any order).
+    func protoPrefix() throws(RPCError) -> [UInt8] {
+        try responseMessage(expiringBefore: nil).protoBytes
+    }
+
+    /// `prefix` (from `protoPrefix`) with this request's `points_expiring_before`.
+    func protoBody(prefix: [UInt8], expiringBefore: CalendarDate?) -> [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(prefix.count + 11)
+        body.append(contentsOf: prefix)
+        let points = expirations.points(before: expiringBefore)
+        // proto3 leaves a zero scalar out. Tag: field 12, varint (12 << 3 | 0).
+        if points != 0 {
+            body.append(12 << 3)
+            var value = UInt64(bitPattern: points)
+            while value >= 0x80 {
+                body.append(UInt8(truncatingIfNeeded: value) | 0x80)
+                value >>= 7
+            }
+            body.append(UInt8(value))
+        }
+        return body
     }
 
     private func jsonBody(expiringBefore: CalendarDate?) -> [UInt8] {

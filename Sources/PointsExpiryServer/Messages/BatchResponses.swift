@@ -3,25 +3,25 @@ import Codecs
 import ExpiryDomain
 import RPC
 
-/// `BatchGetMemberExpirationsResponse`: one `MemberResult` per requested position, in request order.
-func batchResponseBody(_ codec: MessageCodec, _ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>],
-                       expiringBefore: CalendarDate?) -> [UInt8] {
-    switch codec {
-    case .json: return batchResponseJSON(batch, results: results, expiringBefore: expiringBefore)
-    case .proto: return batchResponseMessage(batch, results: results, expiringBefore: expiringBefore).protoBytes
-    }
-}
+// `BatchGetMemberExpirationsResponse`: one `MemberResult` per requested position, in request order.
 
-/// The binary form goes through the generated message, each expiration read from its cached JSON.
+/// The binary form goes through the generated message; `binaryBody` gives each member's binary
+/// answer (`BinaryAnswers`).
 func batchResponseMessage(_ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>],
-                          expiringBefore: CalendarDate?) -> Pointsexpiry_V1_BatchGetMemberExpirationsResponse {
+                          binaryBody: (CachedAnswer, _ member: String) throws(RPCError) -> [UInt8])
+    -> Pointsexpiry_V1_BatchGetMemberExpirationsResponse {
     let encoded: [Pointsexpiry_V1_MemberResult] = results.enumerated().map { index, result in
         var out = Pointsexpiry_V1_MemberResult()
         out.member = batch.members[index]
         switch result {
         case .success(let found):
             do throws(RPCError) {
-                out.expiration = try found.answer.responseMessage(expiringBefore: expiringBefore)
+                let body = try binaryBody(found.answer, batch.members[index])
+                do {
+                    out.expiration = try Pointsexpiry_V1_MemberExpiration(serializedBytes: body)
+                } catch {
+                    throw RPCError(.internal, "a binary answer could not be read back: \(error)")
+                }
                 out.cache = found.source.rawValue
                 out.age = found.ageSeconds
             } catch {
@@ -39,7 +39,7 @@ func batchResponseMessage(_ batch: DistinctMembers, results: [Result<MemberAnswe
 
 /// ProtoJSON, each member's expiration spliced in from its cached encoding (no re-encoding per
 /// result: bench-batch.sh).
-private func batchResponseJSON(_ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>], expiringBefore: CalendarDate?) -> [UInt8] {
+func batchResponseJSON(_ batch: DistinctMembers, results: [Result<MemberAnswer, RPCError>], expiringBefore: CalendarDate?) -> [UInt8] {
     let encoded: [[UInt8]] = results.map { result in
         var writer = JSONWriter(capacity: ((try? result.get())?.answer.bodyPrefix.count ?? 0) + 128)
         switch result {

@@ -13,12 +13,14 @@ final class BatchGetMemberExpirations: UnaryMethod {
     let hasNoSideEffects = true
     private let loop: Loop
     private let answers: MemberAnswers
+    private let binary: BinaryAnswers
     private let logger: Logger
     private static let noAnswerInTime = RPCError(.deadlineExceeded, "no answer for this member within the call's deadline")
 
-    init(loop: Loop, answers: MemberAnswers, logger: Logger) {
+    init(loop: Loop, answers: MemberAnswers, binary: BinaryAnswers, logger: Logger) {
         self.loop = loop
         self.answers = answers
+        self.binary = binary
         self.logger = logger
     }
 
@@ -27,8 +29,15 @@ final class BatchGetMemberExpirations: UnaryMethod {
         let batch = DistinctMembers(request.members)
         let directives = CacheDirectives(header: context.header("cache-control"))
         let replyBy = context.replyDeadline(now: loop.monotonicMilliseconds)
-        let gather = MemberGather<Result<MemberAnswer, RPCError>>(count: batch.members.count, missing: .failure(Self.noAnswerInTime)) { results in
-            reply(.success(UnaryReply(body: batchResponseBody(context.codec, batch, results: results, expiringBefore: request.expiringBefore))))
+        let gather = MemberGather<Result<MemberAnswer, RPCError>>(count: batch.members.count, missing: .failure(Self.noAnswerInTime)) {
+            [binary] results in
+            let body = switch context.codec {
+            case .json: batchResponseJSON(batch, results: results, expiringBefore: request.expiringBefore)
+            case .proto: batchResponseMessage(batch, results: results) { answer, member throws(RPCError) in
+                try binary.body(answer, campaign: request.campaign, member: member, expiringBefore: request.expiringBefore)
+            }.protoBytes
+            }
+            reply(.success(UnaryReply(body: body)))
         }
         for (index, member) in batch.members.enumerated() {
             if let problem = memberProblem(member) {

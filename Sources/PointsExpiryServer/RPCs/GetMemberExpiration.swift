@@ -8,16 +8,25 @@ final class GetMemberExpiration: UnaryMethod {
     let name = "GetMemberExpiration"
     let hasNoSideEffects = true
     private let answers: MemberAnswers
+    private let binary: BinaryAnswers
 
-    init(answers: MemberAnswers) { self.answers = answers }
+    init(answers: MemberAnswers, binary: BinaryAnswers) {
+        self.answers = answers
+        self.binary = binary
+    }
 
     func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: GetMemberExpirationRequest = decode(message, reply: reply) else { return }
         answers.answer(campaign: request.campaign, member: request.member, directives: CacheDirectives(header: context.header("cache-control")),
-                       deadline: context.deadline) { result in
+                       deadline: context.deadline) { [binary] result in
             reply(result.flatMap { found in
                 Result { () throws(RPCError) in
-                    UnaryReply(body: try found.answer.responseBody(context.codec, expiringBefore: request.expiringBefore), headers: found.cacheHeaders)
+                    let body = switch context.codec {
+                    case .json: try found.answer.responseBody(.json, expiringBefore: request.expiringBefore)
+                    case .proto: try binary.body(found.answer, campaign: request.campaign, member: request.member,
+                                                 expiringBefore: request.expiringBefore)
+                    }
+                    return UnaryReply(body: body, headers: found.cacheHeaders)
                 }
             })
         }
