@@ -127,14 +127,19 @@ final class ConnectionSocket {
         isInputPaused = false
         // TLS: close_notify first, so the peer can tell our end of the stream from a truncation.
         // Written straight to the socket (the output buffer is empty here); 0 means sent and the
-        // peer's own close_notify not yet seen, which the linger below reads (as EOF). A failure
-        // (a peer already gone, a full socket buffer) leaves an unannounced close, no worse than
-        // cleartext: the shutdown goes ahead.
-        if let ssl = bufferevent_openssl_get_ssl(bufferEvent), SSL_shutdown(ssl) < 0 {
+        // peer's own close_notify not yet seen, which the linger below reads (as EOF). Another
+        // failure (a peer already gone) leaves an unannounced close, no worse than cleartext.
+        var endStream = true
+        if let ssl = bufferevent_openssl_get_ssl(bufferEvent), case let rc = SSL_shutdown(ssl), rc < 0 {
+            // A full socket buffer: part of the alert record may be in the socket and the rest
+            // in OpenSSL, which nothing here retries. A FIN right behind it would end the stream
+            // on a cut record, so the TCP side stays open: the peer, which has its whole answer,
+            // closes first, or the linger timeout closes.
+            endStream = SSL_get_error(ssl, rc) != SSL_ERROR_WANT_WRITE
             ERR_clear_error()
         }
         var linger = timeval(tv_sec: Self.lingerSeconds, tv_usec: 0)
-        let lingering = shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) == 0
+        let lingering = (!endStream || shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) == 0)
             && bufferevent_set_timeouts(bufferEvent, &linger, nil) == 0
             && bufferevent_enable(bufferEvent, Int16(EV_READ)) == 0
         if !lingering { owner?.close() }
@@ -173,6 +178,12 @@ final class ConnectionSocket {
                 if bufferevent_enable(bufferEvent, Int16(EV_READ)) != 0 { owner.close() }
                 return
             }
+        }
+        if isLingering, !isHalfClosed, events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) == Int16(BEV_EVENT_EOF), outputLength > 0 {
+            // The peer ended its side after its request (HTTP/1.0, `nc -N`) and waits for the
+            // answer still queued: libevent stopped reading at the EOF, the writing goes on, and
+            // writable() half-closes once it is done. The write timeout bounds the wait.
+            return
         }
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { owner.close() }
     }

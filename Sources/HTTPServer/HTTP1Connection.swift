@@ -43,6 +43,9 @@ final class HTTP1Connection: ServerConnection {
 
     /// A request as the parser delivers it, in pieces (any piece may arrive split over reads).
     private struct PartialRequest {
+        /// Set by the parser's first byte of a request: from then on the connection is not idle
+        /// (a drain lets the request finish). A fresh value again once it is dispatched or rejected.
+        var hasBegun = false
         var target: [UInt8] = []
         var method = ""
         var path = ""
@@ -121,13 +124,17 @@ final class HTTP1Connection: ServerConnection {
     }
 
     /// HTTP/1 has no GOAWAY: an idle connection closes now, a busy one after its answer, which
-    /// says `connection: close`.
+    /// says `connection: close` (`draining`). A request still arriving counts as busy, as a
+    /// started HTTP/2 stream does: it is answered when complete, within the idle timeout.
     func goAway() {
         guard !isClosed else { return }
         draining = true
-        guard let exchange else { return close() }
-        // Already answered without the close notice: this answer is the last anyway.
-        if exchange.hasResponded { socket.closeAfterWriting() }
+        if let exchange {
+            // Already answered without the close notice: this answer is the last anyway.
+            if exchange.hasResponded { socket.closeAfterWriting() }
+        } else if !request.hasBegun {
+            close()
+        }
     }
 
     // MARK: parsing
@@ -158,6 +165,7 @@ final class HTTP1Connection: ServerConnection {
 
     func messageBegin() {
         request = PartialRequest()
+        request.hasBegun = true
     }
 
     func target(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
@@ -184,16 +192,7 @@ final class HTTP1Connection: ServerConnection {
     func headersComplete(_ parser: UnsafeMutablePointer<http_parser>) {
         if request.inValue { commitField() }
         request.headersDone = true
-        request.method = String(cString: http_method_str(http_method(parser.pointee.method)))
-        request.target.withUnsafeBufferPointer { target in
-            if let mark = target.firstIndex(of: UInt8(ascii: "?")) {
-                request.path = String(decoding: target[..<mark], as: UTF8.self)
-                request.query = String(decoding: target[(mark + 1)...], as: UTF8.self)
-            } else {
-                request.path = String(decoding: target, as: UTF8.self)
-            }
-        }
-        request.target = []
+        takeRequestLine(parser)
         request.keepAlive = http_should_keep_alive(parser) != 0
         request.isHTTP10 = parser.pointee.http_major == 1 && parser.pointee.http_minor == 0
         request.bodyLimit = handler.requestBodyLimit(method: request.method, path: request.path)
@@ -230,10 +229,28 @@ final class HTTP1Connection: ServerConnection {
         http_parser_pause(parser, 1)
     }
 
-    /// Adds to the header list size; past the limit, stops parsing to answer the limit error.
+    /// Sets the method, path and query from the parser and the target bytes so far. The method is
+    /// final once the target starts (http-parser reads it up to the space before the target).
+    private func takeRequestLine(_ parser: UnsafeMutablePointer<http_parser>) {
+        request.method = String(cString: http_method_str(http_method(parser.pointee.method)))
+        request.target.withUnsafeBufferPointer { target in
+            if let mark = target.firstIndex(of: UInt8(ascii: "?")) {
+                request.path = String(decoding: target[..<mark], as: UTF8.self)
+                request.query = String(decoding: target[(mark + 1)...], as: UTF8.self)
+            } else {
+                request.path = String(decoding: target, as: UTF8.self)
+            }
+        }
+        request.target = []
+    }
+
+    /// Adds to the header list size; past the limit, stops parsing to answer the limit error,
+    /// which the handler chooses by method and path (a HEAD answer carries no body): those are
+    /// taken from what has arrived, since headersComplete will not run.
     private func countHeaderBytes(_ count: Int, _ parser: UnsafeMutablePointer<http_parser>) -> Bool {
         request.headerListBytes += count
         guard request.headerListBytes > limits.maxHeaderListBytes else { return true }
+        takeRequestLine(parser)
         pause(parser, .rejected(.headerListTooLarge(limit: limits.maxHeaderListBytes)))
         return false
     }

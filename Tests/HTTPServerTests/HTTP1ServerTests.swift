@@ -46,6 +46,20 @@ import Testing
         #expect(status == "413")
     }
 
+    @Test func aLimitBrokenInTheHeadersIsAnsweredForTheRequestsMethodAndPath() throws {
+        let fixture = try ServerFixture()
+        let padding = "x-padding: " + String(repeating: "a", count: 20_000) + "\r\n"
+        // The path's own limit answer, though the headers never completed.
+        let get = try rawExchange(fixture, "GET /echo?q=1 HTTP/1.1\r\nHost: x\r\n" + padding + "\r\n")
+        #expect(get.hasPrefix("HTTP/1.1 413 "))
+        #expect(get.hasSuffix("\r\n\r\nlimit GET /echo"))
+        // HEAD: the length of that answer, and no body.
+        let head = try rawExchange(fixture, "HEAD /echo HTTP/1.1\r\nHost: x\r\n" + padding + "\r\n")
+        #expect(head.hasPrefix("HTTP/1.1 413 "))
+        #expect(head.contains("content-length: \("limit HEAD /echo".utf8.count)\r\n"))
+        #expect(head.hasSuffix("connection: close\r\n\r\n"))
+    }
+
     @Test(arguments: [false, true])
     func bodiesOverTheLimitAreRejected(chunked: Bool) throws {
         let fixture = try ServerFixture()
@@ -144,6 +158,47 @@ import Testing
         #expect(try client.finish() == "200 last connection=close\nEOF\n")
         try waitUntil { try fixture.loop.runAndWait { drained.done } }
     }
+
+    @Test func drainLetsARequestStillArrivingFinishWithConnectionClose() throws {
+        let fixture = try ServerFixture()
+        let client = try connectTo(fixture.port)
+        defer { Glibc.close(client) }
+        // The interim answer shows the server has parsed the start of the request: a drain any
+        // earlier would meet an idle connection, which it rightly closes at once.
+        try sendAll(client, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n")
+        #expect(try read(client, until: "\r\n\r\n") == "HTTP/1.1 100 Continue\r\n\r\n")
+        try sendAll(client, "abc")
+        let drained = Drained()
+        try fixture.loop.runAndWait { fixture.server!.drain { drained.done = true } }
+        try sendAll(client, "def")
+        let answer = try read(client)
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(answer.contains("connection: close\r\n"))
+        #expect(answer.hasSuffix("http1_1 POST /echo - - 6"))
+        // The client's end too, which the server lingers for, so the drain ends without its timeout.
+        #expect(shutdown(client, Int32(SHUT_WR)) == 0)
+        try waitUntil { try fixture.loop.runAndWait { drained.done } }
+    }
+
+    @Test func aClientThatHalfClosesAfterItsRequestStillGetsTheWholeAnswer() throws {
+        let fixture = try ServerFixture()
+        // HTTP/1.0 as `nc -N` sends it: the request, then the client's end of the stream at once.
+        // The 1 MiB answer is still being written when the server sees that EOF.
+        let script = """
+        import socket, sys
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        s.sendall(b"GET /big HTTP/1.0\\r\\n\\r\\n")
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk: break
+            out += chunk
+        head, _, body = out.partition(b"\\r\\n\\r\\n")
+        print(head.split(b"\\r\\n")[0].decode(), len(body), b"connection: close" in head)
+        """
+        #expect(try run("/usr/bin/python3", ["-c", script, String(fixture.port)]) == "HTTP/1.1 200 OK \(1 << 20) True\n")
+    }
 }
 
 private final class Drained: @unchecked Sendable { var done = false }
@@ -195,6 +250,39 @@ private func connectTo(_ port: Int) throws -> Int32 {
     }
     guard fd >= 0, rc == 0 else { throw ClientFailure("connect: \(String(cString: strerror(errno)))") }
     return fd
+}
+
+/// Writes all of `text` to `fd`.
+private func sendAll(_ fd: Int32, _ text: String) throws {
+    let bytes = Array(text.utf8)
+    var sent = 0
+    // Bounded: every pass sends something or throws.
+    while sent < bytes.count {
+        let count = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { throw ClientFailure("send: \(String(cString: strerror(errno)))") }
+        sent += count
+    }
+}
+
+/// Reads from `fd` until the peer ends the stream, or until what was read ends with `suffix`:
+/// the bytes, as text. Each read waits at most 20 s; more than 1 MiB is a failure.
+private func read(_ fd: Int32, until suffix: String? = nil) throws -> String {
+    var timeout = timeval(tv_sec: 20, tv_usec: 0)
+    guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+        throw ClientFailure("SO_RCVTIMEO: \(String(cString: strerror(errno)))")
+    }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while received.count < 1 << 20 {
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard count >= 0 else { throw ClientFailure("recv: \(String(cString: strerror(errno)))") }
+        if count == 0 { return String(decoding: received, as: UTF8.self) }
+        received += buffer[..<count]
+        if let suffix, received.count >= suffix.utf8.count, received.suffix(suffix.utf8.count).elementsEqual(suffix.utf8) {
+            return String(decoding: received, as: UTF8.self)
+        }
+    }
+    throw ClientFailure("more than 1 MiB read")
 }
 
 /// Polls `condition` until it holds; 30 s is only a guard against a hang.

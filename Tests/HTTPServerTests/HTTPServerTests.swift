@@ -7,15 +7,16 @@ import Synchronization
 import Testing
 @testable import HTTPServer
 
-/// Answers every request with the response its path names, keeps the writers of `/hold`, and
-/// describes the request it got for `/echo`.
+/// Answers every request with the response its path names, keeps the writers of `/hold`,
+/// describes the request it got for `/echo`, and answers a broken limit with 413 naming the
+/// method and path it was given.
 final class ScriptedHandler: HTTPHandler {
     var held: [HTTPResponseWriter] = []
 
     func requestBodyLimit(method: String, path: String) -> Int { 1024 }
 
     func limitExceeded(_ violation: HTTPLimitViolation, version: HTTPVersion, method: String, path: String, contentType: String?) -> HTTPResponse {
-        HTTPResponse(status: 413)
+        HTTPResponse(status: 413, body: Array("limit \(method) \(path)".utf8))
     }
 
     func handle(_ request: HTTPRequest, writer: HTTPResponseWriter) {
@@ -26,6 +27,9 @@ final class ScriptedHandler: HTTPHandler {
         case "/trailers-only":
             writer.respond(HTTPResponse(status: 200, headers: [("content-type", "application/grpc")],
                                         trailers: [("grpc-status", "5"), ("grpc-message", "missing")]))
+        case "/big":
+            // Many writes' worth (libevent writes at most 16 KiB a time): still queued for a while.
+            writer.respond(HTTPResponse(status: 200, body: Array(repeating: UInt8(ascii: "x"), count: 1 << 20)))
         case "/hold":
             held.append(writer)
         case "/echo":

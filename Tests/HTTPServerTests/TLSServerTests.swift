@@ -146,7 +146,9 @@ final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
     }
 
     @Test func aFailedOrStalledHandshakeClosesTheSocketAndTheServerGoesOn() throws {
-        let fixture = try TLSServerFixture(handshakeTimeoutSeconds: 1)
+        // A deadline long enough that the test's polls see both sockets accepted before it passes,
+        // even on a slow machine.
+        let fixture = try TLSServerFixture(handshakeTimeoutSeconds: 3)
         let silent = try connectedSocket(port: fixture.port)
         defer { close(silent) }
         let garbage = try connectedSocket(port: fixture.port)
@@ -164,13 +166,14 @@ final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
     }
 
     @Test func aHandshakeTrickledInIsCutOffAtTheDeadline() throws {
-        let fixture = try TLSServerFixture(handshakeTimeoutSeconds: 1)
+        // 3 s, not 1: the poll below must see the socket accepted before the deadline passes.
+        let fixture = try TLSServerFixture(handshakeTimeoutSeconds: 3)
         let client = try connectedSocket(port: fixture.port)
         defer { close(client) }
         try waitFor("the server has accepted the socket") { fixture.openConnections == 1 }
         let start = ContinuousClock.now
         // The start of a ClientHello record announcing 512 bytes, one byte every 300 ms: never
-        // quiet for the second an inactivity timeout would allow, never finished either. Bounded:
+        // quiet for the 3 s an inactivity timeout would allow, never finished either. Bounded:
         // 40 bytes take 12 s, far past the deadline.
         let hello: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03] + Array(repeating: 0x2A, count: 29)
         var closedAfter: Duration?
@@ -183,8 +186,8 @@ final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
             _ = withUnsafePointer(to: byte) { write(client, $0, 1) }
             usleep(300_000)
         }
-        let elapsed = try #require(closedAfter, "the trickling handshake outlived its 1 s deadline")
-        #expect(elapsed < .seconds(5), "closed only after \(elapsed)")
+        let elapsed = try #require(closedAfter, "the trickling handshake outlived its 3 s deadline")
+        #expect(elapsed < .seconds(6), "closed only after \(elapsed)")
         #expect(try readsToEnd(client))
     }
 }
