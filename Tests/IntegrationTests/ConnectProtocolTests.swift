@@ -52,6 +52,41 @@ import Testing
         #expect(http2.httpVersion == "2")
     }
 
+    /// gRPC-Web (binary) over HTTP/1.1 and gRPC over HTTP/2, end to end with curl: the member's
+    /// answer framed, the status where each protocol reads it; gRPC over HTTP/1.1 is the 505.
+    @Test func grpcWebOverHTTP1AndGRPCOverHTTP2() throws {
+        let service = try ServiceUnderTest()
+        try service.fake.putMember("WEB-1", buckets: buckets(1, points: 70))
+        func field(_ number: UInt8, _ text: String) -> [UInt8] { [number << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8) }
+        let message = field(1, FakeVoucherify.campaignID) + field(2, "WEB-1")
+        let frame = Data([0, 0, 0, 0, UInt8(message.count)] + message)
+        let url = service.baseURL + "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+
+        let web = try CurlClient.request("POST", url, body: frame, headers: ["content-type: application/grpc-web+proto"], http2: false)
+        #expect(web.httpVersion == "1.1")
+        #expect(web.status == 200)
+        #expect(web.headers["content-type"] == "application/grpc-web+proto")
+        let body = [UInt8](web.body)
+        try #require(body.count > 5 && body[0] == 0)
+        let length = Int(body[1]) << 24 | Int(body[2]) << 16 | Int(body[3]) << 8 | Int(body[4])
+        try #require(body.count > 5 + length + 5)
+        // active_points (field 5) = 70 is in the message: tag 0x28, varint 70.
+        let payload = Array(body[5..<(5 + length)])
+        #expect(payload.indices.dropLast().contains { payload[$0] == 0x28 && payload[$0 + 1] == 70 })
+        let trailer = Array(body[(5 + length)...])
+        #expect(trailer.first == 0x80)
+        #expect(String(decoding: trailer.dropFirst(5), as: UTF8.self) == "grpc-status: 0\r\n")
+
+        let grpc = try CurlClient.request("POST", url, body: frame, headers: ["content-type: application/grpc", "te: trailers"])
+        #expect(grpc.httpVersion == "2")
+        #expect(grpc.headers["grpc-status"] == "0")
+        #expect(grpc.headers["x-cache"] == "hit")
+        #expect([UInt8](grpc.body) == Array(body[..<(5 + length)]))
+
+        let refused = try CurlClient.request("POST", url, body: frame, headers: ["content-type: application/grpc"], http2: false)
+        #expect(refused.status == 505)
+    }
+
     @Test func oversizedHeadersAreRejectedNotProcessed() throws {
         let service = try ServiceUnderTest()
         let result = try service.get(#"{"campaign":"c","member":"m"}"#, headers: ["x-padding: " + String(repeating: "a", count: 20_000)])
