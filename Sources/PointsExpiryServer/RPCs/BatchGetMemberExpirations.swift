@@ -30,11 +30,17 @@ final class BatchGetMemberExpirations: UnaryMethod {
         let directives = CacheDirectives(header: context.header("cache-control"))
         let replyBy = context.replyDeadline(now: loop.monotonicMilliseconds)
         let gather = MemberGather<Result<MemberAnswer, RPCError>>(count: batch.members.count, missing: .failure(Self.noAnswerInTime)) {
-            [binary] results in
+            [binary, logger] results in
             let body = switch context.codec {
             case .json: batchResponseJSON(batch, results: results, expiringBefore: request.expiringBefore)
             case .proto: batchResponseMessage(batch, results: results) { answer, member throws(RPCError) in
-                try binary.body(answer, campaign: request.campaign, member: member, expiringBefore: request.expiringBefore)
+                do {
+                    return try binary.body(answer, campaign: request.campaign, member: member, expiringBefore: request.expiringBefore)
+                } catch {
+                    // That member fails alone, as `internal`; a fault of ours, so it is logged.
+                    logger.error("a cached answer could not be made binary", metadata: ["member": "\(member)", "error": "\(error.message)"])
+                    throw error
+                }
             }.protoBytes
             }
             reply(.success(UnaryReply(body: body)))
