@@ -34,7 +34,7 @@ final class BatchGetMemberExpirations: UnaryMethod {
             let body = switch context.codec {
             case .json: batchResponseJSON(batch, results: results, expiringBefore: request.expiringBefore)
             case .proto: batchResponseMessage(batch, results: results) { answer, member throws(RPCError) in
-                do {
+                do throws(RPCError) {
                     return try binary.body(answer, campaign: request.campaign, member: member, expiringBefore: request.expiringBefore)
                 } catch {
                     // That member fails alone, as `internal`; a fault of ours, so it is logged.
