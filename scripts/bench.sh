@@ -232,7 +232,6 @@ printf '%-28s %12.0f %10s %10s %14.1f\n' 'points-expiry (WORKERS=1)' "$service_r
   "$(awk -v k="$service_rss" 'BEGIN { print k / 1024 }')"
 printf '%-28s %12.0f %10s %10s %14.1f\n' 'nghttpd (-n 1)' "$reference_rps" "$reference_p50" "$reference_p99" \
   "$(awk -v k="$reference_rss" 'BEGIN { print k / 1024 }')"
-echo "req/s ratio service/nghttpd: $ratio (target >= 0.5: $verdict)"
 echo
 echo "The same hit over other protocols (same service process, same rounds; ratio against the nghttpd line above)"
 printf '%-28s %12s %10s %10s %8s\n' protocol 'req/s' 'p50 ms' 'p99 ms' ratio
@@ -240,3 +239,5 @@ printf '%-28s %12.0f %10s %10s %8.3f\n' 'gRPC (binary, h2c)' "$grpc_rps" "$grpc_
   "$(awk -v a="$grpc_rps" -v b="$reference_rps" 'BEGIN { print a / b }')"
 printf '%-28s %12.0f %10s %10s %8.3f\n' "HTTP/1.1 keep-alive (-m 1)" "$h1_rps" "$h1_p50" "$h1_p99" \
   "$(awk -v a="$h1_rps" -v b="$reference_rps" 'BEGIN { print a / b }')"
+echo
+echo "req/s ratio service/nghttpd: $ratio (target >= 0.5: $verdict)"
