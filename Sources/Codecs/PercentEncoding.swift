@@ -2,15 +2,26 @@ public enum PercentEncoding {
     /// Encodes one URL path segment: RFC 3986 unreserved characters stay, every other UTF-8 byte
     /// becomes `%XX` (uppercase), so `/`, spaces and `%` cannot change the path's meaning.
     public static func pathSegment(_ segment: String) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(segment.utf8.count)
-        for byte in segment.utf8 {
+        encode(segment) { byte in
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
                  UInt8(ascii: "0")...UInt8(ascii: "9"),
                  UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.append(byte)
+                return true
             default:
+                return false
+            }
+        }
+    }
+
+    /// Every UTF-8 byte of `text` that `keeps` refuses becomes `%XX` (uppercase).
+    public static func encode(_ text: String, keeping keeps: (UInt8) -> Bool) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            if keeps(byte) {
+                out.append(byte)
+            } else {
                 out.append(UInt8(ascii: "%"))
                 out.append(upperHexDigits[Int(byte >> 4)])
                 out.append(upperHexDigits[Int(byte & 0xF)])

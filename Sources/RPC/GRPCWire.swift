@@ -1,3 +1,5 @@
+import Codecs
+
 /// Pure pieces of the gRPC and gRPC-Web wire formats (github.com/grpc/grpc/blob/master/doc/
 /// PROTOCOL-HTTP2.md and PROTOCOL-WEB.md): length-prefixed messages, `grpc-timeout`, status text.
 public enum GRPCWire {
@@ -79,18 +81,6 @@ public enum GRPCWire {
 
     /// `grpc-message` is percent-encoded: bytes outside printable ASCII, and `%` itself.
     public static func percentEncodedMessage(_ message: String) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count)
-        let hex = Array("0123456789ABCDEF".utf8)
-        for byte in message.utf8 {
-            if byte >= 0x20, byte <= 0x7E, byte != UInt8(ascii: "%") {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        PercentEncoding.encode(message) { byte in byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") }
     }
 }

@@ -25,12 +25,10 @@ import TestSupport
         let stack = try InteropStack()
         try stack.service.fake.putMember(InteropStack.slowMember, buckets: buckets(1))
         try stack.service.fake.hold(member: InteropStack.slowMember, holdMilliseconds: 10_000)
-        func field(_ number: UInt8, _ text: String) -> [UInt8] { [number << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8) }
-        let message = field(1, FakeVoucherify.campaignID) + field(2, InteropStack.slowMember)
-        let frame = [0, 0, 0, 0, UInt8(message.count)] + message
+        let frame = grpcGetMemberExpirationFrame(campaign: FakeVoucherify.campaignID, member: InteropStack.slowMember)
         let started = Date()
         let answer = try CurlClient.request("POST", stack.service.baseURL + "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration",
-                                            body: Data(frame), headers: ["content-type: application/grpc", "te: trailers", "grpc-timeout: 300m"],
+                                            body: frame, headers: ["content-type: application/grpc", "te: trailers", "grpc-timeout: 300m"],
                                             timeoutSeconds: 10)
         #expect(answer.status == 200)
         #expect(answer.headers["grpc-status"] == "4", "\(answer.headers)")

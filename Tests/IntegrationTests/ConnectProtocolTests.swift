@@ -57,9 +57,7 @@ import Testing
     @Test func grpcWebOverHTTP1AndGRPCOverHTTP2() throws {
         let service = try ServiceUnderTest()
         try service.fake.putMember("WEB-1", buckets: buckets(1, points: 70))
-        func field(_ number: UInt8, _ text: String) -> [UInt8] { [number << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8) }
-        let message = field(1, FakeVoucherify.campaignID) + field(2, "WEB-1")
-        let frame = Data([0, 0, 0, 0, UInt8(message.count)] + message)
+        let frame = grpcGetMemberExpirationFrame(campaign: FakeVoucherify.campaignID, member: "WEB-1")
         let url = service.baseURL + "/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
 
         let web = try CurlClient.request("POST", url, body: frame, headers: ["content-type: application/grpc-web+proto"], http2: false)

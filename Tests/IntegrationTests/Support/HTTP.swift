@@ -49,3 +49,12 @@ enum CurlClient {
         return HTTPResult(status: status, headers: parsed, body: responseBody, httpVersion: String(summary[1]))
     }
 }
+
+/// A GetMemberExpirationRequest in binary protobuf (campaign = field 1, member = field 2, both
+/// shorter than 128 bytes) as one gRPC message: what a gRPC client sends for that call.
+func grpcGetMemberExpirationFrame(campaign: String, member: String) -> Data {
+    func field(_ number: UInt8, _ text: String) -> [UInt8] { [number << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8) }
+    let message = field(1, campaign) + field(2, member)
+    return Data([0, 0, 0, 0, UInt8(message.count)] + message)
+}
+
