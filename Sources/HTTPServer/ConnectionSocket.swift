@@ -36,9 +36,13 @@ final class ConnectionSocket {
     /// Longest wait for the peer's EOF after our last answer, before the socket is closed anyway.
     private static let lingerSeconds = 2
 
+    /// The peer's address, `ip:port` or `[v6]:port`, read once at accept (for logs).
+    let peer: String
+
     /// Takes ownership of `bufferEvent` (freed by `close()`, including when `attach` fails).
     init(bufferEvent: OpaquePointer) {
         self.bufferEvent = bufferEvent
+        peer = Self.peerAddress(of: bufferevent_getfd(bufferEvent))
         // The callbacks recover this socket (freed only after the bufferevent, in close()).
         bufferevent_setcb(bufferEvent, { _, arg in
             guard let arg else { return }
@@ -54,6 +58,25 @@ final class ConnectionSocket {
     }
 
     deinit { close() }
+
+    private static func peerAddress(of fd: Int32) -> String {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let found = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
+        }
+        guard found else { return "" }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard rc == 0 else { return "" }
+        let ip = String(cString: host)
+        return address.ss_family == sa_family_t(AF_INET6) ? "[\(ip)]:\(String(cString: service))" : "\(ip):\(String(cString: service))"
+    }
 
     /// Routes events to `owner` from now on and (re)starts reading and writing with its timeouts:
     /// no input for `idleSeconds` closes an idle connection (see socketEvent); output the peer has

@@ -279,7 +279,7 @@ final class HTTP1Connection: ServerConnection {
                                      isHTTP10: request.isHTTP10)
         self.exchange = exchange
         let complete = HTTPRequest(version: .http1_1, method: request.method, path: request.path, query: request.query,
-                                   headers: request.headers, body: request.body)
+                                   headers: request.headers, body: request.body, peer: socket.peer)
         request = PartialRequest()
         handler.handle(complete, writer: exchange)
     }

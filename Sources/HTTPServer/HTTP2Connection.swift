@@ -232,7 +232,8 @@ final class HTTP2Connection: ServerConnection {
 
     private func dispatch(_ stream: HTTP2Stream) {
         stream.dispatched = true
-        let request = HTTPRequest(version: .http2, method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body)
+        let request = HTTPRequest(version: .http2, method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body,
+                                  peer: socket.peer)
         stream.body = []
         stream.headers.removeAll()
         handler.handle(request, writer: stream)

@@ -17,9 +17,12 @@ public struct HTTPRequest: Sendable {
     /// Regular header fields as received; names are lowercase (HTTP/1.1 ones lowercased on arrival).
     public let headers: HTTPHeaders
     public let body: [UInt8]
+    /// The peer's address, `ip:port` (`[v6]:port`), for logs; empty when unknown.
+    public let peer: String
 
     public init(version: HTTPVersion, method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(),
-                body: [UInt8] = []) {
+                body: [UInt8] = [], peer: String = "") {
+        self.peer = peer
         self.version = version
         self.method = method
         self.path = path

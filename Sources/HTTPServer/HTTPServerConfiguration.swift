@@ -26,5 +26,22 @@ public struct HTTPServerConfiguration: Sendable {
     /// is disconnected: a deadline, which bytes trickled in meanwhile do not extend.
     public var tlsHandshakeTimeoutSeconds: Int = 10
 
+    // MARK: resource bounds (see README, "Limits")
+
+    /// Request bytes (headers and bodies) one connection may hold before its requests are
+    /// answered; past it, new streams are refused (HTTP/2 RST_STREAM REFUSED_STREAM, HTTP/1.1 503).
+    public var maxBufferedRequestBytesPerConnection: Int = 4 * 1024 * 1024
+    /// The same over all of one worker's connections.
+    public var maxBufferedRequestBytesPerWorker: Int = 64 * 1024 * 1024
+    /// Answer bytes queued for a peer that does not read them (zero window, slow reader): past
+    /// this the connection is closed.
+    public var maxPendingResponseBytesPerConnection: Int = 8 * 1024 * 1024
+    /// Open connections per worker; one more is closed at once.
+    public var maxConnectionsPerWorker: Int = 4096
+    /// A request's headers and body must have arrived this long after its first byte.
+    public var requestArrivalTimeoutSeconds: Int = 30
+    /// Where every worker's server reports gauges and refusals (nil: nowhere).
+    public var stats: HTTPServerStats?
+
     public init(listen: String) { self.listen = listen }
 }
