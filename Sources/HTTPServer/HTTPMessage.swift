@@ -180,4 +180,9 @@ public protocol HTTPHandler: AnyObject {
 public enum HTTPLimitViolation: Sendable, Equatable {
     case headerListTooLarge(limit: Int)
     case bodyTooLarge(limit: Int)
+    /// The request would take the connection or worker past its request-byte budget: try later
+    /// (503 `unavailable`).
+    case serverBusy
+    /// The request did not arrive whole within `seconds` of its first byte (408 / `deadline_exceeded`).
+    case requestTimeout(seconds: Int)
 }

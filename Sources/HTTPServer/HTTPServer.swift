@@ -18,6 +18,8 @@ final class ServerContext {
     let handler: HTTPHandler
     let logger: Logger
     let callbacks: Nghttp2Callbacks
+    /// Request bytes every connection of this worker holds, together.
+    let requestBytes: RequestByteBudget
 
     init(loop: Loop, configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws {
         self.loop = loop
@@ -25,6 +27,7 @@ final class ServerContext {
         self.handler = handler
         self.logger = logger
         callbacks = try Nghttp2Callbacks(configuration: configuration)
+        requestBytes = RequestByteBudget(limit: configuration.maxBufferedRequestBytesPerWorker)
     }
 }
 

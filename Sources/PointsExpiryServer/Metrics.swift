@@ -68,7 +68,7 @@ public final class Metrics: Sendable {
     /// Webhook deliveries by what became of them.
     public let webhookEvents = LabeledCounters(label: "result", values: [
         "invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large", "unsupported_encoding",
-        "cache_unavailable", "not_configured",
+        "cache_unavailable", "not_configured", "server_busy", "request_timeout",
     ])
     public let rateBudget = RateBudgetCounters()
     /// Voucherify HTTP calls by outcome, and their total duration (ms) for a mean.

@@ -211,6 +211,8 @@ public final class RPCRouter: HTTPHandler {
         switch violation {
         case .headerListTooLarge(let limit): error = Self.tooLarge(limit: limit, what: "request headers")
         case .bodyTooLarge(let limit): error = Self.tooLarge(limit: limit, what: "request body")
+        case .serverBusy: error = RPCError(.unavailable, "the server is holding as many request bytes as it may; retry shortly")
+        case .requestTimeout(let seconds): error = RPCError(.deadlineExceeded, "the request did not arrive whole within \(seconds) s")
         }
         (methods[path]?.counters ?? unknownMethod).count(error.code)
         if let call = contentType.flatMap(CallShape.init(contentType:)), call.wire != .connect {

@@ -33,6 +33,15 @@ final class VoucherifyWebhook {
                 metrics.webhookEvents.increment("too_large")
                 return HTTPResponse(status: 431, headers: [("content-type", "application/json")],
                                     body: RPCError(.resourceExhausted, "request headers are too large").jsonBody())
+            case .serverBusy:
+                // 503 makes the relay retry: nothing of this delivery was taken.
+                metrics.webhookEvents.increment("server_busy")
+                return HTTPResponse(status: 503, headers: [("content-type", "application/json"), ("retry-after", "1")],
+                                    body: RPCError(.unavailable, "the server is holding as many request bytes as it may; retry shortly").jsonBody())
+            case .requestTimeout(let seconds):
+                metrics.webhookEvents.increment("request_timeout")
+                return HTTPResponse(status: 408, headers: [("content-type", "application/json")],
+                                    body: RPCError(.deadlineExceeded, "the request did not arrive whole within \(seconds) s").jsonBody())
             }
         }, handle: { [self] request, respond in handle(request, respond: respond) })
     }
