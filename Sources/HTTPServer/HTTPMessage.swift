@@ -19,10 +19,15 @@ public struct HTTPRequest: Sendable {
     public let body: [UInt8]
     /// The peer's address, `ip:port` (`[v6]:port`), for logs; empty when unknown.
     public let peer: String
+    /// When the request's headers had arrived, on `Loop.monotonicMilliseconds`: where the
+    /// caller's deadline and the logged duration start, however slowly the body came. 0: unknown
+    /// (the handler then takes the moment it is called).
+    public let headersArrivedAt: Int64
 
     public init(version: HTTPVersion, method: String, path: String, query: String? = nil, headers: HTTPHeaders = HTTPHeaders(),
-                body: [UInt8] = [], peer: String = "") {
+                body: [UInt8] = [], peer: String = "", headersArrivedAt: Int64 = 0) {
         self.peer = peer
+        self.headersArrivedAt = headersArrivedAt
         self.version = version
         self.method = method
         self.path = path
