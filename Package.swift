@@ -11,6 +11,7 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let csv = Target.Dependency.product(name: "CSV", package: "CSV.swift")
 let protobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "points-expiry",
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries (Debian packages) and the only C we write.
@@ -59,7 +61,7 @@ let package = Package(
 
         // The application: one file per RPC, MemberAnswers, the Redis layout, webhook, health, metrics.
         .target(name: "PointsExpiryServer", dependencies: [
-            "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", "APIMessages", protobuf, logging,
+            "EventLoop", "HTTPServer", "RedisClient", "HTTPClient", "RPC", "Voucherify", "ExpiryDomain", "Codecs", "APIMessages", protobuf, logging, prometheus,
         ]),
         // The cache-warming job: a client of the running service (`points-expiry warm`).
         .target(name: "WarmJob", dependencies: ["EventLoop", "HTTPClient", "Codecs", csv]),

@@ -1,6 +1,7 @@
 import EventLoop
 import ExpiryDomain
 import Foundation
+import HTTPServer
 import Logging
 import Voucherify
 
@@ -21,14 +22,17 @@ public final class PointsExpiryApp: @unchecked Sendable {
     public private(set) var port = 0
 
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        // Every worker's server reports its connections and refusals to one place, /metrics.
+        let serverStats = HTTPServerStats()
+        var configuration = configuration
+        configuration.server.stats = serverStats
         self.configuration = configuration
         self.logger = logger
         let circuitBreaker = CircuitBreaker()
-        let metrics = Metrics(methods: ["GetMemberExpiration", "BatchGetMemberExpirations", "InvalidateMember", "WarmMembers", "HealthCheck"], circuitBreaker: circuitBreaker)
+        let metrics = Metrics(workers: configuration.workers, circuitBreaker: circuitBreaker, serverStats: serverStats)
         self.metrics = metrics
         voucherifyShared = VoucherifyShared(circuitBreaker: circuitBreaker) { outcome, milliseconds in
-            metrics.upstreamCalls.increment(outcome.rawValue)
-            metrics.upstreamMilliseconds.add(Int(clamping: milliseconds))
+            metrics.upstreamCallFinished(outcome, milliseconds: milliseconds)
         }
         localBudget = LocalRateBudget(rules: RateBudgetRules(setting: configuration.rateLimit, reserve: configuration.interactiveReserve))
         group = try LoopGroup(count: configuration.workers)

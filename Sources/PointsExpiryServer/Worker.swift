@@ -60,8 +60,7 @@ final class Worker {
                 "/metrics": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(metrics.render().utf8)) },
                 VoucherifyWebhook.path: webhook.route,
             ],
-            maxBodyBytes: configuration.maxRequestBodyBytes, counters: metrics.counters(for:), unknownMethod: metrics.unknownMethod,
-            logger: logger)
+            maxBodyBytes: configuration.maxRequestBodyBytes, metrics: metrics, logger: logger)
         self.router = router
         var serverConfiguration = configuration.server
         serverConfiguration.listen = listen

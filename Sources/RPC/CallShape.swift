@@ -68,6 +68,15 @@ struct CallShape {
         return nil
     }
 
+    /// The protocol's name in logs and metrics.
+    var carrier: RequestProtocol {
+        switch wire {
+        case .connect: .connect
+        case .grpc: .grpc
+        case .grpcWeb: .grpcWeb
+        }
+    }
+
     /// gRPC needs HTTP/2 (its status travels in trailers); over HTTP/1.1 it gets the 505.
     func needsHTTP2(over version: HTTPVersion) -> Bool { wire == .grpc && version != .http2 }
 

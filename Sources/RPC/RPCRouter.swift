@@ -27,13 +27,17 @@ public struct RPCContext {
     public let cancellation: RPCCancellation?
     /// The codec the reply's body must be written in (the request's).
     public let codec: MessageCodec
+    /// The request's access-log record: where a method notes its cache result and upstream reads.
+    public let record: RequestRecord
     private let request: HTTPRequest
 
-    public init(deadline: Int64, request: HTTPRequest, codec: MessageCodec = .json, cancellation: RPCCancellation? = nil) {
+    public init(deadline: Int64, request: HTTPRequest, codec: MessageCodec = .json, cancellation: RPCCancellation? = nil,
+                record: RequestRecord = RequestRecord()) {
         self.deadline = deadline
         self.request = request
         self.codec = codec
         self.cancellation = cancellation
+        self.record = record
     }
 
     /// A request header (name in lowercase), e.g. `cache-control`.
@@ -130,13 +134,6 @@ extension RPCRequest {
     }
 }
 
-/// Counts one method's outcomes (the application backs it with its metrics). Resolved once per
-/// method at start-up, so the hot path does no lookup.
-public protocol RPCOutcomeCounter: AnyObject, Sendable {
-    func countSuccess()
-    func count(_ code: RPCCode)
-}
-
 /// A plain HTTP endpoint beside the Connect methods: health, metrics, the webhook.
 public struct PlainRoute {
     /// The one HTTP method served; others get 405 with `allow`.
@@ -168,35 +165,36 @@ public struct PlainRoute {
 /// Knows nothing of the methods it serves. Loop-confined.
 public final class RPCRouter: HTTPHandler {
     private let loop: Loop
-    private let methods: [String: (method: UnaryMethod, counters: RPCOutcomeCounter)]
-    private let plainRoutes: [String: PlainRoute]
+    private let methods: [String: (method: UnaryMethod, metrics: RouteMetrics)]
+    private let plainRoutes: [String: (route: PlainRoute, metrics: RouteMetrics)]
     /// Routes with their own body limit, checked by plain comparison (there are one or two), so
     /// the RPC hot path pays no extra hash per request.
     private let bodyLimits: [(path: String, limit: Int)]
     private let maxBodyBytes: Int
     /// The deadline of a call that names none: waits inside a call stay bounded.
     private let defaultDeadlineMilliseconds: Int
-    /// Counts requests to no known method.
-    private let unknownMethod: RPCOutcomeCounter
-    private let logger: Logger
+    private let metrics: RouterMetrics
+    private let unknownRoute: RouteMetrics
+    private let accessLog: AccessLog
+    private var logger: Logger { accessLog.logger }
     /// Responses smaller than this are not worth gzip's CPU and header.
     private let gzipThreshold = 1024
     private static let supportedEncodings = "gzip, identity"
 
-    /// `counters` gives each method's outcome counter by method name, and `unknownMethod` counts
-    /// requests to paths that name no method.
+    /// `metrics` counts every request by route (each route's counts resolved here, once);
+    /// `logger` gets one access line per request at `info`.
     public init(loop: Loop, methods: [UnaryMethod], plainRoutes: [String: PlainRoute], maxBodyBytes: Int,
-                defaultDeadlineMilliseconds: Int = 15_000, counters: (String) -> RPCOutcomeCounter, unknownMethod: RPCOutcomeCounter,
-                logger: Logger) {
+                defaultDeadlineMilliseconds: Int = 15_000, metrics: RouterMetrics, logger: Logger) {
         self.defaultDeadlineMilliseconds = defaultDeadlineMilliseconds
         self.loop = loop
-        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, counters($0.name))) })
-        self.plainRoutes = plainRoutes
+        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, metrics.method($0.name))) })
+        self.plainRoutes = Dictionary(uniqueKeysWithValues: plainRoutes.map { path, route in (path, (route, metrics.endpoint(path))) })
         bodyLimits = plainRoutes.compactMap { path, route in route.bodyLimit.map { (path, $0) } }
             + methods.compactMap { method in method.maxRequestBodyBytes.map { (method.path, $0) } }
         self.maxBodyBytes = maxBodyBytes
-        self.unknownMethod = unknownMethod
-        self.logger = logger
+        self.metrics = metrics
+        unknownRoute = metrics.unknownRoute
+        accessLog = AccessLog(logger: logger)
     }
 
     /// The whole body's limit, whatever the protocol (a gRPC message gets 5 bytes less, for its prefix).
@@ -206,19 +204,35 @@ public final class RPCRouter: HTTPHandler {
     }
 
     public func limitExceeded(_ violation: HTTPLimitViolation, version: HTTPVersion, method: String, path: String, contentType: String?) -> HTTPResponse {
-        if let answer = plainRoutes[path]?.limitExceeded { return answer(violation) }
-        let error: RPCError
-        switch violation {
-        case .headerListTooLarge(let limit): error = Self.tooLarge(limit: limit, what: "request headers")
-        case .bodyTooLarge(let limit): error = Self.tooLarge(limit: limit, what: "request body")
-        case .serverBusy: error = RPCError(.unavailable, "the server is holding as many request bytes as it may; retry shortly")
-        case .requestTimeout(let seconds): error = RPCError(.deadlineExceeded, "the request did not arrive whole within \(seconds) s")
+        loop.assertInLoop()
+        if let (route, routeMetrics) = plainRoutes[path] {
+            let answer = route.limitExceeded?(violation) ?? Self.errorResponse(Self.limitError(violation))
+            return accessLog.limitAnswer(answer, .http(status: answer.status), over: .http, route: path, metrics: routeMetrics, version: version,
+                                         unknownPath: nil)
         }
-        (methods[path]?.counters ?? unknownMethod).count(error.code)
+        let error = Self.limitError(violation)
+        let (name, routeMetrics) = methods[path].map { ($0.method.name, $0.metrics) } ?? ("unknown", unknownRoute)
+        let unknownPath = methods[path] == nil ? path : nil
         if let call = contentType.flatMap(CallShape.init(contentType:)), call.wire != .connect {
-            return call.needsHTTP2(over: version) ? Self.grpcNeedsHTTP2 : call.errorResponse(error)
+            if call.needsHTTP2(over: version) {
+                metrics.refused(.httpVersionNotSupported)
+                return accessLog.limitAnswer(Self.grpcNeedsHTTP2, .http(status: 505), over: .http, route: name, metrics: routeMetrics,
+                                             version: version, unknownPath: unknownPath)
+            }
+            return accessLog.limitAnswer(call.errorResponse(error), .rpc(error.code), over: call.carrier, route: name, metrics: routeMetrics,
+                                         version: version, unknownPath: unknownPath)
         }
-        return Self.errorResponse(error)
+        return accessLog.limitAnswer(Self.errorResponse(error), .rpc(error.code), over: .connect, route: name, metrics: routeMetrics,
+                                     version: version, unknownPath: unknownPath)
+    }
+
+    private static func limitError(_ violation: HTTPLimitViolation) -> RPCError {
+        switch violation {
+        case .headerListTooLarge(let limit): tooLarge(limit: limit, what: "request headers")
+        case .bodyTooLarge(let limit): tooLarge(limit: limit, what: "request body")
+        case .serverBusy: RPCError(.unavailable, "the server is holding as many request bytes as it may; retry shortly")
+        case .requestTimeout(let seconds): RPCError(.deadlineExceeded, "the request did not arrive whole within \(seconds) s")
+        }
     }
 
     private static func tooLarge(limit: Int, what: String) -> RPCError {
@@ -227,98 +241,124 @@ public final class RPCRouter: HTTPHandler {
 
     public func handle(_ request: HTTPRequest, writer: HTTPResponseWriter) {
         loop.assertInLoop()
+        let started = Self.start(of: request)
         // RPCs first: they are the hot path, and each lookup hashes the whole path.
-        guard let (method, counters) = methods[request.path] else {
-            return handleOther(request, writer: writer)
+        guard let (method, routeMetrics) = methods[request.path] else {
+            return handleOther(request, started: started, writer: writer)
         }
+        let record = RequestRecord(requestID: accessLog.requestID(request), routeName: method.name, metrics: routeMetrics, log: accessLog,
+                                   startNanoseconds: started.nanoseconds, version: request.version, peer: request.peer, unknownPath: nil)
         let allowed = method.hasNoSideEffects ? "GET, POST" : "POST"
         guard request.method == "POST" || (request.method == "GET" && method.hasNoSideEffects) else {
-            return writer.respond(Self.methodNotAllowed(request.method, allowed: allowed))
+            metrics.refused(.methodNotAllowed)
+            return record.answer(Self.methodNotAllowed(request.method, allowed: allowed), .http(status: 405), writer: writer)
         }
         let call: CallShape
         switch CallShape.of(request) {
         case .call(let shape):
             call = shape
         case .unsupported(let problem):
-            return writer.respond(Self.unsupportedMediaType(problem))
+            metrics.refused(.unsupportedMediaType)
+            return record.answer(Self.unsupportedMediaType(problem), .http(status: 415), writer: writer)
         }
         if call.needsHTTP2(over: request.version) {
-            return writer.respond(Self.grpcNeedsHTTP2)
+            metrics.refused(.httpVersionNotSupported)
+            return record.answer(Self.grpcNeedsHTTP2, .http(status: 505), writer: writer)
         }
+        record.carrier = call.carrier
         let deadline: Int?
         let message: RPCMessage
         do {
             deadline = try call.deadline(request)
             message = try requestMessage(request, call: call)
         } catch {
-            return finish(method, counters, .failure(error), call: call, codec: .json, compressResponse: false, writer: writer)
+            return finish(method, record, .failure(error), call: call, codec: .json, compressResponse: false, writer: writer)
         }
         let compressResponse = call.acceptsGzipResponse(request)
+        // The caller's deadline runs from when its headers arrived, however slowly the body came.
+        let deadlineAt = started.milliseconds + Int64(deadline ?? method.defaultTimeoutMilliseconds ?? defaultDeadlineMilliseconds)
         // Strong captures: the timer is cancelled (dropping its closure) as soon as the call
         // answers or the stream ends, so nothing outlives the request.
         let cancellation = method.observesCancellation ? RPCCancellation() : nil
         var deadlineTimer: Timer?
         if let deadline {
             do {
-                deadlineTimer = try Timer.schedule(on: loop, after: deadline) { [self] in
+                deadlineTimer = try Timer.schedule(on: loop, after: Int(clamping: max(0, deadlineAt - loop.monotonicMilliseconds))) { [self] in
                     // The caller has its answer: a call that watches for its caller stops too.
                     cancellation?.cancel()
-                    self.finish(method, counters, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
+                    self.finish(method, record, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
                                 call: call, codec: message.codec, compressResponse: false, writer: writer)
                 }
             } catch {
-                logger.error("could not arm a deadline timer", metadata: ["error": "\(error)"])
+                logger.error("could not arm a deadline timer", metadata: ["error": "\(error)", "request_id": "\(record.requestID)"])
             }
         }
-        if deadlineTimer != nil || cancellation != nil {
-            writer.onCancel = { [deadlineTimer, cancellation] in
-                deadlineTimer?.cancel()
-                cancellation?.cancel()
-            }
+        writer.onCancel = { [deadlineTimer, cancellation] in
+            deadlineTimer?.cancel()
+            cancellation?.cancel()
+            record.cancelled()
         }
-        let context = RPCContext(deadline: loop.monotonicMilliseconds + Int64(deadline ?? method.defaultTimeoutMilliseconds ?? defaultDeadlineMilliseconds),
-                                 request: request, codec: message.codec, cancellation: cancellation)
+        let context = RPCContext(deadline: deadlineAt, request: request, codec: message.codec, cancellation: cancellation, record: record)
         method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
-            self.finish(method, counters, result, call: call, codec: message.codec, compressResponse: compressResponse, writer: writer)
+            self.finish(method, record, result, call: call, codec: message.codec, compressResponse: compressResponse, writer: writer)
         }
+    }
+
+    /// Where a request's deadline and logged duration start: when its headers arrived. A request
+    /// whose body came within a millisecond starts here instead, on the finer clock (the
+    /// millisecond arrival stamp would add up to a millisecond to every fast request).
+    private static func start(of request: HTTPRequest) -> (milliseconds: Int64, nanoseconds: Int64) {
+        let now = MonotonicClock.nanoseconds()
+        let nowMilliseconds = now / 1_000_000
+        guard request.headersArrivedAt > 0, nowMilliseconds - request.headersArrivedAt >= 2 else { return (nowMilliseconds, now) }
+        return (request.headersArrivedAt, request.headersArrivedAt * 1_000_000)
     }
 
     /// Plain endpoints, and paths that name no method (answered in the caller's protocol, so a
     /// gRPC client shows UNIMPLEMENTED rather than an HTTP status).
-    private func handleOther(_ request: HTTPRequest, writer: HTTPResponseWriter) {
-        if let route = plainRoutes[request.path] {
+    private func handleOther(_ request: HTTPRequest, started: (milliseconds: Int64, nanoseconds: Int64), writer: HTTPResponseWriter) {
+        let plain = plainRoutes[request.path]
+        let record = RequestRecord(requestID: accessLog.requestID(request), routeName: plain == nil ? "unknown" : request.path,
+                                   metrics: plain?.metrics ?? unknownRoute, log: accessLog, startNanoseconds: started.nanoseconds,
+                                   version: request.version, peer: request.peer, unknownPath: plain == nil ? request.path : nil)
+        if let (route, _) = plain {
             guard request.method == route.method else {
-                return writer.respond(Self.methodNotAllowed(request.method, allowed: route.method))
+                metrics.refused(.methodNotAllowed)
+                return record.answer(Self.methodNotAllowed(request.method, allowed: route.method), .http(status: 405), writer: writer)
             }
-            return route.handle(request) { writer.respond($0) }
+            writer.onCancel = { record.cancelled() }
+            return route.handle(request) { record.answer($0, .http(status: $0.status), writer: writer) }
         }
-        unknownMethod.count(.unimplemented)
         let error = RPCError(.unimplemented, "no such method: \(request.path)")
         if case .call(let call) = CallShape.of(request), call.wire != .connect {
-            return writer.respond(call.needsHTTP2(over: request.version) ? Self.grpcNeedsHTTP2 : call.errorResponse(error))
+            if call.needsHTTP2(over: request.version) {
+                metrics.refused(.httpVersionNotSupported)
+                return record.answer(Self.grpcNeedsHTTP2, .http(status: 505), writer: writer)
+            }
+            record.carrier = call.carrier
+            return record.answer(call.errorResponse(error), .rpc(error.code), writer: writer)
         }
+        record.carrier = .connect
         var response = Self.errorResponse(error)
         response.status = 404
-        writer.respond(response)
+        record.answer(response, .rpc(error.code), writer: writer)
     }
 
-    private func finish(_ method: UnaryMethod, _ counters: RPCOutcomeCounter, _ result: Result<UnaryReply, RPCError>, call: CallShape,
+    private func finish(_ method: UnaryMethod, _ record: RequestRecord, _ result: Result<UnaryReply, RPCError>, call: CallShape,
                         codec: MessageCodec, compressResponse: Bool, writer: HTTPResponseWriter) {
         guard !writer.hasResponded, !writer.isCancelled else { return }
         switch result {
         case .success(let reply):
-            counters.countSuccess()
             var body = reply.body
             let compressed = compressResponse && body.count >= gzipThreshold
             if compressed { body = Gzip.compress(body) }
-            writer.respond(call.successResponse(body, codec: codec, headers: reply.headers, compressed: compressed))
+            record.answer(call.successResponse(body, codec: codec, headers: reply.headers, compressed: compressed), .rpc(nil), writer: writer)
         case .failure(let error):
-            counters.count(error.code)
             if error.code == .internal {
-                logger.error("request failed", metadata: ["method": "\(method.name)", "error": "\(error.message)"])
+                logger.error("request failed", metadata: ["method": "\(method.name)", "error": "\(error.message)", "request_id": "\(record.requestID)"])
             }
-            writer.respond(call.wire == .connect ? Self.errorResponse(error) : call.errorResponse(error))
+            record.answer(call.wire == .connect ? Self.errorResponse(error) : call.errorResponse(error), .rpc(error.code), writer: writer)
         }
     }
 

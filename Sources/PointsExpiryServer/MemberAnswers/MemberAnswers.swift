@@ -83,7 +83,7 @@ final class MemberAnswers {
 
     /// The answer for `member` under `campaign` as the caller spelled it, waiting no later than
     /// `deadline` (monotonic ms). Completes once, on the loop.
-    func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64,
+    func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64, record: RequestRecord? = nil,
                 completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
@@ -107,7 +107,7 @@ final class MemberAnswers {
                 completion(.success(MemberAnswer(answer: answer, source: .stale, ageSeconds: age)))
                 refresh(FlightKey(campaign: campaign, member: member), seen: entry)
             case .read(let fallback):
-                join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, completion: completion))
+                join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, record: record, completion: completion))
             }
         }
     }
@@ -333,6 +333,8 @@ struct FlightWaiter {
     let fallback: CachedAnswer?
     /// WarmMembers, not a caller waiting for an answer.
     var isWarming = false
+    /// The caller's access-log record: a flight's Voucherify calls count for its first waiter.
+    var record: RequestRecord?
     let completion: (Result<MemberAnswer, RPCError>) -> Void
 }
 
@@ -450,6 +452,7 @@ private final class FlightAdmission: UpstreamAdmission {
         let shortened = waitUntil < deadline
         (warmingOnly ? warming : interactive).admit(deadline: min(deadline, waitUntil)) { [self] result in
             if shortened, case .failure = result { refusedWithoutWaiting = true }
+            if case .success = result { flight?.waiters.first?.record?.upstreamReads += 1 }
             completion(result)
         }
     }

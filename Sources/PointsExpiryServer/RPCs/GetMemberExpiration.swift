@@ -18,7 +18,8 @@ final class GetMemberExpiration: UnaryMethod {
     func call(_ message: RPCMessage, context: RPCContext, reply: @escaping (Result<UnaryReply, RPCError>) -> Void) {
         guard let request: GetMemberExpirationRequest = decode(message, reply: reply) else { return }
         answers.answer(campaign: request.campaign, member: request.member, directives: CacheDirectives(header: context.header("cache-control")),
-                       deadline: context.deadline) { [binary] result in
+                       deadline: context.deadline, record: context.record) { [binary] result in
+            context.record.noteCache(result)
             reply(result.flatMap { found in
                 Result { () throws(RPCError) in
                     let body = switch context.codec {
@@ -29,6 +30,19 @@ final class GetMemberExpiration: UnaryMethod {
                     return UnaryReply(body: body, headers: found.cacheHeaders)
                 }
             })
+        }
+    }
+}
+
+extension RequestRecord {
+    /// Notes how the cache served one member for the access log: hit, miss or stale, and
+    /// `negative` for a not-found (cached or just read, as `points_expiry_cache_results_total`
+    /// counts it). Other failures asked no cache.
+    func noteCache(_ result: Result<MemberAnswer, RPCError>) {
+        switch result {
+        case .success(let found): noteCacheResult(found.source.rawValue)
+        case .failure(let error) where error.code == .notFound: noteCacheResult("negative")
+        case .failure: break
         }
     }
 }

@@ -7,6 +7,7 @@ import Voucherify
 /// `POST /webhooks/voucherify`: verifies the signature over the body as received, then drops the
 /// member named by a `points_expired` event (the same `MemberCache.invalidate` as InvalidateMember). The relay sees 200 only
 /// once the invalidation happened; 503 asks it to retry; 4xx means the delivery can never succeed.
+/// Each delivery is counted and logged once, at `info`, by its result (never its signature).
 final class VoucherifyWebhook {
     static let path = "/webhooks/voucherify"
 
@@ -30,16 +31,16 @@ final class VoucherifyWebhook {
             switch violation {
             case .bodyTooLarge(let limit): return rejection(.tooLarge(limit: limit))
             case .headerListTooLarge:
-                metrics.webhookEvents.increment("too_large")
+                delivered("too_large", reason: "request headers are too large")
                 return HTTPResponse(status: 431, headers: [("content-type", "application/json")],
                                     body: RPCError(.resourceExhausted, "request headers are too large").jsonBody())
             case .serverBusy:
                 // 503 makes the relay retry: nothing of this delivery was taken.
-                metrics.webhookEvents.increment("server_busy")
+                delivered("server_busy", reason: "the server is holding as many request bytes as it may")
                 return HTTPResponse(status: 503, headers: [("content-type", "application/json"), ("retry-after", "1")],
                                     body: RPCError(.unavailable, "the server is holding as many request bytes as it may; retry shortly").jsonBody())
             case .requestTimeout(let seconds):
-                metrics.webhookEvents.increment("request_timeout")
+                delivered("request_timeout", reason: "the request did not arrive whole within \(seconds) s")
                 return HTTPResponse(status: 408, headers: [("content-type", "application/json")],
                                     body: RPCError(.deadlineExceeded, "the request did not arrive whole within \(seconds) s").jsonBody())
             }
@@ -51,8 +52,7 @@ final class VoucherifyWebhook {
         do {
             switch try verifiedEvent(request) {
             case .other(let type):
-                logger.debug("webhook event ignored", metadata: ["type": "\(type)"])
-                metrics.webhookEvents.increment("ignored")
+                delivered("ignored", type: type)
                 return respond(Self.acknowledgement(#"{"status":"ignored"}"#))
             case .pointsExpired(let pointsExpired):
                 event = pointsExpired
@@ -74,10 +74,7 @@ final class VoucherifyWebhook {
             throw .unsupportedEncoding(encoding)
         }
         let body = request.body
-        guard signer.isValid(signature: signature, body: body) else {
-            logger.warning("webhook delivery with a wrong signature refused")
-            throw .badSignature
-        }
+        guard signer.isValid(signature: signature, body: body) else { throw .badSignature }
         let payload: JSONValue
         do {
             payload = try JSONParser.parse(body)
@@ -98,20 +95,34 @@ final class VoucherifyWebhook {
         cache.invalidate(member: event.member, eventID: event.eventID) { [self] result in
             switch result {
             case .success(.alreadyHandled):
-                metrics.webhookEvents.increment("duplicate")
+                delivered("duplicate", type: WebhookEvent.pointsExpiredType, event: event)
                 respond(Self.acknowledgement(#"{"status":"invalidated","duplicate":true}"#))
             case .success:
-                metrics.webhookEvents.increment("invalidated")
+                delivered("invalidated", type: WebhookEvent.pointsExpiredType, event: event)
                 respond(Self.acknowledgement(#"{"status":"invalidated"}"#))
             case .failure(let error):
-                respond(rejection(.cacheUnavailable(error.description)))
+                respond(rejection(.cacheUnavailable(error.description), event: event))
             }
         }
     }
 
-    private func rejection(_ rejection: WebhookRejection) -> HTTPResponse {
-        metrics.webhookEvents.increment(rejection.metricLabel)
+    private func rejection(_ rejection: WebhookRejection, event: PointsExpiredEvent? = nil) -> HTTPResponse {
+        delivered(rejection.metricLabel, type: event.map { _ in WebhookEvent.pointsExpiredType }, event: event, reason: rejection.error.message)
         return HTTPResponse(status: rejection.httpStatus, headers: [("content-type", "application/json")], body: rejection.error.jsonBody())
+    }
+
+    /// Counts a delivery by `result` and logs it: the event's type (bounded: a caller's text),
+    /// member and id when known, and why it was refused.
+    private func delivered(_ result: String, type: String? = nil, event: PointsExpiredEvent? = nil, reason: String? = nil) {
+        metrics.webhookEvents.increment(result)
+        var fields: Logger.Metadata = ["result": .string(result)]
+        if let type { fields["type"] = .string(String(decoding: type.utf8.prefix(100), as: UTF8.self)) }
+        if let event {
+            fields["member"] = .string(event.member)
+            if let eventID = event.eventID { fields["event_id"] = .string(eventID) }
+        }
+        if let reason { fields["reason"] = .string(reason) }
+        logger.info("webhook event", metadata: fields)
     }
 
     private static func acknowledgement(_ json: String) -> HTTPResponse {
