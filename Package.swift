@@ -75,7 +75,7 @@ let package = Package(
         ]),
 
         // Helpers the unit-test targets share; nothing else depends on it.
-        .target(name: "TestSupport", dependencies: ["Codecs", "ExpiryDomain", "RPC"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Codecs", "ExpiryDomain", "RPC", logging], path: "Tests/TestSupport"),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
         .testTarget(name: "ExpiryDomainTests", dependencies: ["ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),

@@ -149,7 +149,7 @@ import Voucherify
     /// 20/min: the bucket starts with 20 tokens and gains one every 3 s.
     @Test func twoReplicasNeverGrantMoreThanTheRateInTotal() throws {
         let redis = try RedisServer()
-        let metrics = Metrics(methods: [])
+        let metrics = Metrics()
         let (first, second) = try Self.twoReplicas(redis, rate: "20/min", metrics: metrics)
         let started = Loop.monotonicMilliseconds()
         var firstGranted = 0
@@ -168,14 +168,14 @@ import Voucherify
         #expect(firstGranted + secondGranted <= 20 + Int(elapsed / 3_000) + 1)
         #expect(firstGranted + secondGranted + retryAfters.count == 72)
         #expect(retryAfters.allSatisfy { (1...3).contains($0 ?? 0) })
-        #expect(metrics.rateBudget.localDecisions.current == 0)
+        #expect(metricValue(metrics.render(), "points_expiry_rate_budget_local_decisions_total") == 0)
     }
 
     /// 10/hour with the default reserve: warming gets 5, interactive the other 5 (no refill
     /// within the test: one token takes 6 minutes).
     @Test func warmingStopsAtTheReserveWhileInteractiveContinues() throws {
         let redis = try RedisServer()
-        let (first, second) = try Self.twoReplicas(redis, rate: "10/hour", metrics: Metrics(methods: []))
+        let (first, second) = try Self.twoReplicas(redis, rate: "10/hour", metrics: Metrics())
         #expect(try first.admitNow(8, .warming).granted == 5)
         let refused = try second.admitNow(3, .warming)
         #expect(refused.granted == 0)
@@ -187,7 +187,7 @@ import Voucherify
 
     @Test func a429SeenByOneReplicaBlocksTheOther() throws {
         let redis = try RedisServer()
-        let (first, second) = try Self.twoReplicas(redis, rate: "100/hour", metrics: Metrics(methods: []))
+        let (first, second) = try Self.twoReplicas(redis, rate: "100/hour", metrics: Metrics())
         let before = Loop.monotonicMilliseconds()
         first.observe(RateLimitObservation(remaining: 0, blockedForSeconds: 2))
         try waitUntil("the block is in Redis") { try !redis.cli("HGET", "pe:rate-budget", "blocked_until").isEmpty }
@@ -203,7 +203,7 @@ import Voucherify
 
     @Test func theLastReportedRemainingCapsEveryReplica() throws {
         let redis = try RedisServer()
-        let (first, second) = try Self.twoReplicas(redis, rate: "100/hour", metrics: Metrics(methods: []))
+        let (first, second) = try Self.twoReplicas(redis, rate: "100/hour", metrics: Metrics())
         first.observe(RateLimitObservation(limit: 100, remaining: 3))
         try waitUntil("the remaining is in Redis") { try redis.cli("HGET", "pe:rate-budget", "remaining") == "3" }
         let capped = try second.admitNow(10)
@@ -222,7 +222,7 @@ import Voucherify
     /// and one that must not wait is refused at once.
     @Test func waitersAreServedInOrderWithinTheirDeadlines() throws {
         let redis = try RedisServer()
-        let metrics = Metrics(methods: [])
+        let metrics = Metrics()
         let (worker, _) = try Self.twoReplicas(redis, rate: "60/min", metrics: metrics)
         var drained = try worker.admitNow(64)
         while drained.granted > 0 { drained = try worker.admitNow(10) }
@@ -234,14 +234,14 @@ import Voucherify
         #expect(outcomes.granted == 3)
         // The late caller hears it before the token it would have needed even exists.
         #expect((outcomes.index(of: "late") ?? .max) < (outcomes.index(of: "third") ?? -1))
-        #expect(metrics.rateBudget.localDecisions.current == 0)
+        #expect(metricValue(metrics.render(), "points_expiry_rate_budget_local_decisions_total") == 0)
     }
 
     // MARK: without Redis
 
     /// Two workers of one replica share its local budget: the same rate and reserve as Redis'.
     @Test func withoutRedisTheReplicasOwnBudgetKeepsTheSameLimits() throws {
-        let metrics = Metrics(methods: [])
+        let metrics = Metrics()
         let local = try Self.local("5/hour")
         let first = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: metrics)
         let second = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: metrics)
@@ -249,13 +249,13 @@ import Voucherify
         #expect(try second.admitNow(5, .warming).granted == 0)
         #expect(try second.admitNow(5, .interactive).granted == 3)
         #expect(try first.admitNow(1, .interactive).granted == 0)
-        #expect(metrics.rateBudget.localDecisions.current > 0)
+        #expect(metricValue(metrics.render(), "points_expiry_rate_budget_local_decisions_total") > 0)
     }
 
     @Test func withoutRedisVoucherifysRemainingAndBlockStillHold() throws {
         let local = try Self.local(nil)
-        let first = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: Metrics(methods: []))
-        let second = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: Metrics(methods: []))
+        let first = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: Metrics())
+        let second = try Worker(redisURL: Self.unreachableRedis, local: local, metrics: Metrics())
         first.observe(RateLimitObservation(remaining: 2))
         // `observe` runs on the first worker's loop; a round trip through it makes sure it ran.
         try first.loop.runAndWait {}
@@ -274,15 +274,15 @@ import Voucherify
     /// hand it a fresh bucket.
     @Test func losingRedisMidWayContinuesFromWhatThisReplicaSpent() throws {
         let redis = try RedisServer()
-        let metrics = Metrics(methods: [])
+        let metrics = Metrics()
         let worker = try Worker(redisURL: redis.url, local: try Self.local("10/hour"), metrics: metrics)
         try waitUntil("the worker is connected to Redis") { worker.isReady }
         #expect(try worker.admitNow(6).granted == 6)
-        #expect(metrics.rateBudget.localDecisions.current == 0)
+        #expect(metricValue(metrics.render(), "points_expiry_rate_budget_local_decisions_total") == 0)
         redis.stop()
         try waitUntil("the worker noticed Redis is gone") { !worker.isReady }
         #expect(try worker.admitNow(10).granted == 4)
-        #expect(metrics.rateBudget.localDecisions.current > 0)
+        #expect(metricValue(metrics.render(), "points_expiry_rate_budget_local_decisions_total") > 0)
     }
 
     // MARK: the script is the Swift arithmetic
@@ -293,7 +293,7 @@ import Voucherify
     @Test(arguments: [("7/sec", "0.5"), ("10/min", "0.3"), ("3/hour", "0.5"), ("2000/min", "0"), (nil, "0.5"), ("10/min", "1")])
     func theScriptIsATranscriptionOfTheSwiftArithmetic(_ rate: String?, _ reserve: String) throws {
         let redis = try RedisServer()
-        let worker = try Worker(redisURL: redis.url, local: try Self.local(nil), metrics: Metrics(methods: []))
+        let worker = try Worker(redisURL: redis.url, local: try Self.local(nil), metrics: Metrics())
         try waitUntil("the worker is connected to Redis") { worker.isReady }
         let rules = try Self.local(rate, reserve: reserve).rules
         let testClock = "local now = tonumber(ARGV[#ARGV])\n"

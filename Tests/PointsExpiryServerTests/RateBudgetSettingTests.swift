@@ -56,7 +56,7 @@ import Voucherify
     }
 
     @Test func metricsRenderEveryFamilyWithHelpAndType() {
-        let metrics = Metrics(methods: [])
+        let metrics = Metrics()
         metrics.rateBudget.granted(.interactive)
         metrics.rateBudget.granted(.interactive)
         metrics.rateBudget.waited(.warming)
@@ -71,6 +71,6 @@ import Voucherify
         #expect(text.contains("points_expiry_rate_budget_grants_total{class=\"warming\"} 0\n"))
         #expect(text.contains("points_expiry_rate_budget_waits_total{class=\"warming\"} 1\n"))
         #expect(text.contains("points_expiry_rate_budget_refusals_total{class=\"warming\"} 1\n"))
-        #expect(text.contains("points_expiry_rate_budget_tokens 7\n"))
+        #expect(text.contains("points_expiry_rate_budget_tokens 7.0\n"))
     }
 }

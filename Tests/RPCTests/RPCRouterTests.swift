@@ -8,6 +8,7 @@ import Logging
 import SwiftProtobuf
 import Synchronization
 import Testing
+import TestSupport
 @testable import RPC
 
 /// The response writer of a request answered in memory: no sockets, no HTTP/2. It records
@@ -65,41 +66,72 @@ final class EchoMethod: UnaryMethod {
     }
 }
 
-final class CountingOutcomes: RPCOutcomeCounter, @unchecked Sendable {
+/// One route's answers by outcome: "ok", a code's name, or an HTTP status.
+final class CountingOutcomes: RouteMetrics, Sendable {
     private let counts = Mutex<[String: Int]>([:])
-    func countSuccess() { counts.withLock { $0["ok", default: 0] += 1 } }
-    func count(_ code: RPCCode) { counts.withLock { $0[code.rawValue, default: 0] += 1 } }
+    private let protocols = Mutex<[RequestProtocol]>([])
+
+    func answered(over carrier: RequestProtocol, _ outcome: RequestOutcome, seconds: Double?) {
+        let key = switch outcome {
+        case .rpc(let code): code?.rawValue ?? "ok"
+        case .http(let status): String(status)
+        }
+        counts.withLock { $0[key, default: 0] += 1 }
+        protocols.withLock { $0.append(carrier) }
+    }
+
     subscript(outcome: String) -> Int { counts.withLock { $0[outcome, default: 0] } }
+    var carriers: [RequestProtocol] { protocols.withLock { $0 } }
+}
+
+/// What the router reports: the test method's, the plain endpoints', unknown paths' and refusals.
+final class RecordingMetrics: RouterMetrics, Sendable {
+    let outcomes = CountingOutcomes()
+    let endpoints = CountingOutcomes()
+    let unknown = CountingOutcomes()
+    private let refusals = Mutex<[RouterRefusal]>([])
+
+    func method(_ name: String) -> RouteMetrics { outcomes }
+    func endpoint(_ path: String) -> RouteMetrics { endpoints }
+    var unknownRoute: RouteMetrics { unknown }
+    func refused(_ reason: RouterRefusal) { refusals.withLock { $0.append(reason) } }
+    var refused: [RouterRefusal] { refusals.withLock { $0 } }
 }
 
 struct RouterFixture {
     let loop: Loop
     let method: EchoMethod
     let router: RPCRouter
-    let outcomes = CountingOutcomes()
-    let unknown = CountingOutcomes()
+    let metrics = RecordingMetrics()
+    let log = CapturedLog()
+    var outcomes: CountingOutcomes { metrics.outcomes }
+    var unknown: CountingOutcomes { metrics.unknown }
 
     init(method: EchoMethod = EchoMethod(), loop: Loop? = nil) throws {
         self.loop = try loop ?? Loop()
         self.method = method
-        let outcomes = outcomes
         router = RPCRouter(
             loop: self.loop, methods: [method],
             plainRoutes: ["/healthz": .get { HTTPResponse(status: 200, body: Array("ok".utf8)) }],
-            maxBodyBytes: 2048, counters: { _ in outcomes }, unknownMethod: unknown,
-            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            maxBodyBytes: 2048, metrics: metrics, logger: log.logger(level: .info))
     }
 
     func call(_ method: String = "POST", path: String = "/test.v1.Echo/Echo", query: String? = nil,
-              headers: [(name: String, value: String)] = [("content-type", "application/json")], body: String = "") -> RecordingWriter {
-        call(method, path: path, query: query, headers: headers, bytes: Array(body.utf8))
+              headers: [(name: String, value: String)] = [("content-type", "application/json")], body: String = "",
+              version: HTTPVersion = .http2, headersArrivedAt: Int64 = 0) -> RecordingWriter {
+        call(method, path: path, query: query, headers: headers, bytes: Array(body.utf8), version: version, headersArrivedAt: headersArrivedAt)
     }
 
-    func call(_ method: String, path: String, query: String?, headers: [(name: String, value: String)], bytes: [UInt8]) -> RecordingWriter {
+    func call(_ method: String, path: String, query: String?, headers: [(name: String, value: String)], bytes: [UInt8],
+              version: HTTPVersion = .http2, headersArrivedAt: Int64 = 0) -> RecordingWriter {
         let writer = RecordingWriter()
-        router.handle(HTTPRequest(version: .http2, method: method, path: path, query: query, headers: HTTPHeaders(headers), body: bytes), writer: writer)
+        router.handle(HTTPRequest(version: version, method: method, path: path, query: query, headers: HTTPHeaders(headers), body: bytes,
+                                  peer: "127.0.0.1:50000", headersArrivedAt: headersArrivedAt), writer: writer)
         return writer
     }
+
+    /// The access lines logged so far.
+    var accessLines: [CapturedLog.Entry] { log.entries("request") }
 }
 
 @Suite struct RPCRouterTests {
@@ -274,7 +306,9 @@ struct RouterFixture {
                                                      contentType: "application/grpc")
         #expect(overHTTP1.status == 505)
         #expect(fixture.router.requestBodyLimit(method: "POST", path: fixture.method.path) == 2048)
-        #expect(fixture.outcomes["resource_exhausted"] == 3)
+        // The 505 is counted as what it is, an HTTP refusal before any call.
+        #expect(fixture.outcomes["resource_exhausted"] == 2)
+        #expect(fixture.outcomes["505"] == 1)
     }
 
     @Test func aLateAnswerAfterCancellationIsDropped() throws {
