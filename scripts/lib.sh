@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev l
 # pull in pinned (pip freeze), so that a new release on PyPI cannot change what the tests prove.
 PYTHON_CLIENT_PACKAGES=(grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 connectrpc==0.13.0
                         protobuf==7.36.2 protobuf-py==0.7.0 protobuf-py-ext==0.7.0 protobuf-py-pure==0.7.0 pyqwest==0.12.0
-                        opentelemetry-api==1.45.2 typing_extensions==4.16.0)
+                        opentelemetry-api==1.45.2 typing_extensions==4.16.0 prometheus_client==0.26.0)
 PYTHON_CLIENTS_VENV="$ROOT/.build-py/venv"
 
 # Installs whichever of DEBIAN_PACKAGES are missing (apt-get; sudo when not root).

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PointsExpiryServer
 import HTTPClient
+import TestSupport
 
 /// libcurl wants one global init before threads use it.
 let curlReady: Void = { try? Curl.globalInit() }()
@@ -19,7 +20,7 @@ final class ServiceUnderTest: @unchecked Sendable {
     /// `redisURL` is what the service is told (default: the right one); `waitUntilReady: false`
     /// for tests of a service that must not become ready.
     init(environment: [String: String] = [:], fakeArguments: [String] = [], redisPassword: String? = nil,
-         redisURL: (RedisServer) -> String = { $0.url }, waitUntilReady: Bool = true) throws {
+         redisURL: (RedisServer) -> String = { $0.url }, waitUntilReady: Bool = true, log: CapturedLog? = nil) throws {
         _ = curlReady
         redis = try RedisServer(password: redisPassword)
         fake = try FakeVoucherify(arguments: fakeArguments)
@@ -30,6 +31,8 @@ final class ServiceUnderTest: @unchecked Sendable {
         let configuration = try ServiceConfiguration.fromEnvironment(settings, cores: 2)
         var logger = Logger(label: "points-expiry-test") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = Logger.Level.critical
+        // A test that reads the service's log (`log`) gets everything from `info` up.
+        if let log { logger = log.logger(label: "points-expiry-test", level: .info) }
         app = try PointsExpiryApp(configuration: configuration, logger: logger)
         try app.start()
         if waitUntilReady { try self.waitUntilReady() }
