@@ -39,26 +39,32 @@ public final class Metrics: Sendable {
         let registry = registry
         cacheResults = LabeledCounters(registry, "points_expiry_cache_results_total", help: "Member answers by how the cache served them.",
                                        label: "result", values: ["hit", "miss", "stale", "negative"])
-        cacheUnavailable = registry.makeCounter(descriptor: family("points_expiry_cache_unavailable_total", "Cache lookups Redis could not answer (the caller's read went to Voucherify)."))
+        cacheUnavailable = registry.counter("points_expiry_cache_unavailable_total",
+                                            "Cache lookups Redis could not answer (the caller's read went to Voucherify).")
         singleFlightJoins = LabeledCounters(registry, "points_expiry_single_flight_joins_total",
                                             help: "Requests that joined a Voucherify read in flight, on this worker or in the fleet.",
                                             label: "scope", values: ["worker", "fleet"])
-        backgroundRefreshes = registry.makeCounter(descriptor: family("points_expiry_background_refreshes_total", "Stale-while-revalidate refreshes started."))
+        backgroundRefreshes = registry.counter("points_expiry_background_refreshes_total", "Stale-while-revalidate refreshes started.")
         warmMembers = LabeledCounters(registry, "points_expiry_warm_members_total", help: "Members WarmMembers was asked for, by outcome.",
                                       label: "outcome", values: ["warmed", "already_fresh", "failed", "deferred"])
-        webhookEvents = LabeledCounters(registry, "points_expiry_webhook_events_total", help: "Webhook deliveries by result.", label: "result",
-                                        values: ["invalidated", "duplicate", "ignored", "unauthenticated", "malformed", "too_large",
-                                                 "unsupported_encoding", "cache_unavailable", "not_configured", "server_busy",
-                                                 "request_timeout"])
+        webhookEvents = LabeledCounters(registry, "points_expiry_webhook_events_total", help: "Webhook deliveries by result.",
+                                        label: "result", values: ["invalidated", "duplicate", "ignored", "unauthenticated", "malformed",
+                                                                  "too_large", "unsupported_encoding", "cache_unavailable",
+                                                                  "not_configured", "server_busy", "request_timeout"])
         rateBudget = RateBudgetCounters(registry)
         upstreamCalls = UpstreamCallOutcome.allCases.map { outcome in
-            (outcome, registry.makeCounter(descriptor: family("points_expiry_upstream_calls_total", "Voucherify HTTP calls (each page, each retry) by outcome."), labels: [("outcome", outcome.rawValue)]))
+            (outcome, registry.counter("points_expiry_upstream_calls_total",
+                                       "Voucherify HTTP calls (each page, each retry) by outcome.",
+                                       labels: [("outcome", outcome.rawValue)]))
         }
-        upstreamDuration = registry.makeValueHistogram(descriptor: family("points_expiry_upstream_call_duration_seconds", "Duration of Voucherify HTTP calls, from the hand-off to the HTTP client to the end."), buckets: Self.upstreamBuckets)
+        upstreamDuration = registry.histogram("points_expiry_upstream_call_duration_seconds",
+                                              "Duration of Voucherify HTTP calls, from the hand-off to the HTTP client to the end.",
+                                              buckets: Self.upstreamBuckets)
         redis = RedisCounters(registry, workers: workers)
         routerRefusals = RouterRefusal.allCases.map { Self.rejected(registry, $0.label) }
         sources = Sources(registry, serverStats: serverStats, circuitBreaker: circuitBreaker)
-        registry.makeGauge(descriptor: family("points_expiry_build_info", "The running release, as a label; always 1."), labels: [("version", BuildInfo.version)]).set(to: 1)
+        registry.gauge("points_expiry_build_info",
+                       "The running release, as a label; always 1.", labels: [("version", BuildInfo.version)]).set(to: 1)
     }
 
     /// Prometheus text exposition format, HELP and TYPE on every family.
@@ -100,13 +106,30 @@ public final class Metrics: Sendable {
     static let redisBuckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 
     fileprivate static func rejected(_ registry: PrometheusCollectorRegistry, _ reason: String) -> Counter {
-        registry.makeCounter(descriptor: family("points_expiry_rejected_requests_total", "Requests and connections refused before a method or endpoint answered them, by reason."), labels: [("reason", reason)])
+        registry.counter("points_expiry_rejected_requests_total",
+                         "Requests and connections refused before a method or endpoint answered them, by reason.",
+                         labels: [("reason", reason)])
     }
 }
 
-/// A family's name and HELP text, the name spelled out whole so it can be searched for.
-private func family(_ name: String, _ help: String) -> MetricNameDescriptor {
-    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+/// The registry's makers, by a family's whole name (spelled out so it can be searched for) and
+/// HELP text.
+private extension PrometheusCollectorRegistry {
+    func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
+        makeCounter(descriptor: Self.family(name, help), labels: labels)
+    }
+
+    func gauge(_ name: String, _ help: String, labels: [(String, String)] = []) -> Gauge {
+        makeGauge(descriptor: Self.family(name, help), labels: labels)
+    }
+
+    func histogram(_ name: String, _ help: String, labels: [(String, String)] = [], buckets: [Double]) -> ValueHistogram {
+        makeValueHistogram(descriptor: Self.family(name, help), labels: labels, buckets: buckets)
+    }
+
+    private static func family(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
 }
 
 extension Metrics: RouterMetrics {
@@ -133,7 +156,7 @@ extension Metrics {
 
         init(_ registry: PrometheusCollectorRegistry, _ name: String, help: String, label: String, values: [String]) {
             self.values = values
-            counters = (values + ["other"]).map { registry.makeCounter(descriptor: family(name, help), labels: [(label, $0)]) }
+            counters = (values + ["other"]).map { registry.counter(name, help, labels: [(label, $0)]) }
         }
 
         public func increment(_ value: String) {
@@ -163,14 +186,17 @@ extension Metrics {
 
         init(_ registry: PrometheusCollectorRegistry, route: String, rpc isRPC: Bool, statuses: [Int]) {
             func counter(_ carrier: RequestProtocol, _ code: String) -> Counter {
-                registry.makeCounter(descriptor: family("points_expiry_requests_total", "Requests by method (RPC method name, or path of a plain endpoint), protocol and code "
-                                         + "(the RPC code, or the HTTP status over plain HTTP)."), labels: [("method", route), ("protocol", carrier.label), ("code", code)])
+                registry.counter("points_expiry_requests_total",
+                                 "Requests by method (RPC method name, or path of a plain endpoint), protocol and code "
+                                     + "(the RPC code, or the HTTP status over plain HTTP).",
+                                 labels: [("method", route), ("protocol", carrier.label), ("code", code)])
             }
             rpc = isRPC ? Self.rpcProtocols.flatMap { carrier in Self.codes.map { counter(carrier, $0) } } : []
             self.statuses = statuses
             http = (statuses.map(String.init) + ["other"]).map { counter(.http, $0) }
-            duration = registry.makeValueHistogram(descriptor: family("points_expiry_request_duration_seconds", "Request duration by method, from the arrival of the request's headers to its answer."), labels: [("method", route)],
-                                                   buckets: Metrics.requestBuckets)
+            duration = registry.histogram("points_expiry_request_duration_seconds",
+                                          "Request duration by method, from the arrival of the request's headers to its answer.",
+                                          labels: [("method", route)], buckets: Metrics.requestBuckets)
         }
 
         func answered(over carrier: RequestProtocol, _ outcome: RequestOutcome, seconds: Double?) {
@@ -194,11 +220,17 @@ extension Metrics {
         private let connected: [Gauge]
 
         init(_ registry: PrometheusCollectorRegistry, workers: Int) {
-            errors = registry.makeCounter(descriptor: family("points_expiry_redis_command_errors_total", "Redis commands that ended in an error reply or a failed connection."))
-            timeouts = registry.makeCounter(descriptor: family("points_expiry_redis_command_timeouts_total", "Redis commands with no answer within the command timeout."))
-            duration = registry.makeValueHistogram(descriptor: family("points_expiry_redis_command_duration_seconds", "Redis command latency, from sending to the answer (or the timeout)."), buckets: Metrics.redisBuckets)
+            errors = registry.counter("points_expiry_redis_command_errors_total",
+                                      "Redis commands that ended in an error reply or a failed connection.")
+            timeouts = registry.counter("points_expiry_redis_command_timeouts_total",
+                                        "Redis commands with no answer within the command timeout.")
+            duration = registry.histogram("points_expiry_redis_command_duration_seconds",
+                                          "Redis command latency, from sending to the answer (or the timeout).",
+                                          buckets: Metrics.redisBuckets)
             connected = (0..<max(1, workers)).map { worker in
-                registry.makeGauge(descriptor: family("points_expiry_redis_connected", "1 while the worker's Redis connection is up (handshake done), else 0."), labels: [("worker", String(worker))])
+                registry.gauge("points_expiry_redis_connected",
+                               "1 while the worker's Redis connection is up (handshake done), else 0.",
+                               labels: [("worker", String(worker))])
             }
         }
 
@@ -231,15 +263,18 @@ extension Metrics {
         init(_ registry: PrometheusCollectorRegistry, serverStats: HTTPServerStats?, circuitBreaker: CircuitBreaker?) {
             self.serverStats = serverStats
             self.circuitBreaker = circuitBreaker
-            openConnections = registry.makeGauge(descriptor: family("points_expiry_open_connections", "Client connections open now (TLS handshakes included), over every worker."))
-            openStreams = registry.makeGauge(descriptor: family("points_expiry_open_streams", "HTTP/2 streams and HTTP/1.1 requests open now."))
+            openConnections = registry.gauge("points_expiry_open_connections",
+                                             "Client connections open now (TLS handshakes included), over every worker.")
+            openStreams = registry.gauge("points_expiry_open_streams", "HTTP/2 streams and HTTP/1.1 requests open now.")
             refusals = HTTPServerStats.Refusal.allCases.map { ($0, Metrics.rejected(registry, $0.rawValue)) }
-            acceptFailures = registry.makeCounter(descriptor: family("points_expiry_accept_failures_total", "accept() failures (EMFILE, ENFILE, ENOBUFS...): accepting pauses and backs off."))
+            acceptFailures = registry.counter("points_expiry_accept_failures_total",
+                                              "accept() failures (EMFILE, ENFILE, ENOBUFS...): accepting pauses and backs off.")
             if circuitBreaker != nil {
                 circuitStates = CircuitBreaker.State.allCases.map { state in
-                    (state, registry.makeGauge(descriptor: family("points_expiry_upstream_circuit_state", "Voucherify circuit breaker: 1 for the current state."), labels: [("state", state.rawValue)]))
+                    (state, registry.gauge("points_expiry_upstream_circuit_state",
+                                           "Voucherify circuit breaker: 1 for the current state.", labels: [("state", state.rawValue)]))
                 }
-                circuitOpens = registry.makeCounter(descriptor: family("points_expiry_upstream_circuit_opens_total", "Times the circuit opened."))
+                circuitOpens = registry.counter("points_expiry_upstream_circuit_opens_total", "Times the circuit opened.")
             } else {
                 circuitStates = []
                 circuitOpens = nil
@@ -282,15 +317,17 @@ extension Metrics {
         init(_ registry: PrometheusCollectorRegistry) {
             func pair(_ name: String, _ help: String) -> (interactive: Counter, warming: Counter) {
                 let make = { (caller: String) in
-                    registry.makeCounter(descriptor: family("points_expiry_rate_budget_\(name)_total", help), labels: [("class", caller)])
+                    registry.counter("points_expiry_rate_budget_\(name)_total", help, labels: [("class", caller)])
                 }
                 return (make("interactive"), make("warming"))
             }
             grants = pair("grants", "Upstream calls the rate budget admitted.")
             waits = pair("waits", "Calls that waited in line for a token.")
             refusals = pair("refusals", "Calls refused: no token before their deadline, a 429 block, or a full line.")
-            localDecisions = registry.makeCounter(descriptor: family("points_expiry_rate_budget_local_decisions_total", "Budget decisions made by this replica's own bucket because Redis could not be asked."))
-            tokens = registry.makeGauge(descriptor: family("points_expiry_rate_budget_tokens", "Whole tokens left in the bucket at the last decision seen here (-1: none yet, or no VOUCHERIFY_RATE_LIMIT)."))
+            localDecisions = registry.counter("points_expiry_rate_budget_local_decisions_total",
+                                              "Budget decisions made by this replica's own bucket because Redis could not be asked.")
+            tokens = registry.gauge("points_expiry_rate_budget_tokens",
+                                    "Whole tokens left at the last decision seen here (-1: none yet, or no VOUCHERIFY_RATE_LIMIT).")
             tokens.set(to: -1)
         }
 

@@ -50,7 +50,8 @@ final class BatchGetMemberExpirations: UnaryMethod {
                 gather.deliver(.failure(problem), at: index)
                 continue
             }
-            answers.answer(campaign: request.campaign, member: member, directives: directives, deadline: replyBy, record: context.record) { result in
+            answers.answer(campaign: request.campaign, member: member, directives: directives, deadline: replyBy,
+                           record: context.record) { result in
                 context.record.noteCache(result)
                 gather.deliver(result, at: index)
             }
