@@ -88,7 +88,7 @@ public struct PointsExpirationPage: Equatable, Sendable {
 /// Turns a failed Voucherify answer into a `VoucherifyError`.
 public enum VoucherifyFailure {
     /// Longest piece of Voucherify's own error text that goes into a log line.
-    static let maxLoggedMessageCharacters = 200
+    public static let maxLoggedMessageCharacters = 200
 
     public static func classify(status: Int, body: [UInt8], retryAfterSeconds: Int?) -> VoucherifyError {
         switch status {
