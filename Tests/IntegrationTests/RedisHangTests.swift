@@ -54,7 +54,13 @@ import Testing
             group.stopAndWait()
         }
 
-        var notReadyReason: String? { (try? loop.runAndWait { [connection] in connection.value.notReadyReason }) ?? "loop gone" }
+        var notReadyReason: String? {
+            do {
+                return try loop.runAndWait { [connection] in connection.value.notReadyReason }
+            } catch {
+                return "loop gone"
+            }
+        }
         var isReady: Bool { notReadyReason == nil }
 
         func send(_ arguments: String...) throws -> Result<RedisReply, RedisError> {
@@ -118,14 +124,16 @@ import Testing
         try waitUntil("the idle connection noticed the hang") { !client.isReady }
         #expect(client.notReadyReason?.contains("Redis not answering within") == true, "\(client.notReadyReason ?? "ready")")
         #expect(try client.send("PING") == .failure(.notConnected))
+        // Overdue first (no command queues behind it), then timed out and dropped.
+        try waitUntil("the overdue PING timed out") { client.observed.readinessChanges == [true, false] }
+        #expect(client.notReadyReason?.contains("Redis not answering within") == true, "\(client.notReadyReason ?? "ready")")
         redis.resume()
         try waitUntil("the Redis client is ready again") { client.isReady }
         #expect(try client.send("PING") == .success(.status("PONG")))
 
         let outcomes = client.observed.allOutcomes
-        // The handshake PING, the two commands above, at least one timed-out health PING, then
-        // the handshake after the hang and the last PING.
-        #expect(Array(outcomes.prefix(3)) == [.ok, .ok, .error])
+        // The error reply above, at least one timed-out health PING, and the last PING.
+        #expect(outcomes.contains(.error))
         #expect(outcomes.contains(.timeout))
         #expect(outcomes.last == .ok)
         #expect(client.observed.allLatencies.allSatisfy { $0 >= 0 && $0 < 60 })
@@ -137,7 +145,9 @@ import Testing
     @Test func aRedisThatNeverAnswersIsNeverReady() throws {
         let listener = try SilentListener()
         let client = try Client(listener.url)
-        try waitUntil("the handshake timed out") { client.notReadyReason == "Redis not answering within 1000 ms" }
+        try waitUntil("the handshake timed out (now: \(client.notReadyReason ?? "ready"))", timeout: 20) {
+            client.notReadyReason == "Redis not answering within 500 ms"
+        }
         #expect(try client.send("PING") == .failure(.notConnected))
         #expect(client.observed.readinessChanges.isEmpty)
     }
@@ -165,9 +175,11 @@ import Testing
     @Test func aServiceWhoseRedisNeverAnswersIsNotReady() throws {
         let listener = try SilentListener()
         let service = try ServiceUnderTest(redisURL: { _ in listener.url }, waitUntilReady: false)
-        try waitUntil("/readyz names the hang") {
+        var last = ""
+        try waitUntil("/readyz names the hang (now: \(last))", timeout: 20) {
             let ready = try CurlClient.request("GET", service.baseURL + "/readyz")
-            return ready.status == 503 && ready.text.contains("Redis not answering within 1000 ms")
+            last = ready.text
+            return ready.status == 503 && ready.text.contains("Redis not answering within 500 ms")
         }
         try expectNotServing(service)
         try service.fake.putMember("CARD-H", buckets: buckets(1))
