@@ -171,8 +171,13 @@ public final class RedisConnection {
     /// The oldest unanswered command is past its deadline (the sweep will drop the connection
     /// shortly; until then nothing new should queue behind it).
     private var hasOverdueCommand: Bool {
-        while inflightHead < inflight.count, inflight[inflightHead].isDone { inflightHead += 1 }
+        skipAnswered()
         return connected && inflightHead < inflight.count && inflight[inflightHead].deadline <= loop.monotonicMilliseconds
+    }
+
+    /// Moves past the answered commands at the head of the queue.
+    private func skipAnswered() {
+        while inflightHead < inflight.count, inflight[inflightHead].isDone { inflightHead += 1 }
     }
 
     /// Starts connecting (and keeps reconnecting until `close`).
@@ -375,7 +380,7 @@ public final class RedisConnection {
 
     /// Oldest first: the first unanswered command past its deadline means the server is stuck.
     private func sweep() {
-        while inflightHead < inflight.count, inflight[inflightHead].isDone { inflightHead += 1 }
+        skipAnswered()
         if inflightHead > 64, inflightHead * 2 > inflight.count {
             inflight.removeFirst(inflightHead)
             inflightHead = 0
@@ -401,8 +406,8 @@ public final class RedisConnection {
         armSweep()
     }
 
-    /// While ready, PINGs whenever nothing was sent or answered for an interval; the sweep
-    /// judges the answer like any command's.
+    /// While ready, PINGs whenever nothing was sent for an interval; the sweep judges the
+    /// answer like any command's.
     private func armHealthCheck() {
         let interval = configuration.healthCheckIntervalMilliseconds
         do {
