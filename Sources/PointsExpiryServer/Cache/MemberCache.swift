@@ -163,8 +163,8 @@ final class MemberCache {
                     return completion(.absent)
                 }
                 completion(.found(entry))
-            case .success(.error(let message)):
-                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(message)"])
+            case .success(.error):
+                logger.debug("cache unavailable; asking Voucherify", metadata: ["reason": "\(logger.summarise(result))"])
                 completion(.unavailable)
             case .success:
                 completion(.absent)
