@@ -165,6 +165,9 @@ public final class HTTPTransfer {
 
     private func configure() throws {
         try set(CURLOPT_URL, request.url)
+        // The path goes out exactly as the caller built it: curl would otherwise collapse `.` and
+        // `..` segments and send a request for some other resource.
+        try set(CURLOPT_PATH_AS_IS, 1)
         try set(CURLOPT_PROTOCOLS_STR, "http,https")
         try set(CURLOPT_NOSIGNAL, 1)
         try set(CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)

@@ -8,6 +8,9 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var database: Int
     public var connectTimeoutMilliseconds = 1000
     public var commandTimeoutMilliseconds = 500
+    /// A ready connection with nothing sent or answered for this long PINGs, so a Redis that
+    /// stops answering is noticed without a caller's command.
+    public var healthCheckIntervalMilliseconds = 1000
     /// Reconnect delays grow from the first to the second value.
     public var reconnectBackoffMilliseconds = (first: 100, limit: 2000)
 

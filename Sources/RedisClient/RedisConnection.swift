@@ -16,15 +16,85 @@ public enum RedisError: Error, Equatable, Sendable, CustomStringConvertible {
     case notConnected
     case timedOut(milliseconds: Int)
     case connectionLost
+    /// Redis' error reply, verbatim: for debug logs (`rawReplyForLog`), never for callers.
     case server(String)
 
+    /// Safe to show a caller: an error reply is summarised by its code (`RedisErrorSummary`),
+    /// never quoted, since Redis may echo scripts, keys or arguments in it.
     public var description: String {
         switch self {
         case .notConnected: return "not connected to Redis"
         case .timedOut(let ms): return "Redis did not answer within \(ms) ms"
         case .connectionLost: return "connection to Redis lost"
-        case .server(let message): return "Redis error: \(message)"
+        case .server(let message): return "Redis: \(RedisErrorSummary.summary(of: message))"
         }
+    }
+
+    /// The error reply as Redis sent it, truncated, for a debug log; nil for the other cases.
+    public var rawReplyForLog: String? {
+        guard case .server(let message) = self else { return nil }
+        return RedisErrorSummary.truncated(message)
+    }
+}
+
+/// Summaries of Redis error replies, named after the reply's error code.
+public enum RedisErrorSummary {
+    /// Longest piece of a raw reply that goes into a log line.
+    public static let maxLoggedCharacters = 200
+
+    private static let phrases: [Substring: String] = [
+        "OOM": "out of memory", "BUSY": "busy running a script", "LOADING": "loading its data set",
+        "READONLY": "a read-only replica", "MASTERDOWN": "its master is down", "MISCONF": "cannot persist to disk",
+        "NOAUTH": "authentication required", "WRONGPASS": "password refused", "NOPERM": "permission denied",
+        "NOSCRIPT": "script not loaded", "EXECABORT": "transaction aborted", "WRONGTYPE": "a key holds the wrong type",
+        "CROSSSLOT": "keys in different cluster slots", "CLUSTERDOWN": "cluster down", "MOVED": "cluster slot moved",
+        "ASK": "cluster slot migrating", "TRYAGAIN": "cluster busy, try again",
+    ]
+
+    /// A short phrase for an error reply: its code's meaning, or "error CODE" for a code without
+    /// one here, or "unexpected reply". A script error (`ERR Error running script …`) is named by
+    /// the code inside it when it carries one (older Redis wraps an OOM that way).
+    public static func summary(of reply: String) -> String {
+        let words = reply.split(whereSeparator: { $0 == " " || $0 == ":" || $0 == "-" || $0 == "\n" })
+        guard let first = words.first, isCode(first) else { return "unexpected reply" }
+        if let phrase = phrases[first] { return phrase }
+        if first == "ERR", let inner = words.dropFirst().first(where: { phrases[$0] != nil }), let phrase = phrases[inner] { return phrase }
+        if first == "ERR", reply.contains("script") { return "script error" }
+        return first == "ERR" ? "error" : "error \(first)"
+    }
+
+    public static func truncated(_ text: String) -> String {
+        text.count > maxLoggedCharacters ? String(text.prefix(maxLoggedCharacters)) + "…" : text
+    }
+
+    /// Redis error codes are one short upper-case word.
+    private static func isCode(_ word: Substring) -> Bool {
+        (2...16).contains(word.utf8.count) && word.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
+    }
+}
+
+/// How one command sent to Redis ended, for metrics.
+public enum RedisCommandOutcome: String, Sendable {
+    case ok
+    /// An error reply, or the connection was lost before the answer.
+    case error
+    /// No answer within the command timeout.
+    case timeout
+}
+
+/// Hooks for metrics: what a connection reports as it goes. Called on the connection's loop.
+public struct RedisConnectionObserver {
+    /// Every command that reached hiredis (handshake and health PINGs included), with the time
+    /// from sending to its end. Commands refused at once because the connection is not ready
+    /// are not reported: the readiness change already was.
+    public var commandFinished: ((RedisCommandOutcome, _ latencySeconds: Double) -> Void)?
+    /// The connection became ready (true) or stopped being ready (false).
+    public var readinessChanged: ((Bool) -> Void)?
+
+    public init(commandFinished: ((RedisCommandOutcome, _ latencySeconds: Double) -> Void)? = nil,
+                readinessChanged: ((Bool) -> Void)? = nil) {
+        self.commandFinished = commandFinished
+        self.readinessChanged = readinessChanged
     }
 }
 
@@ -33,8 +103,10 @@ public enum RedisError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Enforces connect and command timeouts (on the monotonic clock) and reconnects with backoff.
 ///
 /// The connection is *ready* only once Redis answered the set-up handshake (AUTH and SELECT from
-/// the URL, then PING): until then, and from the moment a command times out, `send` fails at
-/// once instead of queueing behind a server that refuses or does not answer. Loop-confined.
+/// the URL, then PING): until then, and from the moment a command is overdue, `send` fails at
+/// once instead of queueing behind a server that refuses or does not answer. A ready connection
+/// with nothing to do PINGs every `healthCheckIntervalMilliseconds`, so a Redis that hangs (it
+/// accepts and never answers) turns it unready even when no caller asks anything. Loop-confined.
 public final class RedisConnection {
     private let loop: Loop
     private let configuration: RedisConfiguration
@@ -42,8 +114,18 @@ public final class RedisConnection {
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     /// TCP connected; commands may be written (the handshake goes first).
     private var connected = false
-    /// The handshake was answered: callers' commands are accepted.
-    private var ready = false
+    /// The handshake was answered and no command timed out since.
+    private var ready = false {
+        didSet {
+            guard ready != oldValue else { return }
+            if ready { unreadyReason = nil }
+            observer?.readinessChanged?(ready)
+        }
+    }
+    /// Why the connection is not ready (nil while it is), for readiness probes.
+    private var unreadyReason: String? = "connecting to Redis"
+    /// Told of every command's end and every readiness change; see `RedisConnectionObserver`.
+    public var observer: RedisConnectionObserver?
     /// Redis refused a step of this connection's handshake; it is dropped once, however many
     /// queued steps it also refuses.
     private var handshakeRefused = false
@@ -53,6 +135,10 @@ public final class RedisConnection {
     /// object on the request path); `close()`, also run by `deinit`, cancels them.
     private let connectTimer: Timer
     private let sweepTimer: Timer
+    private let healthTimer: Timer
+    /// When the last command was sent (monotonic ms): a command sent since the last health check
+    /// is checked by the sweep already, so the idle PING is only for quiet connections.
+    private var lastActivity: Int64 = 0
     /// Commands sent and not yet answered, oldest first (Redis answers in order).
     private var inflight: [PendingCommand] = []
     private var inflightHead = 0
@@ -65,12 +151,34 @@ public final class RedisConnection {
         reconnectDelay = configuration.reconnectBackoffMilliseconds.first
         connectTimer = try Timer(loop: loop)
         sweepTimer = try Timer(loop: loop)
+        healthTimer = try Timer(loop: loop)
     }
 
     deinit { close() }
 
-    /// Redis answered the handshake and no command has timed out since: commands are accepted.
-    public var isReady: Bool { ready }
+    /// Redis answered the handshake, no command timed out since, and none is overdue now:
+    /// commands are accepted.
+    public var isReady: Bool { notReadyReason == nil }
+
+    /// nil while ready; else why not, for a readiness probe ("Redis not answering within 500 ms").
+    public var notReadyReason: String? {
+        guard ready else { return unreadyReason ?? "not connected to Redis" }
+        return hasOverdueCommand ? notAnswering(configuration.commandTimeoutMilliseconds) : nil
+    }
+
+    private func notAnswering(_ milliseconds: Int) -> String { "Redis not answering within \(milliseconds) ms" }
+
+    /// The oldest unanswered command is past its deadline (the sweep will drop the connection
+    /// shortly; until then nothing new should queue behind it).
+    private var hasOverdueCommand: Bool {
+        skipAnswered()
+        return connected && inflightHead < inflight.count && inflight[inflightHead].deadline <= loop.monotonicMilliseconds
+    }
+
+    /// Moves past the answered commands at the head of the queue.
+    private func skipAnswered() {
+        while inflightHead < inflight.count, inflight[inflightHead].isDone { inflightHead += 1 }
+    }
 
     /// Starts connecting (and keeps reconnecting until `close`).
     public func start() {
@@ -104,6 +212,7 @@ public final class RedisConnection {
         // and never answers is as unusable as one that refuses it.
         armConnectTimer(milliseconds: configuration.connectTimeoutMilliseconds) { [unowned self] in
             guard !ready else { return }
+            unreadyReason = notAnswering(configuration.connectTimeoutMilliseconds)
             dropContext(reason: "no answer to the connection set-up within \(self.configuration.connectTimeoutMilliseconds) ms")
         }
         // Queued now, sent once connected, answered in order before anything sent later. The
@@ -118,6 +227,7 @@ public final class RedisConnection {
             connectTimer.cancel()
             ready = true
             reconnectDelay = configuration.reconnectBackoffMilliseconds.first
+            armHealthCheck()
             logger.info("connected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
         }
     }
@@ -125,8 +235,10 @@ public final class RedisConnection {
     /// Closes for good; pending commands fail with `connectionLost`.
     public func close() {
         closed = true
+        unreadyReason = "closed"
         connectTimer.cancel()
         sweepTimer.cancel()
+        healthTimer.cancel()
         freeContext()
         failInflight()
     }
@@ -146,13 +258,16 @@ public final class RedisConnection {
     /// Sends one command (binary-safe arguments). Fails at once when the connection is not ready.
     public func send(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
         loop.assertInLoop()
-        guard ready else { return completion(.failure(.notConnected)) }
+        guard ready, !hasOverdueCommand else { return completion(.failure(.notConnected)) }
         enqueue(arguments, completion: completion)
     }
 
     private func enqueue(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
         guard let context, !closed else { return completion(.failure(.notConnected)) }
-        let command = PendingCommand(deadline: loop.monotonicMilliseconds + Int64(configuration.commandTimeoutMilliseconds), completion: completion)
+        let now = loop.monotonicMilliseconds
+        lastActivity = now
+        let command = PendingCommand(deadline: now + Int64(configuration.commandTimeoutMilliseconds), sentAt: now, loop: loop,
+                                     observer: observer?.commandFinished, completion: completion)
         // hiredis formats the command into its own buffer during the call: our buffers need only live that long.
         let rc = withArgv(arguments) { argv, lengths in
             redisAsyncCommandArgv(context, { _, reply, privdata in
@@ -180,6 +295,7 @@ public final class RedisConnection {
     private func connectFinished(ok: Bool, reason: String?) {
         guard ok else {
             connectTimer.cancel()
+            unreadyReason = "cannot connect to Redis: \(reason ?? "connect failed")"
             // hiredis frees the context after this callback returns.
             context = nil
             failInflight()
@@ -197,6 +313,7 @@ public final class RedisConnection {
         context = nil
         connected = false
         ready = false
+        unreadyReason = "Redis closed the connection"
         failInflight()
         if !closed { scheduleReconnect(reason: "disconnected") }
     }
@@ -209,6 +326,7 @@ public final class RedisConnection {
         case .success(.error(let message)):
             guard !handshakeRefused else { return false }
             handshakeRefused = true
+            unreadyReason = "Redis refused the connection set-up (check REDIS_URL)"
             logger.error("Redis rejected the connection set-up (check REDIS_URL)", metadata: ["error": "\(message)"])
             // Not from inside hiredis' reply callback: drop on the next tick.
             loop.nextTick { [self] in dropContext(reason: "connection set-up rejected") }
@@ -262,7 +380,7 @@ public final class RedisConnection {
 
     /// Oldest first: the first unanswered command past its deadline means the server is stuck.
     private func sweep() {
-        while inflightHead < inflight.count, inflight[inflightHead].isDone { inflightHead += 1 }
+        skipAnswered()
         if inflightHead > 64, inflightHead * 2 > inflight.count {
             inflight.removeFirst(inflightHead)
             inflightHead = 0
@@ -278,6 +396,7 @@ public final class RedisConnection {
             // Not ready from now on: a completion that sends again fails at once rather than
             // queueing on the context about to be freed.
             ready = false
+            unreadyReason = notAnswering(timeout)
             for command in inflight[inflightHead...] { command.complete(.failure(.timedOut(milliseconds: timeout))) }
             inflight.removeAll()
             inflightHead = 0
@@ -285,6 +404,23 @@ public final class RedisConnection {
             return
         }
         armSweep()
+    }
+
+    /// While ready, PINGs whenever nothing was sent for an interval; the sweep judges the
+    /// answer like any command's.
+    private func armHealthCheck() {
+        let interval = configuration.healthCheckIntervalMilliseconds
+        do {
+            try healthTimer.arm(milliseconds: interval) { [unowned self] in
+                guard ready, !closed else { return }
+                if loop.monotonicMilliseconds - lastActivity >= Int64(interval) {
+                    enqueue([Array("PING".utf8)]) { _ in }
+                }
+                armHealthCheck()
+            }
+        } catch {
+            logger.error("could not arm the Redis health check timer", metadata: ["error": "\(error)"])
+        }
     }
 
     private func failInflight() {
@@ -296,12 +432,21 @@ public final class RedisConnection {
 }
 
 /// A sent command awaiting its reply; completes exactly once (reply, timeout or disconnect).
+/// It holds the observer itself, not the connection: it may complete while the connection is
+/// being deinitialised.
 private final class PendingCommand {
     var deadline: Int64
+    private let sentAt: Int64
+    private let loop: Loop
+    private let observer: ((RedisCommandOutcome, Double) -> Void)?
     private var completion: ((Result<RedisReply, RedisError>) -> Void)?
 
-    init(deadline: Int64, completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
+    init(deadline: Int64, sentAt: Int64, loop: Loop, observer: ((RedisCommandOutcome, Double) -> Void)?,
+         completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
         self.deadline = deadline
+        self.sentAt = sentAt
+        self.loop = loop
+        self.observer = observer
         self.completion = completion
     }
 
@@ -310,6 +455,15 @@ private final class PendingCommand {
     func complete(_ result: Result<RedisReply, RedisError>) {
         guard let completion else { return }
         self.completion = nil
+        if let observer {
+            let outcome: RedisCommandOutcome
+            switch result {
+            case .success(.error), .failure(.connectionLost), .failure(.notConnected), .failure(.server): outcome = .error
+            case .failure(.timedOut): outcome = .timeout
+            case .success: outcome = .ok
+            }
+            observer(outcome, Double(max(0, loop.monotonicMilliseconds - sentAt)) / 1000)
+        }
         completion(result)
     }
 }

@@ -87,8 +87,8 @@ public struct PointsExpirationPage: Equatable, Sendable {
 
 /// Turns a failed Voucherify answer into a `VoucherifyError`.
 public enum VoucherifyFailure {
-    /// Longest upstream detail quoted in an error message.
-    static let maxDetailCharacters = 200
+    /// Longest piece of Voucherify's own error text that goes into a log line.
+    public static let maxLoggedMessageCharacters = 200
 
     public static func classify(status: Int, body: [UInt8], retryAfterSeconds: Int?) -> VoucherifyError {
         switch status {
@@ -105,23 +105,40 @@ public enum VoucherifyFailure {
         case 500...599:
             return .unavailable("HTTP \(status)")
         default:
-            return .rejectedRequest(status: status, detail: detail(errorObject(body)) ?? "HTTP \(status)")
+            // Our own words: Voucherify's text may echo what we sent, and callers have no use for it.
+            return .rejectedRequest(status: status, detail: refusalText(status: status))
         }
     }
 
-    /// The error body as an object, or nil when it is not JSON (5xx bodies often are not).
-    private static func errorObject(_ body: [UInt8]) -> JSONObject? {
-        (try? JSONParser.parseDocument(body, maxDepth: 16))?.objectValue
+    /// What we say about a refusal we did not expect, per status.
+    static func refusalText(status: Int) -> String {
+        switch status {
+        case 400: return "the request was malformed"
+        case 402: return "the Voucherify plan does not allow it"
+        case 405: return "the method is not allowed"
+        case 409: return "a conflict"
+        case 413, 414: return "the request was too large"
+        case 422: return "the request could not be processed"
+        case 400...499: return "the request was refused"
+        default: return "an unexpected status"
+        }
     }
 
-    /// `message`, then `details` in parentheses when both are present; trimmed to a sane length.
-    private static func detail(_ error: JSONObject?) -> String? {
+    /// Voucherify's own explanation of a refusal, for the log: `message`, then `details` in
+    /// parentheses, truncated; nil when the body has neither (5xx bodies are often not JSON).
+    public static func upstreamMessage(_ body: [UInt8]) -> String? {
+        let error = errorObject(body)
         let parts = [error?["message"]?.stringValue, error?["details"]?.stringValue]
             .compactMap { $0 }
             .filter { !$0.isEmpty }
         guard let first = parts.first else { return nil }
         let text = parts.count > 1 && parts[1] != first ? "\(first) (\(parts[1]))" : first
-        return text.count > maxDetailCharacters ? String(text.prefix(maxDetailCharacters)) + "…" : text
+        return text.count > maxLoggedMessageCharacters ? String(text.prefix(maxLoggedMessageCharacters)) + "…" : text
+    }
+
+    /// The error body as an object, or nil when it is not JSON.
+    private static func errorObject(_ body: [UInt8]) -> JSONObject? {
+        (try? JSONParser.parseDocument(body, maxDepth: 16))?.objectValue
     }
 }
 

@@ -72,8 +72,8 @@ public final class VoucherifyAPI {
 
     private func send(_ page: PageRequest, of read: MemberRead) {
         page.attempts += 1
-        let url = "\(configuration.baseURL)/v1/loyalties/\(PercentEncoding.pathSegment(read.campaign))/members/"
-            + "\(PercentEncoding.pathSegment(read.member))/points-expiration?limit=\(Self.pageSize)&page=\(page.number)"
+        let url = configuration.baseURL + UpstreamPath.pointsExpiration(campaign: read.campaign, member: read.member)
+            + "?limit=\(Self.pageSize)&page=\(page.number)"
         // Queued time counts against the read's deadline, never against the page's own timeout.
         let request = HTTPClientRequest(
             url: url, headers: headers, version: configuration.httpVersion,
@@ -147,17 +147,24 @@ public final class VoucherifyAPI {
     }
 
     /// One line per failure class per minute for the whole process, with the count held back.
+    /// Voucherify's own error text appears here (truncated), never in what callers get.
     private func logFailure(_ answer: PageAnswer, page: Int, now: Int64) {
         guard let failureClass = answer.kind.failureClass, case .failure(let error) = answer.result,
               let suppressed = shared.failureLog.admit(failureClass, now: now) else { return }
-        let metadata: Logger.Metadata = [
+        var metadata: Logger.Metadata = [
             "class": "\(failureClass.rawValue)", "page": "\(page)", "error": "\(error)", "suppressed_since_last": "\(suppressed)",
         ]
+        if let message = answer.upstreamMessage { metadata["voucherify_message"] = "\(message)" }
         switch failureClass {
         case .credentials:
             logger.error("Voucherify rejected the credentials; check VOUCHERIFY_APP_ID and VOUCHERIFY_APP_TOKEN", metadata: metadata)
         case .requestSetup:
             logger.error("could not start a Voucherify request", metadata: metadata)
+        case .rateLimited:
+            if case .rateLimited(let seconds) = error { metadata["retry_after_s"] = "\(max(1, seconds ?? 1))" }
+            logger.warning("Voucherify rate limit reached; upstream calls pause", metadata: metadata)
+        case .otherClientError:
+            logger.info("Voucherify refused a request", metadata: metadata)
         default:
             logger.warning("Voucherify call failed", metadata: metadata)
         }
@@ -168,6 +175,8 @@ public final class VoucherifyAPI {
 struct PageAnswer {
     var kind: UpstreamCallKind
     var result: Result<PointsExpirationPage, VoucherifyError>
+    /// Voucherify's explanation of a failed call, for the log only.
+    var upstreamMessage: String?
 
     init(kind: UpstreamCallKind, result: Result<PointsExpirationPage, VoucherifyError>) {
         self.kind = kind
@@ -182,6 +191,7 @@ struct PageAnswer {
     init(_ response: HTTPClientResponse, now: Timestamp) {
         kind = UpstreamCallKind(status: response.status)
         guard kind == .ok else {
+            upstreamMessage = VoucherifyFailure.upstreamMessage(response.body)
             let retryAfter = kind == .rateLimited ? RateLimitHeaders.retryAfterSeconds(headers: response.headers, now: now) : nil
             result = .failure(VoucherifyFailure.classify(status: response.status, body: response.body, retryAfterSeconds: retryAfter))
             return

@@ -11,7 +11,8 @@ public enum VoucherifyError: Error, Equatable, Sendable {
     case rateLimited(retryAfterSeconds: Int?)
     /// 401/403: the configured credentials are wrong.
     case rejectedCredentials(status: Int)
-    /// Any other 4xx, with Voucherify's own words (message and details, trimmed).
+    /// Any other status, with our own words for it (`VoucherifyFailure.refusalText`). Voucherify's
+    /// text goes to the log only: it may echo what we sent, and callers have no use for it.
     case rejectedRequest(status: Int, detail: String)
     /// A 200 whose body is not the documented shape.
     case malformed(String)

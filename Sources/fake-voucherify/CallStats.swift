@@ -5,7 +5,13 @@ import Codecs
 /// Voucherify (budget never exceeded, one read per member at a time). Campaign and member are
 /// the decoded path segments as the caller gave them. Loop-confined.
 final class CallStats {
+    /// The most raw paths kept; older ones are dropped first.
+    static let maxRecordedPaths = 1000
+
     private(set) var calls = 0
+    /// Every path outside `/_fake/` as it arrived (still percent-encoded, dot segments and all),
+    /// routed or not: the evidence of exactly which URLs a caller asked for.
+    private var paths: [String] = []
     private var byMember: [String: Int] = [:]
     private var byPage: [String: Int] = [:]
     /// Calls answered with a failure `POST /_fake/fail` injected (drops included).
@@ -31,6 +37,11 @@ final class CallStats {
         concurrency.end(CallStats.memberKey(campaign: campaign, member: member))
     }
 
+    func sawPath(_ rawPath: String) {
+        if paths.count >= Self.maxRecordedPaths { paths.removeFirst(paths.count - Self.maxRecordedPaths + 1) }
+        paths.append(rawPath)
+    }
+
     func sawWindow(callsInWindow: Int) {
         maxInWindow = max(maxInWindow, callsInWindow)
     }
@@ -44,6 +55,7 @@ final class CallStats {
         calls = 0
         byMember.removeAll()
         byPage.removeAll()
+        paths.removeAll()
         failed = 0
         rateLimited = 0
         maxInWindow = 0
@@ -63,6 +75,7 @@ final class CallStats {
             "max_in_window": .integer(maxInWindow),
             "max_concurrent": .integer(concurrency.highest),
             "by_member_max_concurrent": sortedByKey(concurrency.highestByKey),
+            "paths": .array(paths.map { .string($0) }),
         ])
     }
 }

@@ -21,7 +21,8 @@ struct FakeVoucherify: ParsableCommand {
               GET /_fake/stats    calls, by_member, by_page, failed (injected failures),
                   rate_limited (429s over the limit), max_in_window (most calls a
                   window counted), max_concurrent, by_member_max_concurrent
-                  ("campaign|member": most calls in progress at once)
+                  ("campaign|member": most calls in progress at once), paths (the
+                  last 1000 request paths outside /_fake/, exactly as sent)
               POST /_fake/stats/reset
               GET|POST /_fake/fail  {"mode":"status"|"rate_limit"|"malformed"|"slow"|
                   "drop"|"none","count":N?,…}: the next N calls (default: all) fail

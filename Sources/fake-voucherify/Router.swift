@@ -9,6 +9,7 @@ struct Router {
     }
 
     func route(_ request: IncomingRequest) -> Dispatch {
+        if !request.rawPath.hasPrefix("/_fake/") { api.state.stats.sawPath(request.rawPath) }
         guard let segments = request.pathSegments else {
             let e = VoucherifyErrorBody.pathNotFound(request.rawPath)
             return .now(.json(e.0, e.1))

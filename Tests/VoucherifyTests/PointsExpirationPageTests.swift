@@ -118,18 +118,36 @@ import TestSupport
         #expect(classify(503, #"{"code":503}"#) == .unavailable("HTTP 503"))
     }
 
-    @Test func otherClientErrorsCarryUpstreamDetail() {
+    /// Callers get our words for the status; Voucherify's text (which may echo what we sent) is
+    /// only for the log, truncated.
+    @Test func otherRefusalsCarryOurOwnWordsNotVoucherifys() {
         let body = #"{"code":400,"key":"invalid_query_params","message":"Invalid query params","details":"limit must be at most 100"}"#
-        #expect(classify(400, body) == .rejectedRequest(status: 400, detail: "Invalid query params (limit must be at most 100)"))
-        #expect(classify(400, #"{"message":"Only message"}"#) == .rejectedRequest(status: 400, detail: "Only message"))
-        #expect(classify(400, #"{"details":"Only details"}"#) == .rejectedRequest(status: 400, detail: "Only details"))
-        #expect(classify(422, "garbage") == .rejectedRequest(status: 422, detail: "HTTP 422"))
+        #expect(classify(400, body) == .rejectedRequest(status: 400, detail: "the request was malformed"))
+        #expect(classify(422, "garbage") == .rejectedRequest(status: 422, detail: "the request could not be processed"))
+        #expect(classify(418, body) == .rejectedRequest(status: 418, detail: "the request was refused"))
+        #expect(classify(302, body) == .rejectedRequest(status: 302, detail: "an unexpected status"))
+        #expect(VoucherifyFailure.upstreamMessage(Array(body.utf8)) == "Invalid query params (limit must be at most 100)")
+        #expect(VoucherifyFailure.upstreamMessage(Array(#"{"message":"Only message"}"#.utf8)) == "Only message")
+        #expect(VoucherifyFailure.upstreamMessage(Array(#"{"details":"Only details"}"#.utf8)) == "Only details")
+        #expect(VoucherifyFailure.upstreamMessage(Array("garbage".utf8)) == nil)
         let long = String(repeating: "x", count: 1000)
-        guard case .rejectedRequest(_, let detail) = classify(400, #"{"message":"\#(long)"}"#) else {
-            Issue.record("expected upstreamRejectedRequest")
-            return
-        }
-        #expect(detail.count <= 201)
+        let logged = VoucherifyFailure.upstreamMessage(Array(#"{"message":"\#(long)"}"#.utf8)) ?? ""
+        #expect(logged.count == VoucherifyFailure.maxLoggedMessageCharacters + 1)
+    }
+}
+
+@Suite struct UpstreamPathTests {
+    @Test(arguments: [
+        (".", "%2E"), ("..", "%2E%2E"), ("...", "..."), ("../x", "..%2Fx"), ("%2F", "%252F"), ("a/b", "a%2Fb"),
+        ("a b?c#d", "a%20b%3Fc%23d"), ("MEMBER-1_~.x", "MEMBER-1_~.x"), ("ü", "%C3%BC"),
+    ])
+    func eachCodeIsOneEncodedSegment(_ code: String, _ segment: String) {
+        #expect(UpstreamPath.segment(code) == segment)
+    }
+
+    @Test func dotSegmentsCannotClimbOutOfTheMembersPath() {
+        #expect(UpstreamPath.pointsExpiration(campaign: "..", member: "..")
+            == "/v1/loyalties/%2E%2E/members/%2E%2E/points-expiration")
     }
 }
 

@@ -25,6 +25,9 @@ struct CacheFence: Equatable, Sendable {
 struct ReadLease: Equatable, Sendable {
     let token: [UInt8]
     let fence: CacheFence
+    /// The claim created the member's generation token (there was none): the read removes it
+    /// again unless Voucherify confirms the member, so unknown names leave no token behind.
+    let fenceIsNew: Bool
 }
 
 /// What trying to take the read lease found.
@@ -68,14 +71,17 @@ final class MemberCache {
     private static let eval = Array("EVAL".utf8)
     private static let twoKeys = Array("2".utf8)
     private static let threeKeys = Array("3".utf8)
+    private static let yes = Array("1".utf8)
+    private static let no = Array("0".utf8)
 
     /// How long a read lease lives: longer than any read (`MemberAnswers` ends reads before it),
     /// short enough that a dead holder's members are read again soon.
     static let leaseMilliseconds: Int64 = 10_000
     private static let leaseLifetime = Array(String(leaseMilliseconds).utf8)
     /// How long a generation token lives after its last use: twice the longest read, so a refill
-    /// always finds its own token; a refill outliving it just does not store. Short, so names
-    /// nobody asks for again (unknown members, typos) leave nothing behind for long.
+    /// always finds its own token; a refill outliving it just does not store. A read that created
+    /// the token removes it when Voucherify did not confirm the member (not found, or failed), so
+    /// a name nobody knows leaves at most its negative answer in Redis.
     private static let generationLifetime = Array(String(2 * leaseMilliseconds).utf8)
     /// How long a handled webhook event is remembered. Voucherify retries a failed delivery for
     /// about a day; a redelivery after this only repeats an idempotent invalidation.
@@ -108,16 +114,20 @@ final class MemberCache {
         """.utf8)
 
     /// KEYS: answers, lease, generation. ARGV: lease token, generation token, campaign field,
-    /// record (empty: store nothing), record lifetime ms, failure marker (empty: none), marker ms.
+    /// record (empty: store nothing), record lifetime ms, failure marker (empty: none), marker ms,
+    /// '1' to remove the generation token if it is still this read's.
     /// Stores the record only while the generation is unchanged, then releases the lease if this
     /// reader still holds it — or leaves the failure marker in its place. Returns 1 if stored.
+    /// (Removing a token another spelling's read also holds only makes that read not store.)
     private static let finishRead = Array("""
         local stored = 0
-        if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then
+        local unchanged = redis.call('GET', KEYS[3]) == ARGV[2]
+        if ARGV[4] ~= '' and unchanged then
             redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
             if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
             stored = 1
         end
+        if ARGV[8] == '1' and unchanged then redis.call('DEL', KEYS[3]) end
         if redis.call('GET', KEYS[2]) == ARGV[1] then
             if ARGV[6] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) else redis.call('DEL', KEYS[2]) end
         end
@@ -153,8 +163,8 @@ final class MemberCache {
                     return completion(.absent)
                 }
                 completion(.found(entry))
-            case .success(.error(let message)):
-                logger.debug("cache unavailable; asking Voucherify", metadata: ["error": "\(message)"])
+            case .success(.error):
+                logger.debug("cache unavailable; asking Voucherify", metadata: ["reason": "\(logger.summarise(result))"])
                 completion(.unavailable)
             case .success:
                 completion(.absent)
@@ -166,11 +176,12 @@ final class MemberCache {
     /// to use) or someone holds it (wait, or share its failure).
     func claimLease(campaign: String, member: String, seenStamp: [UInt8], completion: @escaping (LeaseClaim) -> Void) {
         let token = Self.newToken()
+        let newGeneration = Self.newToken()
         redis.send([Self.eval, Self.claimLease, Self.threeKeys, Array(CacheKey.answers(member: member).utf8),
                     Array(CacheKey.lease(member: member, campaign: campaign).utf8), Array(CacheKey.generation(member: member).utf8),
-                    Array(campaign.utf8), seenStamp, token, Self.leaseLifetime, Self.newToken(), Self.generationLifetime]) { [logger] result in
+                    Array(campaign.utf8), seenStamp, token, Self.leaseLifetime, newGeneration, Self.generationLifetime]) { [logger] result in
             guard case .success(.array(let items)) = result, case .bulk(let kind)? = items.first else {
-                logger.debug("lease unavailable; reading without the cache", metadata: ["reply": "\(result)"])
+                logger.debug("lease unavailable; reading without the cache", metadata: ["reason": "\(logger.summarise(result))"])
                 return completion(.unavailable)
             }
             switch (String(decoding: kind, as: UTF8.self), items.count > 1 ? items[1] : .null) {
@@ -189,9 +200,9 @@ final class MemberCache {
                     completion(.held(remainingMilliseconds: remaining))
                 }
             case ("claimed", .bulk(let generation)):
-                completion(.claimed(ReadLease(token: token, fence: CacheFence(token: generation))))
+                completion(.claimed(ReadLease(token: token, fence: CacheFence(token: generation), fenceIsNew: generation == newGeneration)))
             default:
-                logger.warning("unexpected reply to the lease script", metadata: ["reply": "\(items)"])
+                logger.warning("unexpected reply to the lease script", metadata: ["reason": "\(logger.summarise(result))"])
                 completion(.unavailable)
             }
         }
@@ -202,16 +213,19 @@ final class MemberCache {
     func finishRead(campaign: String, member: String, lease: ReadLease, record: CacheEntry?, lifetimeMilliseconds: Int64,
                     failure: VoucherifyError?) {
         let marker = failure.flatMap(ReadFailureMarker.init)
+        var confirmsMember = false
+        if case .answer? = record { confirmsMember = true }
+        let dropFence = lease.fenceIsNew && !confirmsMember
         redis.send([Self.eval, Self.finishRead, Self.threeKeys, Array(CacheKey.answers(member: member).utf8),
                     Array(CacheKey.lease(member: member, campaign: campaign).utf8), Array(CacheKey.generation(member: member).utf8),
                     lease.token, lease.fence.token, Array(campaign.utf8), record?.serialized() ?? [], Array(String(lifetimeMilliseconds).utf8),
-                    marker?.value ?? [], Array(String(marker?.milliseconds ?? 0).utf8)]) { [logger] result in
+                    marker?.value ?? [], Array(String(marker?.milliseconds ?? 0).utf8), dropFence ? Self.yes : Self.no]) { [logger] result in
             switch result {
             case .success(.integer(0)) where record != nil:
                 logger.debug("refill fenced off by an invalidation; not stored", metadata: ["member": "\(member)"])
-            case .success(.error(let message)): logger.warning("cache write rejected", metadata: ["error": "\(message)"])
-            case .failure(let error): logger.debug("cache write failed", metadata: ["error": "\(error)"])
-            case .success: break
+            case .success(.integer): break
+            case .success(.error): logger.warning("cache write rejected", metadata: ["reason": "\(logger.summarise(result))"])
+            case .success, .failure: logger.debug("cache write failed", metadata: ["reason": "\(logger.summarise(result))"])
             }
         }
     }
@@ -223,13 +237,18 @@ final class MemberCache {
                          Array(CacheKey.answers(member: member).utf8), Array(CacheKey.generation(member: member).utf8)]
         if let eventID { arguments.append(Array(CacheKey.handledEvent(member: member, eventID: eventID).utf8)) }
         arguments += [Self.newToken(), Self.generationLifetime, Self.handledEventLifetime]
-        redis.send(arguments) { result in
+        redis.send(arguments) { [logger] result in
             switch result {
             case .success(.integer(-1)): completion(.success(.alreadyHandled))
             case .success(.integer(0)): completion(.success(.nothingCached))
             case .success(.integer): completion(.success(.dropped))
-            case .success(.error(let message)): completion(.failure(.server(message)))
-            case .success(let other): completion(.failure(.server("unexpected reply to the invalidation script: \(other)")))
+            case .success(.error(let message)):
+                // Callers show the error's description, a summary; the raw reply is logged here.
+                _ = logger.summarise(result)
+                completion(.failure(.server(message)))
+            case .success:
+                _ = logger.summarise(result)
+                completion(.failure(.server("unexpected reply")))
             case .failure(let error): completion(.failure(error))
             }
         }

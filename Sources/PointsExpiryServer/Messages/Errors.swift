@@ -3,8 +3,8 @@ import Voucherify
 
 extension VoucherifyError {
     /// The one mapping from an upstream failure to what callers see. Messages name the missing
-    /// thing or the setting to fix and never a secret; only an unexpected 4xx still quotes
-    /// Voucherify's own detail (kept as it was; not passing it through is planned work).
+    /// thing or the setting to fix and never a secret nor Voucherify's own text (an unexpected
+    /// refusal's detail is our words for its status).
     func rpcError(campaign: String, member: String) -> RPCError {
         switch self {
         case .campaignNotFound:

@@ -116,13 +116,8 @@ final class RateBudget {
         local.observe(recorded, now: loop.monotonicMilliseconds)
         guard redis.isReady else { return }
         redis.send(RateBudgetScript.observe(recorded, rules: local.rules)) { [logger] result in
-            let failure: String
-            switch result {
-            case .success(.integer(1)): return
-            case .success(.error(let message)): failure = message
-            case .success(let other): failure = "unexpected reply \(other)"
-            case .failure(let error): failure = error.description
-            }
+            if case .success(.integer(1)) = result { return }
+            let failure = logger.summarise(result)
             // A block other replicas did not hear of costs them a 429 each; a remaining, little.
             logger.log(level: recorded.blockedForMilliseconds > 0 ? .warning : .debug,
                        "could not share Voucherify's rate-limit headers through Redis", metadata: ["error": "\(failure)"])
@@ -149,24 +144,15 @@ final class RateBudget {
     }
 
     private func decision(_ result: Result<RedisReply, RedisError>, wanted: Int, _ priority: AdmissionPriority) -> BudgetDecision {
-        let failure: String
-        switch result {
-        case .success(.array(let items)):
-            guard let decision = Self.grantReply(items, wanted: wanted) else {
-                failure = "unexpected reply \(items)"
-                break
-            }
+        if case .success(.array(let items)) = result, let decision = Self.grantReply(items, wanted: wanted) {
             if onLocalBudget {
                 onLocalBudget = false
                 logger.info("rate budget shared through Redis again")
             }
             local.spend(decision.granted, now: loop.monotonicMilliseconds)
             return decision
-        case .success(.error(let message)): failure = message
-        case .success(let other): failure = "unexpected reply \(other)"
-        case .failure(let error): failure = error.description
         }
-        return localDecision(wanted, priority, reason: failure)
+        return localDecision(wanted, priority, reason: logger.summarise(result))
     }
 
     /// The grant script's `{granted, wait ms, tokens or -1}`, checked: a reply that would admit
