@@ -1,6 +1,7 @@
 import HTTPServer
 import Prometheus
 import RPC
+import RedisClient
 import Synchronization
 import Voucherify
 
@@ -80,15 +81,6 @@ public final class Metrics: Sendable {
     public func upstreamCallFinished(_ outcome: UpstreamCallOutcome, milliseconds: Int64) {
         upstreamCalls.first { $0.outcome == outcome }?.counter.increment()
         upstreamDuration.record(Double(max(0, milliseconds)) / 1000)
-    }
-
-    /// How a Redis command ended, for `redisCommandFinished`.
-    public enum RedisCommandOutcome: Sendable {
-        case ok
-        /// Redis answered with an error (or the connection failed under the command).
-        case error
-        /// No answer within the command timeout.
-        case timeout
     }
 
     /// A Redis command ended after `seconds`.
@@ -229,7 +221,7 @@ extension Metrics {
                                           buckets: Metrics.redisBuckets)
             connected = (0..<max(1, workers)).map { worker in
                 registry.gauge("points_expiry_redis_connected",
-                               "1 while the worker's Redis connection is up (handshake done), else 0.",
+                               "1 while the worker's Redis connection is ready (handshake done, commands answered within the command timeout), else 0.",
                                labels: [("worker", String(worker))])
             }
         }

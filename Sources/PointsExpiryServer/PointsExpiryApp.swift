@@ -63,7 +63,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
             let worker: LoopBound<Worker>
             do {
                 worker = try loop.runAndWait { [configuration, voucherifyShared, localBudget, metrics, logger] in
-                    LoopBound(try Worker(loop: loop, configuration: configuration, listen: address, voucherifyShared: voucherifyShared,
+                    LoopBound(try Worker(index: index, loop: loop, configuration: configuration, listen: address, voucherifyShared: voucherifyShared,
                                          localBudget: localBudget, metrics: metrics, logger: logger), loop: loop)
                 }
             } catch {

@@ -31,10 +31,14 @@ final class Worker {
     /// Redis answered this worker's handshake and the worker is not draining.
     var isReady: Bool { redis.isReady && !lifecycle.draining }
 
-    init(loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared,
+    /// `index` names this worker in per-worker metrics.
+    init(index: Int, loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared,
          localBudget: LocalRateBudget, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
+        redis.observer = RedisConnectionObserver(
+            commandFinished: { outcome, seconds in metrics.redisCommandFinished(outcome, seconds: seconds) },
+            readinessChanged: { ready in metrics.setRedisConnected(worker: index, ready) })
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)

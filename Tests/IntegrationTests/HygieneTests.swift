@@ -4,6 +4,7 @@ import Foundation
 import HTTPClient
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 import Voucherify
 
@@ -113,7 +114,7 @@ import Voucherify
         let shared = VoucherifyShared(circuitBreaker: CircuitBreaker(policy: CircuitBreaker.Policy(failureThreshold: 1_000_000)))
         var configuration = try VoucherifyConfiguration(baseURL: fake.baseURL, appID: FakeVoucherify.appID, appToken: FakeVoucherify.appToken)
         configuration.retry = RetryPolicy(maxAttempts: 1)
-        let logger = Logger(label: "hygiene") { _ in CapturingLogHandler(lines) }
+        let logger = lines.logger(label: "hygiene")
         let curl = http.curl
         let api = try loop.runAndWait { LoopBound(VoucherifyAPI(curl: curl.value, configuration: configuration, shared: shared, logger: logger), loop: loop) }
         func read(_ member: String) throws -> Result<[PointsBucket], VoucherifyError> {
@@ -138,7 +139,7 @@ import Voucherify
         try fake.fail(["mode": "status", "status": 400, "content_type": "application/json", "body": #"{"message":"UPSTREAM \#(longText)"}"#])
         for index in 0..<3 { #expect(try read("B-\(index)") == .failure(.rejectedRequest(status: 400, detail: "the request was malformed"))) }
 
-        let logged = lines.all.filter { $0.metadata["class"] != nil }
+        let logged = lines.entries.filter { $0.metadata["class"] != nil }
         #expect(logged.map { $0.metadata["class"]?.description } == ["5xx", "429", "other_4xx"])
         #expect(logged.allSatisfy { $0.level >= .info && $0.metadata["suppressed_since_last"]?.description == "0" })
         #expect(logged[1].metadata["retry_after_s"]?.description == "60")
@@ -147,36 +148,5 @@ import Voucherify
         #expect(message.hasPrefix("UPSTREAM yyy") && message.count <= VoucherifyFailure.maxLoggedMessageCharacters + 1)
         // The next minute's line tells how many were held back (here on a fresh limiter's clock).
         #expect(shared.failureLog.admit(.serverError, now: loop.monotonicMilliseconds + 60_000) == 4)
-    }
-}
-
-/// Log lines kept in memory for a test to read.
-final class CapturedLog: Sendable {
-    struct Line: Sendable {
-        let level: Logger.Level
-        let message: String
-        let metadata: Logger.Metadata
-    }
-
-    private let lines = Mutex<[Line]>([])
-    func append(_ line: Line) { lines.withLock { $0.append(line) } }
-    var all: [Line] { lines.withLock { $0 } }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let log: CapturedLog
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    init(_ log: CapturedLog) { self.log = log }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-             function: String, line: UInt) {
-        log.append(CapturedLog.Line(level: level, message: message.description, metadata: self.metadata.merging(metadata ?? [:]) { $1 }))
     }
 }

@@ -92,6 +92,9 @@ def main() -> None:
         expect(sample(families, "points_expiry_upstream_calls_total", outcome="ok") >= 1, "the miss's Voucherify call is counted")
         expect(sample(families, "points_expiry_upstream_call_duration_seconds_count") >= 1, "the Voucherify call is timed")
         expect(sample(families, "points_expiry_redis_command_errors_total") >= 0, "Redis errors are a count")
+        expect(sample(families, "points_expiry_redis_command_duration_seconds_count") >= 1, "Redis commands are timed")
+        ready = sum(each.value for each in families["points_expiry_redis_connected"].samples)
+        expect(ready >= 1, "a worker's Redis connection is ready", str(ready))
         # Gauges the servers keep (HTTPServerStats): never below zero, a stream always on a connection.
         connections = sample(families, "points_expiry_open_connections")
         streams = sample(families, "points_expiry_open_streams")
