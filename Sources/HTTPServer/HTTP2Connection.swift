@@ -29,6 +29,8 @@ final class HTTP2Connection: ServerConnection {
     private var inSession = false
     private var sendWanted = false
     private(set) var isClosed = false
+    /// `close()` was called inside nghttp2 and runs once it returns: answer nothing meanwhile.
+    private var closeScheduled = false
     private let stats: HTTPServerStats?
 
     /// The clock, read once per batch of input: when the streams in it started or completed.
@@ -162,7 +164,8 @@ final class HTTP2Connection: ServerConnection {
         if inSession {
             // Never free the session from inside its own callbacks: finish after it returns.
             sendWanted = false
-            loop.nextTick { self.close() }
+            if !closeScheduled { loop.nextTick { self.close() } }
+            closeScheduled = true
             return
         }
         isClosed = true
@@ -186,11 +189,15 @@ final class HTTP2Connection: ServerConnection {
     func goAway() {
         guard let session, !isClosed, drain == .serving else { return }
         drain = .noticeSent
-        let noticed = nghttp2_submit_shutdown_notice(session) == 0
-            && nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil) == 0
-        guard noticed else { return sendFinalGoAway() }
+        guard nghttp2_submit_shutdown_notice(session) == 0 else { return sendFinalGoAway() }
         finalGoAwayDue = loop.monotonicMilliseconds + Int64(max(0, limits.shutdownNoticeMilliseconds))
         armTimer(at: finalGoAwayDue)
+        flush()
+        // The PING only proves the notice arrived if it follows it on the wire, and nghttp2 sends
+        // PINGs ahead of queued GOAWAYs: so only once the notice is out. A peer whose output is
+        // backed up waits for the timer instead.
+        guard !isClosed, let session = self.session, nghttp2_session_get_outbound_queue_size(session) == 0,
+              nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil) == 0 else { return }
         flush()
     }
 
@@ -472,7 +479,7 @@ final class HTTP2Connection: ServerConnection {
 
     /// Only called by an open stream (HTTP2Stream.respond checks), so no lookup is needed.
     func submit(_ response: HTTPResponse, for stream: HTTP2Stream) {
-        guard let session, !isClosed else { return }
+        guard let session, !isClosed, !closeScheduled else { return }
         releaseRequestBytes(of: stream)
         lastProgressAt = loop.monotonicMilliseconds
         let streamID = stream.streamID
