@@ -37,6 +37,12 @@ public final class H2AbuseClient {
 
     private let fd: Int32
     private var received: [UInt8] = []
+    // What the server's flow control lets `upload` send (RFC 9113 §6.9).
+    private var connectionWindow = 65_535
+    private var initialStreamWindow = 65_535
+    private var streamWindows: [UInt32: Int] = [:]
+    /// Streams the server answered (HEADERS) or reset.
+    public private(set) var answeredStreams: Set<UInt32> = []
     /// The server closed (EOF or reset): nothing more will be read.
     public private(set) var peerClosed = false
 
@@ -136,6 +142,28 @@ public final class H2AbuseClient {
         return send(frames)
     }
 
+    /// Sends up to `count` body bytes on `stream` (no END_STREAM) as fast as the server's windows
+    /// allow, until they are sent, the server answers or resets the stream, or `timeout` seconds
+    /// pass. Returns the bytes sent.
+    @discardableResult
+    public func upload(stream: UInt32, count: Int, timeout: Double = 30) -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        var sent = 0
+        while sent < count, !peerClosed, !answeredStreams.contains(stream), Date() < deadline {
+            let window = min(connectionWindow, streamWindows[stream] ?? initialStreamWindow)
+            let size = min(window, count - sent, 16_384)
+            guard size > 0 else {
+                _ = next(timeout: max(0, deadline.timeIntervalSinceNow)) { $0.type == Frame.windowUpdate || $0.stream == stream }
+                continue
+            }
+            guard send(Self.frame(Frame.data, stream: stream, [UInt8](repeating: 0x7b, count: size))) else { break }
+            connectionWindow -= size
+            streamWindows[stream, default: initialStreamWindow] -= size
+            sent += size
+        }
+        return sent
+    }
+
     @discardableResult
     public func ping() -> Bool { send(Self.frame(Frame.ping, stream: 0, [UInt8](repeating: 0, count: 8))) }
 
@@ -178,7 +206,27 @@ public final class H2AbuseClient {
         let frame = Frame(type: received[3], flags: received[4], stream: Frame.uint32(received, at: 5) & 0x7fff_ffff,
                           payload: Array(received[9..<(9 + length)]))
         received.removeFirst(9 + length)
+        note(frame)
         return frame
+    }
+
+    private func note(_ frame: Frame) {
+        switch frame.type {
+        case Frame.headers, Frame.rstStream:
+            answeredStreams.insert(frame.stream)
+        case Frame.windowUpdate where frame.payload.count == 4:
+            let increment = Int(Frame.uint32(frame.payload, at: 0) & 0x7fff_ffff)
+            if frame.stream == 0 { connectionWindow += increment } else { streamWindows[frame.stream, default: initialStreamWindow] += increment }
+        case Frame.settings where frame.flags & 0x1 == 0:
+            for offset in stride(from: 0, to: frame.payload.count - 5, by: 6)
+            where frame.payload[offset] == 0 && frame.payload[offset + 1] == 4 {
+                let value = Int(Frame.uint32(frame.payload, at: offset + 2))
+                for stream in streamWindows.keys { streamWindows[stream]! += value - initialStreamWindow }
+                initialStreamWindow = value
+            }
+        default:
+            break
+        }
     }
 
     /// False at EOF, on error, or when nothing came within the wait.
