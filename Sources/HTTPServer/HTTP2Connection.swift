@@ -461,7 +461,6 @@ final class HTTP2Connection: ServerConnection {
     /// Answers the request with the handler's answer to `violation` instead of handing it over.
     private func reject(_ stream: HTTP2Stream, _ violation: HTTPLimitViolation) {
         endArrival(stream)
-        stream.stopsUploadAfterAnswer = true
         let contentType = stream.headers.first(named: "content-type")
         stream.body = []
         stream.headers.removeAll()
@@ -510,8 +509,6 @@ final class HTTP2Connection: ServerConnection {
         if rv != 0 {
             logger.error("nghttp2_submit_response failed", metadata: ["error": "\(String(cString: nghttp2_strerror(rv)))"])
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
-        } else if withoutData, stream.stopsUploadAfterAnswer {
-            stopUpload(of: stream)
         }
         // A peer that asks for answers and does not take them would pin them all. One answer
         // alone, however large, is the application's to size; the cap is on stacking them.
@@ -524,13 +521,6 @@ final class HTTP2Connection: ServerConnection {
             return close()
         }
         flush()
-    }
-
-    /// Resets (NO_ERROR) a stream answered before its request ended, behind the answer already
-    /// queued: the peer stops sending a body nobody reads, and the stream's slot is freed.
-    func stopUpload(of stream: HTTP2Stream) {
-        guard let session, nghttp2_session_get_stream_remote_close(session, stream.streamID) == 0 else { return }
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
     }
 
     /// Queues the trailer HEADERS frame that ends `stream` (called from its data source once the

@@ -47,9 +47,6 @@ final class HTTP2Stream: HTTPResponseWriter {
     var reservedRequestBytes = 0
     /// The part of `reservedRequestBytes` set aside for the body (the declared length up front).
     var reservedBodyBytes = 0
-    /// Answered before its request ended (a limit): once the answer is out, the peer is asked to
-    /// stop sending the rest (RFC 9113 §8.1).
-    var stopsUploadAfterAnswer = false
 
     /// Response body not yet handed to nghttp2, and the trailers that follow it.
     var pendingBody: [UInt8] = []
@@ -86,8 +83,6 @@ final class HTTP2Stream: HTTPResponseWriter {
                 flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
                 pendingTrailers = []
             }
-            // Queued behind this last DATA frame (and the trailers), so the answer goes first.
-            if stopsUploadAfterAnswer { connection.stopUpload(of: self) }
         }
         return count
     }
