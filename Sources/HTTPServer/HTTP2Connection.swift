@@ -38,7 +38,8 @@ final class HTTP2Connection: ServerConnection {
     /// When a request last arrived whole or an answer last moved: idleness counts from here.
     private var lastProgressAt: Int64
     private let timer: Timer
-    /// When `timer` fires (monotonic ms); `.max` while disarmed.
+    /// When `timer` fires (monotonic ms); `.max` until the first `readable()` (it is re-armed on
+    /// every firing until the connection closes).
     private var timerDue = Int64.max
     /// Request bytes this connection's streams hold (reserved from the worker's budget too).
     private var bufferedRequestBytes = 0
@@ -90,7 +91,6 @@ final class HTTP2Connection: ServerConnection {
         receivedAt = context.loop.monotonicMilliseconds
         lastProgressAt = receivedAt
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
-        armTimer(at: lastProgressAt + idleMilliseconds)
     }
 
     deinit {
@@ -105,6 +105,9 @@ final class HTTP2Connection: ServerConnection {
 
     func readable() {
         guard let session, let input = socket.input else { return }
+        // First call (the server makes it once the connection is registered): from now on a
+        // failure to arm the timer can go through close().
+        if timerDue == .max { armTimer(at: lastProgressAt + idleMilliseconds) }
         let length = evbuffer_get_length(input)
         // Handed over with nothing buffered (as ALPN will): our SETTINGS still go out now.
         guard length > 0, let data = evbuffer_pullup(input, -1) else { return flush() }
