@@ -6,6 +6,13 @@ import Logging
 
 /// One HTTP/2 connection: owns its `nghttp2_session` and frees it on one path (`close`), which
 /// also closes its socket. Structure follows nghttp2's examples/libevent-server.c (v1.52.0).
+///
+/// Bounds what a peer can make it hold (see HTTPServerConfiguration): request bytes buffered
+/// before their answers (per connection and, through `context.requestBytes`, per worker),
+/// streams still uploading, answer bytes pinned by a peer that does not read, the time a request
+/// may take to arrive, and the time the connection may go without a request or an answer moving.
+/// Time bounds share one loop timer, armed for the nearest deadline: the bufferevent's read
+/// timeout alone would let any trickled byte (a PING, a WINDOW_UPDATE) keep the connection.
 /// Loop-confined.
 final class HTTP2Connection: ServerConnection {
     private let context: ServerContext
@@ -22,6 +29,35 @@ final class HTTP2Connection: ServerConnection {
     private var inSession = false
     private var sendWanted = false
     private(set) var isClosed = false
+    /// `close()` was called inside nghttp2 and runs once it returns: answer nothing meanwhile.
+    private var closeScheduled = false
+    private let stats: HTTPServerStats?
+
+    /// The clock, read once per batch of input: when the streams in it started or completed.
+    private var receivedAt: Int64
+    /// When a request last arrived whole or an answer last moved: idleness counts from here.
+    private var lastProgressAt: Int64
+    private let timer: Timer
+    /// When `timer` fires (monotonic ms); `.max` until the first `readable()` (it is re-armed on
+    /// every firing until the connection closes).
+    private var timerDue = Int64.max
+    /// Request bytes this connection's streams hold (reserved from the worker's budget too).
+    private var bufferedRequestBytes = 0
+    /// Streams begun but neither handed to the application nor rejected: each has a deadline.
+    private var arrivingStreams = 0
+    private var streamsReceivingBody = 0
+    /// Answer bytes submitted and still held by nghttp2 (the peer's window is closed).
+    private var pendingResponseBytes = 0
+    private var drain = DrainPhase.serving
+    private var finalGoAwayDue = Int64.max
+
+    private enum DrainPhase {
+        case serving
+        /// Shutdown notice and PING sent: streams the peer opened before it saw the notice may
+        /// still arrive; the PING's acknowledgement (or a timer) says when they are all in.
+        case noticeSent
+        case finalGoAwaySent
+    }
 
     var loop: Loop { context.loop }
     var logger: Logger { context.logger }
@@ -32,6 +68,7 @@ final class HTTP2Connection: ServerConnection {
     /// once this exists). Throws before the object exists, so no half-built one is left for
     /// `deinit` to judge; from then on, failures go through `close()`, the one teardown path.
     init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) throws {
+        let timer = try Timer(loop: context.loop)
         var session: OpaquePointer?
         let rv = nghttp2_session_server_new2(&session, context.callbacks.pointer, nil, context.callbacks.options)
         guard rv == 0, let session else { throw HTTPServerError("nghttp2_session_server_new2", code: Int(rv)) }
@@ -49,6 +86,10 @@ final class HTTP2Connection: ServerConnection {
         self.server = server
         self.socket = socket
         self.session = session
+        self.timer = timer
+        stats = context.configuration.stats
+        receivedAt = context.loop.monotonicMilliseconds
+        lastProgressAt = receivedAt
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -57,18 +98,28 @@ final class HTTP2Connection: ServerConnection {
         precondition(isClosed, "HTTP2Connection freed without close()")
     }
 
+    private var idleMilliseconds: Int64 { Int64(max(1, limits.idleTimeoutSeconds)) * 1000 }
+    private var arrivalMilliseconds: Int64 { Int64(max(1, limits.requestArrivalTimeoutSeconds)) * 1000 }
+
     // MARK: socket events
 
     func readable() {
         guard let session, let input = socket.input else { return }
+        // First call (the server makes it once the connection is registered): from now on a
+        // failure to arm the timer can go through close().
+        if timerDue == .max { armTimer(at: lastProgressAt + idleMilliseconds) }
         let length = evbuffer_get_length(input)
         // Handed over with nothing buffered (as ALPN will): our SETTINGS still go out now.
         guard length > 0, let data = evbuffer_pullup(input, -1) else { return flush() }
+        receivedAt = loop.monotonicMilliseconds
         inSession = true
         let consumed = nghttp2_session_mem_recv(session, data, length)
         inSession = false
         guard consumed >= 0, evbuffer_drain(input, Int(consumed)) == 0 else {
-            logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(Int32(clamping: consumed))))"])
+            let code = Int32(clamping: consumed)
+            let abusive = code == NGHTTP2_ERR_FLOODED.rawValue || code == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue
+            stats?.refused(abusive ? .abuse : .malformed)
+            logger.debug("closing HTTP/2 connection", metadata: ["reason": "\(String(cString: nghttp2_strerror(code)))"])
             close()
             return
         }
@@ -109,19 +160,23 @@ final class HTTP2Connection: ServerConnection {
         }
     }
 
-    /// The one teardown path: cancels every open stream's work, frees nghttp2, closes the socket.
+    /// The one teardown path: cancels every open stream's work, gives back what the streams
+    /// hold, frees nghttp2, closes the socket.
     func close() {
         guard !isClosed else { return }
         if inSession {
             // Never free the session from inside its own callbacks: finish after it returns.
             sendWanted = false
-            loop.nextTick { self.close() }
+            if !closeScheduled { loop.nextTick { self.close() } }
+            closeScheduled = true
             return
         }
         isClosed = true
+        timer.cancel()
         currentStream = nil
         let open = streams.values
         streams.removeAll()
+        for stream in open { forget(stream) }
         for stream in open { stream.cancel() }
         if let session { nghttp2_session_del(session) }
         session = nil
@@ -129,11 +184,87 @@ final class HTTP2Connection: ServerConnection {
         server?.connectionClosed(self)
     }
 
-    /// Sends GOAWAY (graceful: streams already started may finish).
+    /// Two-phase graceful stop (RFC 9113 §6.8, as nghttp2 and Hummingbird do it): a GOAWAY with
+    /// the largest stream id tells the peer to open no more streams, then a PING; the final
+    /// GOAWAY, naming the last stream really received, follows the PING's acknowledgement or
+    /// `shutdownNoticeMilliseconds`, whichever comes first. Streams in flight finish; once none
+    /// is left after the final GOAWAY, the connection closes (see `flush`).
     func goAway() {
-        guard let session, !isClosed else { return }
+        guard let session, !isClosed, drain == .serving else { return }
+        drain = .noticeSent
+        guard nghttp2_submit_shutdown_notice(session) == 0 else { return sendFinalGoAway() }
+        finalGoAwayDue = loop.monotonicMilliseconds + Int64(max(0, limits.shutdownNoticeMilliseconds))
+        armTimer(at: finalGoAwayDue)
+        flush()
+        // The PING only proves the notice arrived if it follows it on the wire, and nghttp2 sends
+        // PINGs ahead of queued GOAWAYs: so only once the notice is out. A peer whose output is
+        // backed up waits for the timer instead.
+        guard !isClosed, let session = self.session, nghttp2_session_get_outbound_queue_size(session) == 0,
+              nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil) == 0 else { return }
+        flush()
+    }
+
+    private func sendFinalGoAway() {
+        guard let session, !isClosed, drain != .finalGoAwaySent else { return }
+        drain = .finalGoAwaySent
         let last = nghttp2_session_get_last_proc_stream_id(session)
         nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+        flush()
+    }
+
+    // MARK: deadlines
+
+    /// Makes the timer fire by `due` (it may already fire sooner).
+    private func armTimer(at due: Int64) {
+        guard due < timerDue, !isClosed else { return }
+        timerDue = due
+        do {
+            // Unowned: close() disarms the timer before the server lets go of this connection (and
+            // a weak reference would give this hot object a side table).
+            try timer.arm(milliseconds: Int(clamping: due - loop.monotonicMilliseconds)) { [unowned self] in deadlineReached() }
+        } catch {
+            // Without its timer nothing would bound this connection's time.
+            logger.error("closing HTTP/2 connection", metadata: ["reason": "\(error)"])
+            close()
+        }
+    }
+
+    /// Whatever deadline woke the timer: the drain's second phase, requests that did not arrive
+    /// in time, an idle connection. Then re-arms for the next one.
+    private func deadlineReached() {
+        timerDue = .max
+        guard !isClosed else { return }
+        let now = loop.monotonicMilliseconds
+        if drain == .noticeSent, now >= finalGoAwayDue { sendFinalGoAway() }
+        var next = drain == .noticeSent ? finalGoAwayDue : Int64.max
+        if arrivingStreams > 0 {
+            for stream in Array(streams.values) where !stream.dispatched {
+                let deadline = stream.startedAt + arrivalMilliseconds
+                guard deadline <= now else {
+                    next = min(next, deadline)
+                    continue
+                }
+                stats?.refused(.requestTimeout)
+                // A header block cut short blocks the whole connection (only its CONTINUATION
+                // may follow), so the connection goes; a slow body costs only its stream.
+                guard stream.headersArrivedAt != 0 else {
+                    logger.debug("closing HTTP/2 connection", metadata: ["reason": "request headers did not arrive in time", "peer": "\(socket.peer)"])
+                    return close()
+                }
+                reject(stream, .requestTimeout(seconds: limits.requestArrivalTimeoutSeconds))
+            }
+            if isClosed { return }
+        }
+        // Idle: no request arrived and no answer moved for the whole timeout, and the
+        // application holds no request. PINGs, SETTINGS and window updates are not progress,
+        // and answers pinned by a closed window do not count as being written.
+        if isAwaitingHandler {
+            lastProgressAt = now
+        } else if now - lastProgressAt >= idleMilliseconds {
+            logger.debug("closing idle HTTP/2 connection", metadata: ["peer": "\(socket.peer)", "pendingResponseBytes": "\(pendingResponseBytes)"])
+            return close()
+        }
+        armTimer(at: min(next, lastProgressAt + idleMilliseconds))
         flush()
     }
 
@@ -147,16 +278,26 @@ final class HTTP2Connection: ServerConnection {
 
     func beginHeaders(streamID: Int32) {
         let stream = HTTP2Stream(connection: self, streamID: streamID)
+        stream.startedAt = receivedAt
         streams[streamID] = stream
         currentStream = stream
+        arrivingStreams += 1
+        stats?.streamOpened()
+        armTimer(at: receivedAt + arrivalMilliseconds)
     }
 
     func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
-        guard let stream = stream(streamID), !stream.headersTooLarge, !stream.dispatched else { return }
-        stream.headerListBytes += nameLength + valueLength + 32
+        guard let stream = stream(streamID), !stream.headersTooLarge, !stream.headersRefused, !stream.dispatched else { return }
+        let fieldBytes = nameLength + valueLength + 32
+        stream.headerListBytes += fieldBytes
         if stream.headerListBytes > limits.maxHeaderListBytes {
             stream.headersTooLarge = true
-            stream.headers.removeAll()
+            dropHeaders(of: stream)
+            return
+        }
+        guard reserveRequestBytes(fieldBytes, for: stream) else {
+            stream.headersRefused = true
+            dropHeaders(of: stream)
             return
         }
         let valueBytes = UnsafeBufferPointer(start: value, count: valueLength)
@@ -167,6 +308,7 @@ final class HTTP2Connection: ServerConnection {
         // Pseudo-headers: nghttp2 has validated them; only :method and :path matter here.
         if nameLength == 7, memcmp(name, ":method", 7) == 0 {
             stream.method = String(decoding: valueBytes, as: UTF8.self)
+            stream.isHead = valueLength == 4 && memcmp(value, "HEAD", 4) == 0
         } else if nameLength == 5, memcmp(name, ":path", 5) == 0 {
             if let mark = valueBytes.firstIndex(of: UInt8(ascii: "?")) {
                 stream.path = String(decoding: valueBytes[..<mark], as: UTF8.self)
@@ -179,25 +321,47 @@ final class HTTP2Connection: ServerConnection {
 
     func headersComplete(streamID: Int32, endStream: Bool) {
         guard let stream = stream(streamID), !stream.dispatched else { return }
-        let path = stream.path
+        stream.headersArrivedAt = receivedAt
         if stream.headersTooLarge {
-            reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes), path: path)
-            return
+            stats?.refused(.headerTooLarge)
+            return reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes))
         }
-        stream.bodyLimit = handler.requestBodyLimit(method: stream.method, path: path)
-        if let declared = stream.headers.first(named: "content-length").flatMap({ Int($0) }),
-           declared > stream.bodyLimit {
-            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: path)
-            return
+        if stream.headersRefused { return refuse(stream) }
+        if endStream { return dispatch(stream) }
+
+        // A body follows: refuse what cannot be taken before any of it is buffered.
+        stream.bodyLimit = handler.requestBodyLimit(method: stream.method, path: stream.path)
+        let declared = stream.headers.first(named: "content-length").flatMap { Int($0) }
+        if let declared, declared > stream.bodyLimit {
+            stats?.refused(.bodyTooLarge)
+            return reject(stream, .bodyTooLarge(limit: stream.bodyLimit))
         }
-        if endStream { dispatch(stream) }
+        guard streamsReceivingBody < limits.maxStreamsReceivingBodyPerConnection else { return refuse(stream) }
+        if let declared, declared > 0 {
+            guard reserveRequestBytes(declared, for: stream) else {
+                stats?.refused(.requestBytes)
+                return reject(stream, .serverBusy)
+            }
+            stream.reservedBodyBytes = declared
+            stream.body.reserveCapacity(declared)
+        }
+        stream.isReceivingBody = true
+        streamsReceivingBody += 1
     }
 
     func dataChunk(streamID: Int32, data: UnsafePointer<UInt8>, length: Int) {
         guard let stream = stream(streamID), !stream.dispatched else { return }
-        guard stream.body.count + length <= stream.bodyLimit else {
-            reject(stream, .bodyTooLarge(limit: stream.bodyLimit), path: stream.path)
-            return
+        let total = stream.body.count + length
+        guard total <= stream.bodyLimit else {
+            stats?.refused(.bodyTooLarge)
+            return reject(stream, .bodyTooLarge(limit: stream.bodyLimit))
+        }
+        if total > stream.reservedBodyBytes {
+            guard reserveRequestBytes(total - stream.reservedBodyBytes, for: stream) else {
+                stats?.refused(.requestBytes)
+                return reject(stream, .serverBusy)
+            }
+            stream.reservedBodyBytes = total
         }
         stream.body.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
     }
@@ -209,7 +373,15 @@ final class HTTP2Connection: ServerConnection {
 
     func streamClosed(streamID: Int32) {
         if currentStream?.streamID == streamID { currentStream = nil }
-        streams.removeValue(forKey: streamID)?.cancel()
+        guard let stream = streams.removeValue(forKey: streamID) else { return }
+        forget(stream)
+        stream.cancel()
+    }
+
+    /// The drain's PING came back: every stream the peer opened before it saw the shutdown
+    /// notice has arrived.
+    func pingAcknowledged() {
+        if drain == .noticeSent { sendFinalGoAway() }
     }
 
     /// Invalid frames: past the limit the peer is misbehaving, not unlucky. Terminating makes
@@ -219,7 +391,15 @@ final class HTTP2Connection: ServerConnection {
         glitches += 1
         guard glitches == limits.maxGlitchesPerConnection + 1, let session else { return }
         logger.notice("HTTP/2 peer exceeded the invalid-frame limit; sending GOAWAY")
+        stats?.refused(.abuse)
         nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
+    }
+
+    /// Response body bytes went to nghttp2 (the peer's window let them out): the answer moves.
+    func responseBytesTaken(_ count: Int) {
+        guard count > 0 else { return }
+        pendingResponseBytes -= count
+        lastProgressAt = loop.monotonicMilliseconds
     }
 
     // MARK: requests and responses
@@ -230,41 +410,99 @@ final class HTTP2Connection: ServerConnection {
         return currentStream
     }
 
-    private func dispatch(_ stream: HTTP2Stream) {
+    /// Takes `bytes` for `stream` from the connection's and the worker's request budgets; false,
+    /// with nothing taken, when either is spent.
+    private func reserveRequestBytes(_ bytes: Int, for stream: HTTP2Stream) -> Bool {
+        guard bytes <= limits.maxBufferedRequestBytesPerConnection - bufferedRequestBytes, context.requestBytes.reserve(bytes) else { return false }
+        bufferedRequestBytes += bytes
+        stream.reservedRequestBytes += bytes
+        return true
+    }
+
+    private func releaseRequestBytes(of stream: HTTP2Stream) {
+        let bytes = stream.reservedRequestBytes
+        guard bytes > 0 else { return }
+        stream.reservedRequestBytes = 0
+        stream.reservedBodyBytes = 0
+        bufferedRequestBytes -= bytes
+        context.requestBytes.release(bytes)
+    }
+
+    private func dropHeaders(of stream: HTTP2Stream) {
+        stream.headers.removeAll()
+        releaseRequestBytes(of: stream)
+    }
+
+    /// The request has arrived whole or was turned away: it no longer has an arrival deadline.
+    private func endArrival(_ stream: HTTP2Stream) {
         stream.dispatched = true
+        arrivingStreams -= 1
+        if stream.isReceivingBody {
+            stream.isReceivingBody = false
+            streamsReceivingBody -= 1
+        }
+    }
+
+    /// Gives back everything a closing stream holds, once.
+    private func forget(_ stream: HTTP2Stream) {
+        if !stream.dispatched { endArrival(stream) }
+        releaseRequestBytes(of: stream)
+        pendingResponseBytes -= stream.unsentResponseBytes
+        stats?.streamClosed()
+    }
+
+    private func dispatch(_ stream: HTTP2Stream) {
+        endArrival(stream)
+        lastProgressAt = receivedAt
         let request = HTTPRequest(version: .http2, method: stream.method, path: stream.path, query: stream.query, headers: stream.headers, body: stream.body,
-                                  peer: socket.peer)
+                                  peer: socket.peer, headersArrivedAt: stream.headersArrivedAt)
         stream.body = []
         stream.headers.removeAll()
         handler.handle(request, writer: stream)
     }
 
-    private func reject(_ stream: HTTP2Stream, _ violation: HTTPLimitViolation, path: String) {
-        stream.dispatched = true
+    /// Answers the request with the handler's answer to `violation` instead of handing it over.
+    private func reject(_ stream: HTTP2Stream, _ violation: HTTPLimitViolation) {
+        endArrival(stream)
         let contentType = stream.headers.first(named: "content-type")
         stream.body = []
         stream.headers.removeAll()
-        stream.respond(handler.limitExceeded(violation, version: .http2, method: stream.method, path: path, contentType: contentType))
+        stream.respond(handler.limitExceeded(violation, version: .http2, method: stream.method, path: stream.path, contentType: contentType))
+    }
+
+    /// Resets a stream the connection has no room for (REFUSED_STREAM: the peer may retry it).
+    private func refuse(_ stream: HTTP2Stream) {
+        endArrival(stream)
+        stats?.refused(.requestBytes)
+        stream.body = []
+        dropHeaders(of: stream)
+        guard let session else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, UInt32(NGHTTP2_REFUSED_STREAM.rawValue))
     }
 
     /// Only called by an open stream (HTTP2Stream.respond checks), so no lookup is needed.
     func submit(_ response: HTTPResponse, for stream: HTTP2Stream) {
-        guard let session, !isClosed else { return }
+        guard let session, !isClosed, !closeScheduled else { return }
+        releaseRequestBytes(of: stream)
+        lastProgressAt = loop.monotonicMilliseconds
         let streamID = stream.streamID
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(response.headers.count + 2)
         fields.append((":status", String(response.status)))
         fields.append(contentsOf: response.headers)
         // No content-length before trailers: a client that has its declared bytes may end the
-        // exchange there and never read the trailers (libcurl does).
+        // exchange there and never read the trailers (libcurl does). HEAD: the length is the one
+        // GET would have, and no DATA follows.
         if !response.body.isEmpty, response.trailers.isEmpty { fields.append(("content-length", String(response.body.count))) }
-        stream.pendingBody = response.body
-        stream.pendingOffset = 0
-        stream.pendingTrailers = response.trailers
+        let withoutData = stream.isHead || (response.body.isEmpty && response.trailers.isEmpty)
+        if !withoutData {
+            stream.pendingBody = response.body
+            stream.pendingOffset = 0
+            stream.pendingTrailers = response.trailers
+            pendingResponseBytes += response.body.count
+        }
         let rv = withHeaderFields(fields) { nva, count -> Int32 in
-            if response.body.isEmpty, response.trailers.isEmpty {
-                return nghttp2_submit_response(session, streamID, nva, count, nil)
-            }
+            if withoutData { return nghttp2_submit_response(session, streamID, nva, count, nil) }
             // The stream rides along as the data source: nghttp2 only reads it while the stream is
             // open, and the stream table keeps it alive until then.
             var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: Unmanaged.passUnretained(stream).toOpaque()),
@@ -274,6 +512,16 @@ final class HTTP2Connection: ServerConnection {
         if rv != 0 {
             logger.error("nghttp2_submit_response failed", metadata: ["error": "\(String(cString: nghttp2_strerror(rv)))"])
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
+        }
+        // A peer that asks for answers and does not take them would pin them all. One answer
+        // alone, however large, is the application's to size; the cap is on stacking them.
+        let pending = pendingResponseBytes + socket.outputLength
+        let stacked = pendingResponseBytes > stream.unsentResponseBytes || socket.outputLength > 0
+        guard pending <= limits.maxPendingResponseBytesPerConnection || !stacked else {
+            logger.info("closing HTTP/2 connection: too many answer bytes pending to a peer that does not read them",
+                        metadata: ["peer": "\(socket.peer)", "pendingBytes": "\(pending)"])
+            stats?.refused(.pendingResponse)
+            return close()
         }
         flush()
     }

@@ -21,16 +21,32 @@ final class HTTP2Stream: HTTPResponseWriter {
 
     // Request state, filled by the connection while headers and body arrive.
     var method = ""
+    /// `:method` is HEAD: the answer goes out without DATA.
+    var isHead = false
     /// `:path` split at `?` once, when it arrives.
     var path = ""
     var query: String?
     var headers = HTTPHeaders()
     var headerListBytes = 0
     var headersTooLarge = false
+    /// The header fields did not fit the request-byte budget: the stream is refused.
+    var headersRefused = false
     var body: [UInt8] = []
     var bodyLimit = 0
     /// Set once the request was handed to the application or rejected; later DATA is discarded.
     var dispatched = false
+
+    // Bookkeeping of the connection's bounds (see HTTP2Connection).
+    /// When the stream's first HEADERS arrived (monotonic ms): its arrival deadline starts here.
+    var startedAt: Int64 = 0
+    /// When its header block was complete (monotonic ms); 0 while it is still arriving.
+    var headersArrivedAt: Int64 = 0
+    /// Headers done, END_STREAM not yet seen: counts toward the connection's upload cap.
+    var isReceivingBody = false
+    /// Request bytes (headers and body) this stream holds in the connection's and worker's budgets.
+    var reservedRequestBytes = 0
+    /// The part of `reservedRequestBytes` set aside for the body (the declared length up front).
+    var reservedBodyBytes = 0
 
     /// Response body not yet handed to nghttp2, and the trailers that follow it.
     var pendingBody: [UInt8] = []
@@ -57,6 +73,7 @@ final class HTTP2Stream: HTTPResponseWriter {
             buffer.update(from: base + pendingOffset, count: count)
         }
         pendingOffset += count
+        connection.responseBytesTaken(count)
         if pendingOffset == pendingBody.count {
             flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
             pendingBody = []
@@ -69,6 +86,9 @@ final class HTTP2Stream: HTTPResponseWriter {
         }
         return count
     }
+
+    /// Response body bytes not yet handed to nghttp2 (still held for a peer's flow-control window).
+    var unsentResponseBytes: Int { pendingBody.count - min(pendingOffset, pendingBody.count) }
 
     func cancel() {
         once.cancel()?()

@@ -44,4 +44,13 @@ public struct HTTPServerConfiguration: Sendable {
     public var stats: HTTPServerStats?
 
     public init(listen: String) { self.listen = listen }
+
+    // MARK: HTTP/2 bounds
+
+    /// HTTP/2 streams of one connection whose request body is still arriving; one more is reset
+    /// (REFUSED_STREAM). With the byte budget, this bounds what unfinished uploads can pin.
+    public var maxStreamsReceivingBodyPerConnection: Int = 32
+    /// Drain: how long after the shutdown notice (GOAWAY with the largest stream id) the final
+    /// GOAWAY follows, unless the peer's PING acknowledgement comes first.
+    public var shutdownNoticeMilliseconds: Int = 1000
 }

@@ -64,6 +64,8 @@ final class Nghttp2Callbacks {
                 case Int(NGHTTP2_HEADERS.rawValue) where endStream, Int(NGHTTP2_DATA.rawValue) where endStream:
                     // The request ends with its last DATA frame or with trailers (ignored).
                     connection.dataComplete(streamID: header.stream_id)
+                case Int(NGHTTP2_PING.rawValue) where header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0:
+                    connection.pingAcknowledged()
                 default:
                     break
                 }
