@@ -31,7 +31,7 @@ final class Worker {
     /// Redis answered this worker's handshake and the worker is not draining.
     var isReady: Bool { redis.isReady && !lifecycle.draining }
 
-    init(loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared,
+    init(loop: Loop, configuration: ServiceConfiguration, listening: ListeningSocket, voucherifyShared: VoucherifyShared,
          localBudget: LocalRateBudget, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
@@ -63,9 +63,7 @@ final class Worker {
             maxBodyBytes: configuration.maxRequestBodyBytes, counters: metrics.counters(for:), unknownMethod: metrics.unknownMethod,
             logger: logger)
         self.router = router
-        var serverConfiguration = configuration.server
-        serverConfiguration.listen = listen
-        server = try HTTPServer(loop: loop, configuration: serverConfiguration, handler: router, logger: logger)
+        server = try HTTPServer(loop: loop, listeningOn: listening, configuration: configuration.server, handler: router, logger: logger)
         redis.start()
     }
 
