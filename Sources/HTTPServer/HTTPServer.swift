@@ -365,6 +365,9 @@ public final class HTTPServer {
     /// Connections currently open (TLS ones still in their handshake too).
     public var openConnections: Int { connections.count + handshakes.count }
 
+    /// Request bytes this server's connections hold now (internal: for tests).
+    var requestBytesHeld: Int { context.requestBytes.used }
+
     /// A connection closed for good (a sniffer that handed over is not closed: `handOver`).
     func connectionClosed(_ connection: ServerConnection) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
