@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 /// The listener's and HTTP/1.1's bounds, attacked one at a time against a server on its own
@@ -11,7 +12,7 @@ import Testing
 @Suite(.serialized) struct HTTP1BoundsTests {
     @Test func aHeadTrickledAByteAtATimeGets408WithinTheArrivalBound() throws {
         let fixture = try BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
-        let slow = try RawClient(port: fixture.port)
+        let slow = try RawTCPClient(port: fixture.port)
         let started = ContinuousClock.now
         // One byte every 200 ms would take 10 s for this head; the bound is 2 s.
         let head = Array("GET /echo HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaa\r\n\r\n".utf8)
@@ -32,7 +33,7 @@ import Testing
 
     @Test func aBodySlowerThanTheArrivalBoundGets408() throws {
         let fixture = try BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
-        let slow = try RawClient(port: fixture.port)
+        let slow = try RawTCPClient(port: fixture.port)
         #expect(slow.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".utf8)))
         var answer = ""
         // Bounded: 100 body bytes at one per 200 ms, far past the bound.
@@ -52,7 +53,7 @@ import Testing
     /// the idle deadline ends this: each byte would restart a read timeout.
     @Test func blankLinesTrickledForeverAreClosedByTheIdleDeadline() throws {
         let fixture = try BoundsFixture { $0.idleTimeoutSeconds = 2 }
-        let slow = try RawClient(port: fixture.port)
+        let slow = try RawTCPClient(port: fixture.port)
         let started = ContinuousClock.now
         var closed = false
         // Bounded: 60 × 200 ms; the idle bound is 2 s.
@@ -70,10 +71,10 @@ import Testing
 
     @Test func aDeclaredBodyOverTheWorkersBudgetIs503UntilTheBytesAreGivenBack() throws {
         let fixture = try BoundsFixture { $0.maxBufferedRequestBytesPerWorker = 3000 }
-        let first = try RawClient(port: fixture.port)
+        let first = try RawTCPClient(port: fixture.port)
         #expect(first.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\nabc".utf8)))
         try fixture.waitUntil { fixture.requestBytesHeld >= 2500 }
-        let second = try RawClient(port: fixture.port)
+        let second = try RawTCPClient(port: fixture.port)
         #expect(second.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\n".utf8)))
         let refused = try second.readUntilClosed()
         #expect(refused.hasPrefix("HTTP/1.1 503 "))
@@ -85,14 +86,14 @@ import Testing
         #expect(try first.readUntil("http1_1 POST /echo - - 2500").hasPrefix("HTTP/1.1 200 OK"))
         // Answered: the bytes are back, and the same body fits again.
         try fixture.waitUntil { fixture.requestBytesHeld == 0 }
-        let third = try RawClient(port: fixture.port)
+        let third = try RawTCPClient(port: fixture.port)
         #expect(third.send(Array(("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\n" + String(repeating: "y", count: 2500)).utf8)))
         #expect(try third.readUntil("http1_1 POST /echo - - 2500").hasPrefix("HTTP/1.1 200 OK"))
     }
 
     @Test func aChunkedBodyGrowingPastTheConnectionsBudgetIs503() throws {
         let fixture = try BoundsFixture { $0.maxBufferedRequestBytesPerConnection = 2000 }
-        let client = try RawClient(port: fixture.port)
+        let client = try RawTCPClient(port: fixture.port)
         let chunk = String(repeating: "c", count: 1000)
         #expect(client.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n\(chunk)\r\n".utf8)))
         #expect(client.send(Array("3e8\r\n\(chunk)\r\n".utf8)))
@@ -104,9 +105,9 @@ import Testing
 
     @Test func connectionsPastTheCapAreClosedAtOnce() throws {
         let fixture = try BoundsFixture { $0.maxConnectionsPerWorker = 3 }
-        var held = try (0..<3).map { _ in try RawClient(port: fixture.port) }
+        var held = try (0..<3).map { _ in try RawTCPClient(port: fixture.port) }
         try fixture.waitUntil { fixture.openConnections == 3 }
-        let refused = try RawClient(port: fixture.port)
+        let refused = try RawTCPClient(port: fixture.port)
         #expect(try refused.readUntilClosed() == "")
         #expect(fixture.stats.refusals(.connectionLimit) == 1)
         // The ones already open are still served.
@@ -121,11 +122,11 @@ import Testing
 
     @Test func drainClosesIdleConnectionsAtOnceAndWaitsForTheBusyOne() throws {
         let fixture = try BoundsFixture()
-        let probe = try RawClient(port: fixture.port)
-        let keptAlive = try RawClient(port: fixture.port)
+        let probe = try RawTCPClient(port: fixture.port)
+        let keptAlive = try RawTCPClient(port: fixture.port)
         #expect(keptAlive.send(Array("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
         #expect(try keptAlive.readUntil("http1_1 GET /echo - - 0").hasPrefix("HTTP/1.1 200 OK"))
-        let busy = try RawClient(port: fixture.port)
+        let busy = try RawTCPClient(port: fixture.port)
         #expect(busy.send(Array("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
         try fixture.waitUntil { fixture.heldRequests == 1 && fixture.openConnections == 3 }
         let drained = DrainFlag()
@@ -146,7 +147,7 @@ import Testing
         for _ in 0..<3 { #expect(try fixture.get("/echo").hasPrefix("HTTP/1.1 200 OK")) }
         let h2 = try run("/usr/bin/curl", ["-sS", "--max-time", "20", "--http2-prior-knowledge", "http://127.0.0.1:\(fixture.port)/echo"])
         #expect(h2.hasPrefix("http2 GET /echo"))
-        let busy = try RawClient(port: fixture.port)
+        let busy = try RawTCPClient(port: fixture.port)
         #expect(busy.send(Array("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
         try fixture.waitUntil { fixture.heldRequests == 1 }
         #expect(fixture.stats.openStreams == 1)
@@ -221,7 +222,7 @@ private final class BoundsFixture: HoldingFixture, @unchecked Sendable {
 
     /// One HTTP/1.1 request on a connection of its own: the raw answer.
     func get(_ path: String) throws -> String {
-        let client = try RawClient(port: port)
+        let client = try RawTCPClient(port: port)
         #expect(client.send(Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)))
         return try client.readUntilClosed()
     }
@@ -239,81 +240,6 @@ private final class BoundsFixture: HoldingFixture, @unchecked Sendable {
 private struct BoundsFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// A blocking TCP client of 127.0.0.1 whose every read waits at most 20 s; closed when dropped.
-private final class RawClient {
-    private let fd: Int32
-
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BoundsFailure("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        var timeout = timeval(tv_sec: 20, tv_usec: 0)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        } && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
-        guard connected else {
-            Glibc.close(fd)
-            throw BoundsFailure("connect: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    deinit { Glibc.close(fd) }
-
-    /// Writes all of `bytes`; false once the peer has gone.
-    func send(_ bytes: [UInt8]) -> Bool {
-        var sent = 0
-        // Bounded: every pass sends something or returns.
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard count > 0 else { return false }
-            sent += count
-        }
-        return true
-    }
-
-    /// What has arrived so far, without waiting.
-    func readAvailable() -> String {
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while received.count < 1 << 20 {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            guard count > 0 else { break }
-            received += buffer[..<count]
-        }
-        return String(decoding: received, as: UTF8.self)
-    }
-
-    /// True when the peer has closed (EOF or reset), without waiting.
-    func isClosedByPeer() -> Bool {
-        var byte: UInt8 = 0
-        let count = recv(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK))
-        return count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-    }
-
-    /// Reads until the peer ends the stream (a reset counts as the end).
-    func readUntilClosed() throws -> String { try read(until: nil) }
-
-    /// Reads until what arrived ends with `suffix`.
-    func readUntil(_ suffix: String) throws -> String { try read(until: suffix) }
-
-    private func read(until suffix: String?) throws -> String {
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while received.count < 1 << 20 {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count < 0, errno == ECONNRESET, suffix == nil { break }
-            guard count >= 0 else { throw BoundsFailure("recv: \(String(cString: strerror(errno)))") }
-            if count == 0 { break }
-            received += buffer[..<count]
-            if let suffix, received.count >= suffix.utf8.count, received.suffix(suffix.utf8.count).elementsEqual(suffix.utf8) { break }
-        }
-        return String(decoding: received, as: UTF8.self)
-    }
 }
 
 private func run(_ executable: String, _ arguments: [String]) throws -> String {
