@@ -159,20 +159,16 @@ public final class HTTPServer {
         acceptPauses = socket.acceptPauses
         acceptRetry = try Timer(loop: loop)
         let fd = try socket.duplicate()
-        // Backlog 0: the socket listens already. The listener owns the duplicate from here on.
+        // Backlog 0: the socket listens already. The listener owns the duplicate from here on;
+        // it starts disabled so that nothing is accepted before the error callback is set.
         guard let listener = evconnlistener_new(loop.base, { _, fd, _, _, arg in
             guard let arg else { close(fd); return }
             Unmanaged<HTTPServer>.fromOpaque(arg).takeUnretainedValue().accepted(fd)
-        }, nil, UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED), 0, fd) else {
+        }, Unmanaged.passUnretained(self).toOpaque(), UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED), 0, fd) else {
             Glibc.close(fd)
             throw HTTPServerError("evconnlistener_new")
         }
         self.listener = listener
-        // The callbacks' argument can only name `self` now that it exists.
-        evconnlistener_set_cb(listener, { _, fd, _, _, arg in
-            guard let arg else { close(fd); return }
-            Unmanaged<HTTPServer>.fromOpaque(arg).takeUnretainedValue().accepted(fd)
-        }, Unmanaged.passUnretained(self).toOpaque())
         evconnlistener_set_error_cb(listener) { _, arg in
             let error = errno
             guard let arg else { return }
