@@ -7,6 +7,13 @@ import Logging
 /// a time: parsing stops when a request is complete and resumes once its answer has left, so
 /// pipelined answers go out in request order and only one answer is ever buffered. Closes on
 /// one path (`close`). Loop-confined.
+///
+/// Bounds: a request must arrive whole within `requestArrivalTimeoutSeconds` of its first byte
+/// (else 408, then close), and a connection with no complete request for `idleTimeoutSeconds`
+/// closes: both are deadlines, which bytes trickling in do not extend. A request's head and body
+/// bytes are reserved from the connection's and the worker's budgets before they are buffered
+/// (a declared `content-length` up front, a chunked body as it grows); a request that does not
+/// fit is answered 503 and the connection closes.
 final class HTTP1Connection: ServerConnection {
     private let context: ServerContext
     /// Told when this connection closes; weak because the server may be gone first.
@@ -26,6 +33,16 @@ final class HTTP1Connection: ServerConnection {
     /// Set by `goAway`: the answer in flight is the last one.
     private var draining = false
     private(set) var isClosed = false
+    /// Fires `requestArrivalTimeoutSeconds` after a request's first byte, unless it is complete.
+    private let arrivalDeadline: Timer
+    /// Fires `idleTimeoutSeconds` after the connection last became idle (set up, or an answer
+    /// sent), unless a complete request came meanwhile.
+    private let idleDeadline: Timer
+    /// Request bytes this connection holds in `context.requestBytes` (the request being parsed or
+    /// with the application), given back when it is answered or the connection closes.
+    private var reservedBytes = 0
+    /// The request being parsed or answered counts as an open stream in the server's stats.
+    private var countsAsStream = false
 
     var loop: Loop { context.loop }
     private var handler: HTTPHandler { context.handler }
@@ -63,16 +80,22 @@ final class HTTP1Connection: ServerConnection {
         var isHTTP10 = false
         var bodyLimit = 0
         var body: [UInt8] = []
+        /// Body bytes already reserved from the budgets (the declared length, or what came so far).
+        var bodyReserved = 0
+        var headersArrivedAt: Int64 = 0
     }
 
     /// The server attaches the socket once this exists, then calls `readable` for the bytes
     /// already buffered.
-    init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) {
+    init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) throws {
         self.context = context
         self.server = server
         self.socket = socket
+        arrivalDeadline = try Timer(loop: context.loop)
+        idleDeadline = try Timer(loop: context.loop)
         http_parser_init(&parser, HTTP_REQUEST)
         parser.data = Unmanaged.passUnretained(self).toOpaque()
+        armIdleDeadline()
     }
 
     deinit {
@@ -91,6 +114,7 @@ final class HTTP1Connection: ServerConnection {
         // The answer has left: the next pipelined request may be parsed.
         guard let exchange, exchange.hasResponded, socket.outputLength == 0 else { return }
         self.exchange = nil
+        armIdleDeadline()
         parseInput()
         boundUnparsedInput()
     }
@@ -116,9 +140,12 @@ final class HTTP1Connection: ServerConnection {
             return
         }
         isClosed = true
+        arrivalDeadline.cancel()
+        idleDeadline.cancel()
         let inFlight = exchange
         exchange = nil
         inFlight?.cancel()
+        endRequest()
         socket.close()
         server?.connectionClosed(self)
     }
@@ -166,7 +193,63 @@ final class HTTP1Connection: ServerConnection {
     func messageBegin() {
         request = PartialRequest()
         request.hasBegun = true
+        countsAsStream = true
+        context.configuration.stats?.streamOpened()
+        let seconds = limits.requestArrivalTimeoutSeconds
+        do {
+            try arrivalDeadline.arm(milliseconds: seconds * 1000) { [weak self] in self?.missedArrivalDeadline(seconds) }
+        } catch {
+            close()
+        }
     }
+
+    // MARK: time bounds
+
+    private func armIdleDeadline() {
+        do {
+            try idleDeadline.arm(milliseconds: limits.idleTimeoutSeconds * 1000) { [weak self] in self?.missedIdleDeadline() }
+        } catch {
+            close()
+        }
+    }
+
+    /// The request is still arriving (slowloris, or a stalled body): 408, then close.
+    private func missedArrivalDeadline(_ seconds: Int) {
+        guard !isClosed, exchange == nil, request.hasBegun else { return }
+        context.logger.debug("HTTP/1.x request not complete in time", metadata: ["seconds": "\(seconds)", "peer": "\(socket.peer)"])
+        if !request.headersDone { withUnsafeMutablePointer(to: &parser) { takeRequestLine($0) } }
+        reject(.requestTimeout(seconds: seconds))
+    }
+
+    /// No complete request for the idle timeout, whatever trickled in: a request still arriving
+    /// gets its 408, a quiet connection just closes.
+    private func missedIdleDeadline() {
+        guard !isClosed, exchange == nil else { return }
+        if request.hasBegun { return missedArrivalDeadline(limits.idleTimeoutSeconds) }
+        close()
+    }
+
+    // MARK: request bytes
+
+    /// Takes `count` request bytes from the connection's and the worker's budgets; false (and
+    /// nothing taken) when either has no room.
+    private func reserveRequestBytes(_ count: Int) -> Bool {
+        guard count <= limits.maxBufferedRequestBytesPerConnection - reservedBytes, context.requestBytes.reserve(count) else { return false }
+        reservedBytes += count
+        return true
+    }
+
+    /// The request was answered or dropped: its bytes go back to the budgets, its stream closes.
+    private func endRequest() {
+        context.requestBytes.release(reservedBytes)
+        reservedBytes = 0
+        if countsAsStream {
+            countsAsStream = false
+            context.configuration.stats?.streamClosed()
+        }
+    }
+
+    // MARK: parser callbacks
 
     func target(_ bytes: UnsafeBufferPointer<UInt8>, _ parser: UnsafeMutablePointer<http_parser>) {
         if request.target.isEmpty { request.headerListBytes += ":path".utf8.count + 32 }
@@ -195,11 +278,19 @@ final class HTTP1Connection: ServerConnection {
         takeRequestLine(parser)
         request.keepAlive = http_should_keep_alive(parser) != 0
         request.isHTTP10 = parser.pointee.http_major == 1 && parser.pointee.http_minor == 0
+        request.headersArrivedAt = loop.monotonicMilliseconds
         request.bodyLimit = handler.requestBodyLimit(method: request.method, path: request.path)
         let flags = parser.pointee.flags
         let declared = flags & F_CONTENTLENGTH.rawValue != 0 ? parser.pointee.content_length : 0
         if declared > UInt64(max(request.bodyLimit, 0)) {
             return pause(parser, .rejected(.bodyTooLarge(limit: request.bodyLimit)))
+        }
+        // Within the body limit, so it fits an Int. Reserved before any of it is buffered, so a
+        // declared body is refused before it arrives, and its buffer is allocated once.
+        if declared > 0 {
+            guard reserveRequestBytes(Int(declared)) else { return pause(parser, .rejected(.serverBusy)) }
+            request.bodyReserved = Int(declared)
+            request.body.reserveCapacity(Int(declared))
         }
         // The client waits for this before sending a body it declared; a declared body over the
         // limit was answered with the limit error above instead.
@@ -216,6 +307,11 @@ final class HTTP1Connection: ServerConnection {
         // Chunked bodies declare no length up front: they are checked as they arrive.
         guard request.body.count + bytes.count <= request.bodyLimit else {
             return pause(parser, .rejected(.bodyTooLarge(limit: request.bodyLimit)))
+        }
+        let unreserved = request.body.count + bytes.count - request.bodyReserved
+        if unreserved > 0 {
+            guard reserveRequestBytes(unreserved) else { return pause(parser, .rejected(.serverBusy)) }
+            request.bodyReserved += unreserved
         }
         request.body.append(contentsOf: bytes)
     }
@@ -249,9 +345,16 @@ final class HTTP1Connection: ServerConnection {
     /// taken from what has arrived, since headersComplete will not run.
     private func countHeaderBytes(_ count: Int, _ parser: UnsafeMutablePointer<http_parser>) -> Bool {
         request.headerListBytes += count
-        guard request.headerListBytes > limits.maxHeaderListBytes else { return true }
+        let violation: HTTPLimitViolation
+        if request.headerListBytes > limits.maxHeaderListBytes {
+            violation = .headerListTooLarge(limit: limits.maxHeaderListBytes)
+        } else if !reserveRequestBytes(count) {
+            violation = .serverBusy
+        } else {
+            return true
+        }
         takeRequestLine(parser)
-        pause(parser, .rejected(.headerListTooLarge(limit: limits.maxHeaderListBytes)))
+        pause(parser, .rejected(violation))
         return false
     }
 
@@ -275,17 +378,21 @@ final class HTTP1Connection: ServerConnection {
     // MARK: requests and responses
 
     private func dispatch() {
+        arrivalDeadline.cancel()
+        idleDeadline.cancel()
         let exchange = HTTP1Exchange(connection: self, isHead: request.method == "HEAD", keepAlive: request.keepAlive,
                                      isHTTP10: request.isHTTP10)
         self.exchange = exchange
         let complete = HTTPRequest(version: .http1_1, method: request.method, path: request.path, query: request.query,
-                                   headers: request.headers, body: request.body, peer: socket.peer)
+                                   headers: request.headers, body: request.body, peer: socket.peer,
+                                   headersArrivedAt: request.headersArrivedAt)
         request = PartialRequest()
         handler.handle(complete, writer: exchange)
     }
 
     /// A limit broken: the handler's answer, then close (the rest of the request is not read).
     private func reject(_ violation: HTTPLimitViolation) {
+        context.configuration.stats?.refused(Self.refusal(violation))
         let answer = handler.limitExceeded(violation, version: .http1_1, method: request.method, path: request.path,
                                            contentType: request.headers.first(named: "content-type"))
         respondAndClose(answer, isHead: request.method == "HEAD")
@@ -297,11 +404,23 @@ final class HTTP1Connection: ServerConnection {
         let name = String(cString: http_errno_name(error))
         let description = String(cString: http_errno_description(error))
         context.logger.debug("malformed HTTP/1.x request", metadata: ["error": "\(name)"])
+        context.configuration.stats?.refused(.malformed)
         respondAndClose(HTTPResponse(status: 400, headers: [("content-type", "text/plain; charset=utf-8")],
                                      body: Array("bad request: \(name): \(description)\n".utf8)), isHead: false)
     }
 
+    private static func refusal(_ violation: HTTPLimitViolation) -> HTTPServerStats.Refusal {
+        switch violation {
+        case .headerListTooLarge: return .headerTooLarge
+        case .bodyTooLarge: return .bodyTooLarge
+        case .serverBusy: return .requestBytes
+        case .requestTimeout: return .requestTimeout
+        }
+    }
+
     private func respondAndClose(_ response: HTTPResponse, isHead: Bool) {
+        arrivalDeadline.cancel()
+        idleDeadline.cancel()
         let exchange = HTTP1Exchange(connection: self, isHead: isHead, keepAlive: false, isHTTP10: request.isHTTP10)
         self.exchange = exchange
         request = PartialRequest()
@@ -312,6 +431,8 @@ final class HTTP1Connection: ServerConnection {
     /// Framing is always `content-length`; trailers have no place in an HTTP/1.1 answer here.
     func send(_ response: HTTPResponse, for exchange: HTTP1Exchange) {
         guard !isClosed, exchange === self.exchange else { return }
+        // Answered: the request's bytes are no longer held on its behalf.
+        endRequest()
         let closing = !exchange.keepAlive || draining
         var head = "HTTP/1.1 \(response.status) \(String(cString: http_status_str(http_status(UInt32(clamping: response.status)))))\r\n"
         for field in response.headers {

@@ -18,7 +18,7 @@ public final class PointsExpiryApp: @unchecked Sendable {
     private let localBudget: LocalRateBudget
     /// Each worker belongs to its loop; this thread only hands them work through it.
     private var workers: [LoopBound<Worker>?]
-    /// The port every worker listens on (resolved when LISTEN asked for port 0).
+    /// The port every worker accepts on (resolved when LISTEN asked for port 0).
     public private(set) var port = 0
 
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
@@ -39,8 +39,9 @@ public final class PointsExpiryApp: @unchecked Sendable {
         workers = Array(repeating: nil, count: configuration.workers)
     }
 
-    /// Starts the loops and builds each worker on its own thread. The first worker binds the
-    /// configured address; the others join its port with SO_REUSEPORT.
+    /// Binds LISTEN once (an address in use, by this or another process, stops start-up naming
+    /// LISTEN), then starts the loops and builds each worker on its own thread, every one
+    /// accepting from that socket.
     public func start() throws {
         // A peer that goes away while we write must cost that connection an EPIPE, not the
         // process its life (libevent and hiredis write with plain writev/write).
@@ -51,19 +52,26 @@ public final class PointsExpiryApp: @unchecked Sendable {
         } catch {
             throw ConfigurationError(variable: "REDIS_URL", problem: error.description)
         }
+        let listening: ListeningSocket
+        do {
+            listening = try ListeningSocket(address: configuration.server.listen)
+        } catch {
+            throw ConfigurationError(variable: "LISTEN", problem: "cannot be bound: \(error)")
+        }
+        port = listening.port
+        let listen = String(configuration.server.listen[..<(configuration.server.listen.lastIndex(of: ":") ?? configuration.server.listen.endIndex)])
+            + ":\(port)"
         do {
             try group.start()
         } catch {
             group.stopAndWait() // the loops that did start
             throw error
         }
-        var listen = configuration.server.listen
         for (index, loop) in group.loops.enumerated() {
-            let address = listen
             let worker: LoopBound<Worker>
             do {
-                worker = try loop.runAndWait { [configuration, voucherifyShared, localBudget, metrics, logger] in
-                    LoopBound(try Worker(index: index, loop: loop, configuration: configuration, listen: address, voucherifyShared: voucherifyShared,
+                worker = try loop.runAndWait { [configuration, listening, voucherifyShared, localBudget, metrics, logger] in
+                    LoopBound(try Worker(index: index, loop: loop, configuration: configuration, listening: listening, voucherifyShared: voucherifyShared,
                                          localBudget: localBudget, metrics: metrics, logger: logger), loop: loop)
                 }
             } catch {
@@ -75,10 +83,6 @@ public final class PointsExpiryApp: @unchecked Sendable {
                 throw error
             }
             workers[index] = worker
-            if index == 0 {
-                port = try loop.runAndWait { worker.value.port }
-                listen = String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]) + ":\(port)"
-            }
         }
         logger.info("points-expiry listening", metadata: [
             "listen": "\(listen)", "workers": "\(configuration.workers)",

@@ -32,7 +32,7 @@ final class Worker {
     var isReady: Bool { redis.isReady && !lifecycle.draining }
 
     /// `index` names this worker in per-worker metrics.
-    init(index: Int, loop: Loop, configuration: ServiceConfiguration, listen: String, voucherifyShared: VoucherifyShared,
+    init(index: Int, loop: Loop, configuration: ServiceConfiguration, listening: ListeningSocket, voucherifyShared: VoucherifyShared,
          localBudget: LocalRateBudget, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
@@ -66,9 +66,7 @@ final class Worker {
             ],
             maxBodyBytes: configuration.maxRequestBodyBytes, metrics: metrics, logger: logger)
         self.router = router
-        var serverConfiguration = configuration.server
-        serverConfiguration.listen = listen
-        server = try HTTPServer(loop: loop, configuration: serverConfiguration, handler: router, logger: logger)
+        server = try HTTPServer(loop: loop, listeningOn: listening, configuration: configuration.server, handler: router, logger: logger)
         redis.start()
     }
 
