@@ -11,7 +11,7 @@ import TestSupport
 /// cap, and what a drain does to idle connections. In each, another client is served meanwhile.
 @Suite(.serialized) struct HTTP1BoundsTests {
     @Test func aHeadTrickledAByteAtATimeGets408WithinTheArrivalBound() throws {
-        let fixture = try BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
+        let fixture = try HTTP1BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
         let slow = try RawTCPClient(port: fixture.port)
         let started = ContinuousClock.now
         // One byte every 200 ms would take 10 s for this head; the bound is 2 s.
@@ -32,7 +32,7 @@ import TestSupport
     }
 
     @Test func aBodySlowerThanTheArrivalBoundGets408() throws {
-        let fixture = try BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
+        let fixture = try HTTP1BoundsFixture { $0.requestArrivalTimeoutSeconds = 2 }
         let slow = try RawTCPClient(port: fixture.port)
         #expect(slow.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".utf8)))
         var answer = ""
@@ -52,7 +52,7 @@ import TestSupport
     /// Blank lines before a request begin none (RFC 9112 §2.2 lets a server skip them), so only
     /// the idle deadline ends this: each byte would restart a read timeout.
     @Test func blankLinesTrickledForeverAreClosedByTheIdleDeadline() throws {
-        let fixture = try BoundsFixture { $0.idleTimeoutSeconds = 2 }
+        let fixture = try HTTP1BoundsFixture { $0.idleTimeoutSeconds = 2 }
         let slow = try RawTCPClient(port: fixture.port)
         let started = ContinuousClock.now
         var closed = false
@@ -70,7 +70,7 @@ import TestSupport
     }
 
     @Test func aDeclaredBodyOverTheWorkersBudgetIs503UntilTheBytesAreGivenBack() throws {
-        let fixture = try BoundsFixture { $0.maxBufferedRequestBytesPerWorker = 3000 }
+        let fixture = try HTTP1BoundsFixture { $0.maxBufferedRequestBytesPerWorker = 3000 }
         let first = try RawTCPClient(port: fixture.port)
         #expect(first.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\nabc".utf8)))
         try fixture.waitUntil { fixture.requestBytesHeld >= 2500 }
@@ -92,7 +92,7 @@ import TestSupport
     }
 
     @Test func aChunkedBodyGrowingPastTheConnectionsBudgetIs503() throws {
-        let fixture = try BoundsFixture { $0.maxBufferedRequestBytesPerConnection = 2000 }
+        let fixture = try HTTP1BoundsFixture { $0.maxBufferedRequestBytesPerConnection = 2000 }
         let client = try RawTCPClient(port: fixture.port)
         let chunk = String(repeating: "c", count: 1000)
         #expect(client.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n\(chunk)\r\n".utf8)))
@@ -104,7 +104,7 @@ import TestSupport
     }
 
     @Test func connectionsPastTheCapAreClosedAtOnce() throws {
-        let fixture = try BoundsFixture { $0.maxConnectionsPerWorker = 3 }
+        let fixture = try HTTP1BoundsFixture { $0.maxConnectionsPerWorker = 3 }
         var held = try (0..<3).map { _ in try RawTCPClient(port: fixture.port) }
         try fixture.waitUntil { fixture.openConnections == 3 }
         let refused = try RawTCPClient(port: fixture.port)
@@ -121,7 +121,7 @@ import TestSupport
     }
 
     @Test func drainClosesIdleConnectionsAtOnceAndWaitsForTheBusyOne() throws {
-        let fixture = try BoundsFixture()
+        let fixture = try HTTP1BoundsFixture()
         let probe = try RawTCPClient(port: fixture.port)
         let keptAlive = try RawTCPClient(port: fixture.port)
         #expect(keptAlive.send(Array("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
@@ -143,7 +143,7 @@ import TestSupport
     }
 
     @Test func statsCountEachConnectionAndRequestOnce() throws {
-        let fixture = try BoundsFixture()
+        let fixture = try HTTP1BoundsFixture()
         for _ in 0..<3 { #expect(try fixture.get("/echo").hasPrefix("HTTP/1.1 200 OK")) }
         let h2 = try run("/usr/bin/curl", ["-sS", "--max-time", "20", "--http2-prior-knowledge", "http://127.0.0.1:\(fixture.port)/echo"])
         #expect(h2.hasPrefix("http2 GET /echo"))
@@ -163,7 +163,7 @@ import TestSupport
 
 /// Answers as ScriptedHandler does, with a body limit of 4096 and each limit answered with its
 /// own status: 408 for the arrival bound, 503 for the byte budgets.
-private final class BoundsHandler: HTTPHandler {
+private final class HTTP1BoundsHandler: HTTPHandler {
     let scripted = ScriptedHandler()
 
     func requestBodyLimit(method: String, path: String) -> Int { 4096 }
@@ -184,10 +184,10 @@ private final class BoundsHandler: HTTPHandler {
 private final class DrainFlag: @unchecked Sendable { var done = false }
 
 /// One loop with a server configured by the test, reporting into its own stats.
-private final class BoundsFixture: HoldingFixture, @unchecked Sendable {
+private final class HTTP1BoundsFixture: HoldingFixture, @unchecked Sendable {
     let group: LoopGroup
     var loop: Loop { group.loops[0] }
-    private let bounds = BoundsHandler()
+    private let bounds = HTTP1BoundsHandler()
     var handler: ScriptedHandler { bounds.scripted }
     let stats = HTTPServerStats()
     /// Loop-confined: touched only inside `loop.runAndWait`.
