@@ -4,7 +4,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Build and test needs: C libraries (-dev), Redis, HTTP/2 clients and the reference server.
 DEBIAN_PACKAGES=(pkg-config libnghttp2-dev libcurl4-openssl-dev libhiredis-dev libevent-dev zlib1g-dev libssl-dev libjemalloc-dev
-                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps python3-venv)
+                 libhttp-parser-dev redis-server redis-tools nghttp2-client nghttp2-server curl openssl tzdata procps iproute2 binutils python3-venv)
 
 # The Python clients the interop tests call the service with (Tests/clients/), with everything they
 # pull in pinned (pip freeze), so that a new release on PyPI cannot change what the tests prove.
@@ -45,6 +45,44 @@ ensure_python_clients() {
 # Prints a TCP port that was free on 127.0.0.1 a moment ago.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# True when HOST:PORT ($1, $2) cannot be bound because something listens there (on that address
+# or on the wildcard). SO_REUSEADDR as servers set it, so connections lingering in TIME_WAIT do not
+# count; other bind failures (an address not on this machine) are left for the program to report.
+port_in_use() {
+  python3 - "$1" "$2" <<'PYTHON'
+import errno, socket, sys
+host, port = sys.argv[1].strip("[]"), sys.argv[2]
+if not port.isdigit():
+    sys.exit(1)
+port = int(port)
+probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    probe.bind((host, port))
+except OSError as error:
+    sys.exit(0 if error.errno == errno.EADDRINUSE else 1)
+sys.exit(1)
+PYTHON
+}
+
+# Who listens on TCP port $1, as ss shows it (the process only when it is ours or we are root).
+port_holder() {
+  ss -Hltnp "sport = :$1" 2>/dev/null | awk '{ $1 = $2 = $3 = ""; print }' | sed 's/^ *//' | sort -u | head -n 3
+}
+
+# Waits until process $1 listens on TCP port $2 (up to ~10 s); fails naming $3 (what it is) if the
+# process exits first or something else holds the port.
+wait_for_own_listener() {
+  local pid=$1 port=$2 what=$3
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "$what exited instead of listening on port $port" >&2; return 1; }
+    ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$pid," && return 0
+    sleep 0.1
+  done
+  echo "$what is not listening on port $port after 10 s; it is held by: $(port_holder "$port")" >&2
+  return 1
 }
 
 # Waits until something accepts TCP connections on 127.0.0.1:$1 (up to ~10 s).

@@ -41,6 +41,12 @@ public struct ServiceConfiguration: Sendable {
         self.cacheWindows = cacheWindows
     }
 
+    /// The contract's defaults of the settings that are text (`serve --help` shows them too).
+    public static let defaultListen = "127.0.0.1:8080"
+    public static let defaultRedisURL = "redis://127.0.0.1:6379"
+    public static let defaultVoucherifyAPIURL = "https://api.voucherify.io"
+    public static let defaultTimeZone = "UTC"
+
     /// Reads the contract's environment variables (see README). `cores` is the WORKERS default.
     public static func fromEnvironment(_ environment: [String: String], cores: Int) throws(ConfigurationError) -> ServiceConfiguration {
         func value(_ name: String) -> String? {
@@ -56,18 +62,19 @@ public struct ServiceConfiguration: Sendable {
         }
 
         let month = 86_400 * 31
-        let listen = value("LISTEN") ?? "127.0.0.1:8080"
+        let standardWindows = CacheWindows()
+        let listen = value("LISTEN") ?? defaultListen
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw ConfigurationError(variable: "LISTEN", problem: "must be host:port, got \"\(listen)\"")
         }
-        let redisURL = value("REDIS_URL") ?? "redis://127.0.0.1:6379"
+        let redisURL = value("REDIS_URL") ?? defaultRedisURL
         let redis: RedisConfiguration
         do {
             redis = try RedisConfiguration(url: redisURL)
         } catch {
             throw ConfigurationError(variable: "REDIS_URL", problem: "\(error) (expected redis://[:password@]host:port[/db])")
         }
-        let baseURL = value("VOUCHERIFY_API_URL") ?? "https://api.voucherify.io"
+        let baseURL = value("VOUCHERIFY_API_URL") ?? defaultVoucherifyAPIURL
         guard let appID = value("VOUCHERIFY_APP_ID") else {
             throw ConfigurationError(variable: "VOUCHERIFY_APP_ID", problem: "is required (Voucherify application id)")
         }
@@ -79,12 +86,12 @@ public struct ServiceConfiguration: Sendable {
             workers: try wholeNumber("WORKERS", default: cores, max: 256),
             redis: redis,
             voucherify: try voucherifyConfiguration(baseURL: baseURL, appID: appID, appToken: appToken),
-            timeZone: value("VOUCHERIFY_PROJECT_TIMEZONE") ?? "UTC",
+            timeZone: value("VOUCHERIFY_PROJECT_TIMEZONE") ?? defaultTimeZone,
             cacheWindows: CacheWindows(
-            ttlSeconds: try wholeNumber("CACHE_TTL_SECONDS", default: 300, max: month),
-            staleWhileRevalidateSeconds: try wholeNumber("CACHE_STALE_WHILE_REVALIDATE_SECONDS", default: 60, min: 0, max: month),
-            staleIfErrorSeconds: try wholeNumber("CACHE_STALE_IF_ERROR_SECONDS", default: 3600, min: 0, max: month),
-            notFoundSeconds: try wholeNumber("CACHE_NOT_FOUND_SECONDS", default: 60, min: 0, max: month)))
+            ttlSeconds: try wholeNumber("CACHE_TTL_SECONDS", default: standardWindows.ttlSeconds, max: month),
+            staleWhileRevalidateSeconds: try wholeNumber("CACHE_STALE_WHILE_REVALIDATE_SECONDS", default: standardWindows.staleWhileRevalidateSeconds, min: 0, max: month),
+            staleIfErrorSeconds: try wholeNumber("CACHE_STALE_IF_ERROR_SECONDS", default: standardWindows.staleIfErrorSeconds, min: 0, max: month),
+            notFoundSeconds: try wholeNumber("CACHE_NOT_FOUND_SECONDS", default: standardWindows.notFoundSeconds, min: 0, max: month)))
         // Taken as written (not trimmed): a secret may legitimately contain any character.
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
         if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
@@ -133,7 +140,7 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
     public var description: String { "\(variable) \(problem)" }
 }
 
-private extension String {
+extension String {
     var trimmingSpaces: String {
         var slice = Substring(self)
         while slice.first?.isWhitespace == true { slice = slice.dropFirst() }

@@ -9,6 +9,7 @@ struct PointsExpiry: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "points-expiry",
         abstract: "Loyalty points and their expiry dates, served over HTTP/2 (Connect) from a Redis cache in front of Voucherify.",
+        version: "points-expiry \(BuildInfo.version)",
         subcommands: [Serve.self, Warm.self],
         defaultSubcommand: Serve.self)
 
@@ -31,28 +32,51 @@ struct PointsExpiry: ParsableCommand {
 }
 
 struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run the service. Every setting is an environment variable (see README); flags override them.")
+    private static let standardWindows = CacheWindows()
 
-    @Option(help: "host:port to listen on (LISTEN).") var listen: String?
-    @Option(help: "Event-loop threads (WORKERS).") var workers: Int?
-    @Option(help: "Redis URL (REDIS_URL).") var redisURL: String?
-    @Option(help: "Voucherify base URL (VOUCHERIFY_API_URL).") var voucherifyApiURL: String?
-    @Option(help: "IANA time zone of the Voucherify project (VOUCHERIFY_PROJECT_TIMEZONE).") var timezone: String?
-    @Option(help: "Seconds an answer is fresh (CACHE_TTL_SECONDS, default 300).") var cacheTTLSeconds: Int?
-    @Option(help: "Seconds a stale answer is served while one refresh runs (CACHE_STALE_WHILE_REVALIDATE_SECONDS, default 60).")
-    var cacheStaleWhileRevalidateSeconds: Int?
-    @Option(help: "Seconds a stale answer is served while Voucherify cannot be asked (CACHE_STALE_IF_ERROR_SECONDS, default 3600).")
-    var cacheStaleIfErrorSeconds: Int?
-    @Option(help: "Seconds a not_found is remembered (CACHE_NOT_FOUND_SECONDS, default 60).") var cacheNotFoundSeconds: Int?
-    @Option(help: "Shared upstream budget, N/sec, N/min or N/hour (VOUCHERIFY_RATE_LIMIT, default: only Voucherify's headers).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the service. Every setting is an environment variable; a flag of the same meaning overrides it.",
+        discussion: """
+            Set only in the environment, never as flags (ps shows a command line to every user):
+            - VOUCHERIFY_APP_ID and VOUCHERIFY_APP_TOKEN: the Voucherify credentials (required).
+            - WEBHOOK_SECRET: Voucherify's webhook secret (default: none, and POST /webhooks/voucherify answers 503).
+
+            Not read yet: EXPORT_REFRESH_SECONDS (default 3600), how often a campaign's expiration export is \
+            refreshed, for ExportExpirations, which this release does not serve.
+
+            Logs go to standard error. Bad configuration stops start-up with one line naming the variable, exit code 2.
+            """)
+
+    @Option(help: ArgumentHelp("Listener, HTTP/2 and HTTP/1.1 on one port (LISTEN, default \(ServiceConfiguration.defaultListen)).", valueName: "host:port"))
+    var listen: String?
+    @Option(help: ArgumentHelp("Event-loop threads (WORKERS, default: the number of cores).", valueName: "N"))
+    var workers: Int?
+    @Option(help: ArgumentHelp("redis://[:password@]host:port[/db] (REDIS_URL, default \(ServiceConfiguration.defaultRedisURL)).", valueName: "URL"))
+    var redisURL: String?
+    @Option(help: ArgumentHelp("Voucherify base URL, no path (VOUCHERIFY_API_URL, default \(ServiceConfiguration.defaultVoucherifyAPIURL)).", valueName: "URL"))
+    var voucherifyApiURL: String?
+    @Option(help: ArgumentHelp("IANA time zone of the Voucherify project (VOUCHERIFY_PROJECT_TIMEZONE, default \(ServiceConfiguration.defaultTimeZone)).", valueName: "zone"))
+    var timezone: String?
+    @Option(help: ArgumentHelp("Shared upstream budget, N/sec, N/min or N/hour (VOUCHERIFY_RATE_LIMIT, default: only Voucherify's headers limit).", valueName: "rate"))
     var voucherifyRateLimit: String?
-    @Option(help: "Share of the budget warming may not touch (VOUCHERIFY_INTERACTIVE_RESERVE, default 0.5).")
+    @Option(help: ArgumentHelp("Share of the budget warming may not touch, 0 to 1 (VOUCHERIFY_INTERACTIVE_RESERVE, default \(InteractiveReserve.standard.share)).", valueName: "share"))
     var voucherifyInteractiveReserve: String?
-    @Option(help: "PEM certificate chain; with --tls-key-file the port speaks TLS, re-read on SIGHUP (TLS_CERT_FILE).")
+    @Option(help: ArgumentHelp("Seconds an answer is fresh (CACHE_TTL_SECONDS, default \(standardWindows.ttlSeconds)).", valueName: "seconds"))
+    var cacheTTLSeconds: Int?
+    @Option(help: ArgumentHelp("Seconds a stale answer is served while one refresh runs (CACHE_STALE_WHILE_REVALIDATE_SECONDS, default \(standardWindows.staleWhileRevalidateSeconds)).", valueName: "seconds"))
+    var cacheStaleWhileRevalidateSeconds: Int?
+    @Option(help: ArgumentHelp("Seconds a stale answer is served while Voucherify cannot be asked (CACHE_STALE_IF_ERROR_SECONDS, default \(standardWindows.staleIfErrorSeconds)).", valueName: "seconds"))
+    var cacheStaleIfErrorSeconds: Int?
+    @Option(help: ArgumentHelp("Seconds a not_found is remembered (CACHE_NOT_FOUND_SECONDS, default \(standardWindows.notFoundSeconds)).", valueName: "seconds"))
+    var cacheNotFoundSeconds: Int?
+    @Option(help: ArgumentHelp("PEM certificate chain; with --tls-key-file the port speaks TLS, re-read on SIGHUP (TLS_CERT_FILE, default: none, cleartext).", valueName: "file"))
     var tlsCertFile: String?
-    @Option(help: "PEM private key of that certificate (TLS_KEY_FILE).") var tlsKeyFile: String?
-    @Option(help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).") var logLevel: String?
+    @Option(help: ArgumentHelp("PEM private key of that certificate (TLS_KEY_FILE, default: none).", valueName: "file"))
+    var tlsKeyFile: String?
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (LOG_LEVEL, default info).", valueName: "level"))
+    var logLevel: String?
+    @Option(help: ArgumentHelp("text or json, one object per line (LOG_FORMAT, default: text when stderr is a terminal, else json).", valueName: "format"))
+    var logFormat: String?
 
     func run() throws {
         var environment = ProcessInfo.processInfo.environment
@@ -64,7 +88,7 @@ struct Serve: ParsableCommand {
             ("CACHE_STALE_IF_ERROR_SECONDS", cacheStaleIfErrorSeconds.map(String.init)),
             ("CACHE_NOT_FOUND_SECONDS", cacheNotFoundSeconds.map(String.init)),
             ("VOUCHERIFY_RATE_LIMIT", voucherifyRateLimit), ("VOUCHERIFY_INTERACTIVE_RESERVE", voucherifyInteractiveReserve),
-            ("TLS_CERT_FILE", tlsCertFile), ("TLS_KEY_FILE", tlsKeyFile), ("LOG_LEVEL", logLevel),
+            ("TLS_CERT_FILE", tlsCertFile), ("TLS_KEY_FILE", tlsKeyFile), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
         ]
         for case let (name, value?) in overrides { environment[name] = value }
 
@@ -72,10 +96,23 @@ struct Serve: ParsableCommand {
         guard let level = Logger.Level(rawValue: levelName) else {
             Self.exitWithConfigurationError("LOG_LEVEL must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(levelName)\"")
         }
+        let format: LogFormat
+        do {
+            format = try LogFormat(setting: environment["LOG_FORMAT"], logsToTerminal: LogFormat.standardErrorIsTerminal)
+        } catch {
+            Self.exitWithConfigurationError(error.description)
+        }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "points-expiry")
 

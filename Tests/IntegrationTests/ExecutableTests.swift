@@ -1,8 +1,10 @@
 import Foundation
 import Testing
 import TestSupport
+import PointsExpiryServer
+import Voucherify
 
-/// The built `points-expiry` binary: start-up validation and graceful shutdown.
+/// The built `points-expiry` binary: its command line, start-up validation, logs and graceful shutdown.
 @Suite(.serialized) struct ExecutableTests {
     private static let valid = [
         "LISTEN": "127.0.0.1:0", "WORKERS": "1", "REDIS_URL": "redis://127.0.0.1:1",
@@ -23,6 +25,7 @@ import TestSupport
         ("VOUCHERIFY_RATE_LIMIT", "lots/min"),
         ("VOUCHERIFY_INTERACTIVE_RESERVE", "1.5"),
         ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
     ])
     func badConfigurationStopsStartupWithOneLineNamingTheVariable(variable: String, value: String) throws {
         let child = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"],
@@ -32,6 +35,94 @@ import TestSupport
         #expect(lines.count == 1)
         #expect(lines.first?.contains(variable) == true)
         #expect(!child.outputText.contains("token-value"))
+    }
+
+    @Test func versionPrintsTheNameAndVersion() throws {
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), ["--version"])
+        #expect(try child.waitForExit() == 0)
+        #expect(child.outputText == "points-expiry \(BuildInfo.version)\n")
+    }
+
+    /// Every variable of the contract's "Running it" table, with its default, in `serve --help`;
+    /// the secrets as environment-only.
+    @Test func serveHelpShowsEveryVariableAndItsDefault() throws {
+        let child = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve", "--help"], environment: ["COLUMNS": "1000"])
+        #expect(try child.waitForExit() == 0)
+        let help = child.outputText
+        let defaults = [
+            "LISTEN": "127.0.0.1:8080", "WORKERS": "the number of cores", "REDIS_URL": "redis://127.0.0.1:6379",
+            "VOUCHERIFY_API_URL": "https://api.voucherify.io", "VOUCHERIFY_PROJECT_TIMEZONE": "UTC",
+            "VOUCHERIFY_RATE_LIMIT": "only Voucherify's headers limit", "VOUCHERIFY_INTERACTIVE_RESERVE": "0.5",
+            "CACHE_TTL_SECONDS": "300", "CACHE_STALE_WHILE_REVALIDATE_SECONDS": "60", "CACHE_STALE_IF_ERROR_SECONDS": "3600",
+            "CACHE_NOT_FOUND_SECONDS": "60", "EXPORT_REFRESH_SECONDS": "3600", "WEBHOOK_SECRET": "none",
+            "TLS_CERT_FILE": "none", "TLS_KEY_FILE": "none", "LOG_LEVEL": "info", "LOG_FORMAT": "text when stderr is a terminal, else json",
+        ]
+        for (variable, value) in defaults {
+            let line = help.split(separator: "\n").first { $0.contains(variable) }
+            #expect(line?.contains("default \(value)") == true || line?.contains("default: \(value)") == true,
+                    "\(variable) default \(value): \(line.map(String.init) ?? "missing")")
+        }
+        let secrets = help.split(separator: "\n").first { $0.contains("VOUCHERIFY_APP_ID and VOUCHERIFY_APP_TOKEN") }
+        #expect(secrets != nil, "\(help)")
+        #expect(help.contains("never as flags"))
+        #expect(!help.contains("--webhook-secret") && !help.contains("--voucherify-app-token") && !help.contains("--voucherify-app-id"))
+        #expect(help.contains("--log-format"))
+    }
+
+    /// Off a terminal the logs are JSON by default, one object per line with the fixed fields;
+    /// and at the most verbose level, through upstream calls, upstream failures and webhooks
+    /// (signed and not), neither the Voucherify token nor the webhook secret is ever written.
+    @Test func logsAreJSONOffATerminalAndNeverCarryASecret() throws {
+        let permit = StackPermit()
+        defer { withExtendedLifetime(permit) {} }
+        let redis = try RedisServer()
+        let fake = try FakeVoucherify()
+        defer {
+            fake.stop()
+            redis.stop()
+        }
+        let secret = "whsec-never-logged-4711"
+        let service = try ChildProcess(BuiltProducts.path("points-expiry"), ["serve"], environment: [
+            "LISTEN": "127.0.0.1:0", "WORKERS": "1", "REDIS_URL": redis.url, "VOUCHERIFY_API_URL": fake.baseURL,
+            "VOUCHERIFY_APP_ID": FakeVoucherify.appID, "VOUCHERIFY_APP_TOKEN": FakeVoucherify.appToken,
+            "WEBHOOK_SECRET": secret, "LOG_LEVEL": "trace", "LOG_FORMAT": "",
+        ])
+        defer { service.stop() }
+        let listening = try service.waitForLine(containing: "points-expiry listening")
+        let listen = try #require(Self.jsonObject(listening)?["listen"] as? String, "\(listening)")
+        let baseURL = "http://\(listen)"
+        try waitUntil("the service's /readyz answers 200", interval: 0.05) {
+            (try? CurlClient.request("GET", baseURL + "/readyz"))?.status == 200
+        }
+        func get(_ member: String) throws -> HTTPResult {
+            try CurlClient.request("POST", baseURL + ServiceUnderTest.rpc, body: Data(#"{"campaign":"\#(FakeVoucherify.campaignID)","member":"\#(member)"}"#.utf8),
+                                   headers: ["content-type: application/json"])
+        }
+        #expect(try get("MEMBER-000001").status == 200)
+        try fake.fail(["mode": "status", "status": 401, "count": 1])
+        #expect(try get("MEMBER-000002").status != 200)
+        let envelope = Array(pointsExpiredEnvelope(member: "MEMBER-000001").utf8)
+        let signature = WebhookSigner(secret: secret).signature(of: WebhookPayload.removingWhitespace(envelope))
+        let signed = try CurlClient.request("POST", baseURL + ServiceUnderTest.webhookPath, body: Data(envelope),
+                                            headers: ["content-type: application/json", "x-voucherify-signature: \(signature)"])
+        #expect(signed.status == 200, "\(signed.text)")
+        let forged = try CurlClient.request("POST", baseURL + ServiceUnderTest.webhookPath, body: Data(envelope),
+                                            headers: ["content-type: application/json", "x-voucherify-signature: \(secret)"])
+        #expect(forged.status == 401, "\(forged.text)")
+        service.signal(SIGTERM)
+        #expect(try service.waitForExit() == 0)
+
+        let lines = service.outputText.split(separator: "\n")
+        #expect(lines.count >= 3)
+        for line in lines {
+            let object = Self.jsonObject(line)
+            #expect(object != nil, "not one JSON object: \(line)")
+            for field in ["timestamp", "level", "logger", "message", "source"] {
+                #expect(object?[field] is String, "no \(field) in \(line)")
+            }
+        }
+        #expect(!service.outputText.contains(FakeVoucherify.appToken))
+        #expect(!service.outputText.contains(secret))
     }
 
     /// SIGTERM while a request waits on Voucherify: the request is still answered, then the
@@ -129,5 +220,9 @@ import TestSupport
         #expect(try healthz(trusting: b) == "2 200")
         service.signal(SIGTERM)
         #expect(try service.waitForExit() == 0)
+    }
+
+    private static func jsonObject(_ line: some StringProtocol) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
     }
 }

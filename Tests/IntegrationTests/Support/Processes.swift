@@ -104,7 +104,9 @@ final class ChildProcess: @unchecked Sendable {
         outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("pe-child-\(UUID().uuidString).log")
         guard FileManager.default.createFile(atPath: outputURL.path, contents: nil) else { throw TestFailure("cannot create \(outputURL.path)") }
         let output = try FileHandle(forWritingTo: outputURL)
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        // The tests read the service's log lines as text; its default off a terminal is JSON, so a
+        // test that checks the JSON lines asks for them (or for the default) itself.
+        process.environment = ProcessInfo.processInfo.environment.merging(["LOG_FORMAT": "text"].merging(environment) { _, new in new }) { _, new in new }
         process.standardOutput = output
         process.standardError = output
         try ChildLauncher.launch(process, executable, arguments)
