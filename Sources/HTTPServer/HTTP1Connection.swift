@@ -233,8 +233,8 @@ final class HTTP1Connection: ServerConnection {
 
     /// Takes `count` request bytes from the connection's and the worker's budgets; false (and
     /// nothing taken) when either has no room.
-    private func reserveRequestBytes(_ count: Int) -> Bool {
-        guard count <= limits.maxBufferedRequestBytesPerConnection - reservedBytes, context.requestBytes.reserve(count) else { return false }
+    private func reserveRequestBytes(_ count: Int, for use: RequestByteBudget.Use) -> Bool {
+        guard count <= limits.maxBufferedRequestBytesPerConnection - reservedBytes, context.requestBytes.reserve(count, for: use) else { return false }
         reservedBytes += count
         return true
     }
@@ -288,7 +288,7 @@ final class HTTP1Connection: ServerConnection {
         // Within the body limit, so it fits an Int. Reserved before any of it is buffered, so a
         // declared body is refused before it arrives, and its buffer is allocated once.
         if declared > 0 {
-            guard reserveRequestBytes(Int(declared)) else { return pause(parser, .rejected(.serverBusy)) }
+            guard reserveRequestBytes(Int(declared), for: .body) else { return pause(parser, .rejected(.serverBusy)) }
             request.bodyReserved = Int(declared)
             request.body.reserveCapacity(Int(declared))
         }
@@ -310,7 +310,7 @@ final class HTTP1Connection: ServerConnection {
         }
         let unreserved = request.body.count + bytes.count - request.bodyReserved
         if unreserved > 0 {
-            guard reserveRequestBytes(unreserved) else { return pause(parser, .rejected(.serverBusy)) }
+            guard reserveRequestBytes(unreserved, for: .body) else { return pause(parser, .rejected(.serverBusy)) }
             request.bodyReserved += unreserved
         }
         request.body.append(contentsOf: bytes)
@@ -348,7 +348,7 @@ final class HTTP1Connection: ServerConnection {
         let violation: HTTPLimitViolation
         if request.headerListBytes > limits.maxHeaderListBytes {
             violation = .headerListTooLarge(limit: limits.maxHeaderListBytes)
-        } else if !reserveRequestBytes(count) {
+        } else if !reserveRequestBytes(count, for: .headers) {
             violation = .serverBusy
         } else {
             return true

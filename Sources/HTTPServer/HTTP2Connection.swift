@@ -295,7 +295,7 @@ final class HTTP2Connection: ServerConnection {
             dropHeaders(of: stream)
             return
         }
-        guard reserveRequestBytes(fieldBytes, for: stream) else {
+        guard reserveRequestBytes(fieldBytes, for: stream, use: .headers) else {
             stream.headersRefused = true
             dropHeaders(of: stream)
             return
@@ -338,7 +338,7 @@ final class HTTP2Connection: ServerConnection {
         }
         guard streamsReceivingBody < limits.maxStreamsReceivingBodyPerConnection else { return refuse(stream) }
         if let declared, declared > 0 {
-            guard reserveRequestBytes(declared, for: stream) else {
+            guard reserveRequestBytes(declared, for: stream, use: .body) else {
                 stats?.refused(.requestBytes)
                 return reject(stream, .serverBusy)
             }
@@ -357,7 +357,7 @@ final class HTTP2Connection: ServerConnection {
             return reject(stream, .bodyTooLarge(limit: stream.bodyLimit))
         }
         if total > stream.reservedBodyBytes {
-            guard reserveRequestBytes(total - stream.reservedBodyBytes, for: stream) else {
+            guard reserveRequestBytes(total - stream.reservedBodyBytes, for: stream, use: .body) else {
                 stats?.refused(.requestBytes)
                 return reject(stream, .serverBusy)
             }
@@ -412,8 +412,10 @@ final class HTTP2Connection: ServerConnection {
 
     /// Takes `bytes` for `stream` from the connection's and the worker's request budgets; false,
     /// with nothing taken, when either is spent.
-    private func reserveRequestBytes(_ bytes: Int, for stream: HTTP2Stream) -> Bool {
-        guard bytes <= limits.maxBufferedRequestBytesPerConnection - bufferedRequestBytes, context.requestBytes.reserve(bytes) else { return false }
+    private func reserveRequestBytes(_ bytes: Int, for stream: HTTP2Stream, use: RequestByteBudget.Use) -> Bool {
+        guard bytes <= limits.maxBufferedRequestBytesPerConnection - bufferedRequestBytes, context.requestBytes.reserve(bytes, for: use) else {
+            return false
+        }
         bufferedRequestBytes += bytes
         stream.reservedRequestBytes += bytes
         return true

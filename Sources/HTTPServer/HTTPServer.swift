@@ -258,8 +258,9 @@ public final class HTTPServer {
     }
 
     private func refuseOverCap(_ fd: Int32) {
-        Glibc.close(fd)
+        // Counted before the close, which the peer may see (and a scrape follow) at once.
         stats?.refused(.connectionLimit)
+        Glibc.close(fd)
         let now = context.loop.monotonicMilliseconds
         if connectionCapLoggedAt.map({ now - $0 >= 60_000 }) ?? true {
             connectionCapLoggedAt = now
