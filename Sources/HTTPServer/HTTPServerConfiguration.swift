@@ -9,7 +9,8 @@ public struct HTTPServerConfiguration: Sendable {
     /// Bytes queued for a slow reader before nghttp2 is told to stop producing (backpressure).
     /// HTTP/1.1 needs no cap: it queues one answer at a time.
     public var outputBufferLimit: Int = 256 * 1024
-    /// A connection with no traffic for this long is closed.
+    /// A connection on which no request has completed (and none is being answered) for this long
+    /// is closed, whatever trickles in meanwhile (PINGs, a byte a second).
     public var idleTimeoutSeconds: Int = 120
     /// Rapid Reset (CVE-2023-44487): token bucket of stream resets the peer may cause.
     public var streamResetBurst: UInt64 = 1000
@@ -29,10 +30,12 @@ public struct HTTPServerConfiguration: Sendable {
     // MARK: resource bounds (see README, "Limits")
 
     /// Request bytes (headers and bodies) one connection may hold before its requests are
-    /// answered; past it, new streams are refused (HTTP/2 RST_STREAM REFUSED_STREAM, HTTP/1.1 503).
+    /// answered; past it a request is refused: headers that do not fit reset their HTTP/2 stream
+    /// (REFUSED_STREAM), a body gets 503 (HTTP/1.1 then closes).
     public var maxBufferedRequestBytesPerConnection: Int = 4 * 1024 * 1024
-    /// The same over all of one worker's connections.
-    public var maxBufferedRequestBytesPerWorker: Int = 64 * 1024 * 1024
+    /// The same over all of one worker's connections (bodies leave 1 MiB of it to headers, so a
+    /// probe still fits beside a flood of unfinished uploads).
+    public var maxBufferedRequestBytesPerWorker: Int = 32 * 1024 * 1024
     /// Answer bytes queued for a peer that does not read them (zero window, slow reader): past
     /// this the connection is closed.
     public var maxPendingResponseBytesPerConnection: Int = 8 * 1024 * 1024
@@ -40,17 +43,14 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnectionsPerWorker: Int = 4096
     /// A request's headers and body must have arrived this long after its first byte.
     public var requestArrivalTimeoutSeconds: Int = 30
-    /// Where every worker's server reports gauges and refusals (nil: nowhere).
-    public var stats: HTTPServerStats?
-
-    public init(listen: String) { self.listen = listen }
-
-    // MARK: HTTP/2 bounds
-
     /// HTTP/2 streams of one connection whose request body is still arriving; one more is reset
     /// (REFUSED_STREAM). With the byte budget, this bounds what unfinished uploads can pin.
     public var maxStreamsReceivingBodyPerConnection: Int = 32
     /// Drain: how long after the shutdown notice (GOAWAY with the largest stream id) the final
     /// GOAWAY follows, unless the peer's PING acknowledgement comes first.
     public var shutdownNoticeMilliseconds: Int = 1000
+    /// Where every worker's server reports gauges and refusals (nil: nowhere).
+    public var stats: HTTPServerStats?
+
+    public init(listen: String) { self.listen = listen }
 }
