@@ -185,34 +185,22 @@ private final class DrainFlag: @unchecked Sendable { var done = false }
 
 /// One loop with a server configured by the test, reporting into its own stats.
 private final class HTTP1BoundsFixture: HoldingFixture, @unchecked Sendable {
-    let group: LoopGroup
-    var loop: Loop { group.loops[0] }
+    private let running: ServerOnLoop
+    var loop: Loop { running.loop }
     private let bounds = HTTP1BoundsHandler()
     var handler: ScriptedHandler { bounds.scripted }
     let stats = HTTPServerStats()
-    /// Loop-confined: touched only inside `loop.runAndWait`.
-    private(set) var server: HTTPServer?
-    private(set) var port = 0
+    var server: HTTPServer? { running.server }
+    var port: Int { running.port }
 
     init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
-        signal(SIGPIPE, SIG_IGN)
-        group = try LoopGroup(count: 1)
-        try group.start()
         var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
         configuration.stats = stats
         configure(&configuration)
-        port = try loop.runAndWait { [self, configuration] in
-            let server = try HTTPServer(loop: loop, configuration: configuration, handler: bounds,
-                                        logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
-            self.server = server
-            return server.port
-        }
+        running = try ServerOnLoop(handler: bounds, configuration: configuration)
     }
 
-    deinit {
-        group.stopAndWait()
-        server?.closeAll()
-    }
+    deinit { running.stop() }
 
     var openConnections: Int { (try? openConnectionsNow()) ?? -1 }
 

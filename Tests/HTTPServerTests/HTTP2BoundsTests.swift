@@ -39,33 +39,21 @@ final class BoundsHandler: HTTPHandler {
 
 /// An in-process server on its own loop thread, configured per test.
 final class BoundsFixture: @unchecked Sendable {
-    let group: LoopGroup
-    var loop: Loop { group.loops[0] }
+    private let running: ServerOnLoop
+    var loop: Loop { running.loop }
     let handler = BoundsHandler()
     let stats = HTTPServerStats()
-    /// Loop-confined: touched only inside `loop.runAndWait`.
-    private(set) var server: HTTPServer?
-    private(set) var port = 0
+    var server: HTTPServer? { running.server }
+    var port: Int { running.port }
 
     init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
-        signal(SIGPIPE, SIG_IGN)
-        group = try LoopGroup(count: 1)
-        try group.start()
         var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
         configuration.stats = stats
         configure(&configuration)
-        port = try loop.runAndWait { [self, configuration] in
-            let server = try HTTPServer(loop: loop, configuration: configuration, handler: handler,
-                                        logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
-            self.server = server
-            return server.port
-        }
+        running = try ServerOnLoop(handler: handler, configuration: configuration)
     }
 
-    deinit {
-        group.stopAndWait()
-        server?.closeAll()
-    }
+    deinit { running.stop() }
 
     func onLoop<R: Sendable>(_ body: @escaping @Sendable (BoundsFixture) throws -> R) throws -> R {
         try loop.runAndWait { [self] in try body(self) }

@@ -63,39 +63,69 @@ extension HoldingFixture {
     }
 }
 
-/// One loop thread with an HTTP server and a curl client on it.
-final class ServerFixture: HoldingFixture, @unchecked Sendable {
+/// One loop thread running an `HTTPServer` configured by the test: the start and the teardown
+/// every server fixture here shares. `stop()` (the owner's deinit calls it) ends the loop first,
+/// so the server and whatever the handler holds are freed with no loop running.
+final class ServerOnLoop: @unchecked Sendable {
     let group: LoopGroup
     var loop: Loop { group.loops[0] }
-    let handler = ScriptedHandler()
     /// Loop-confined: touched only inside `loop.runAndWait`.
     private(set) var server: HTTPServer?
-    private(set) var curl: CurlMulti?
     private(set) var port = 0
 
-    init(idleTimeoutSeconds: Int = 120) throws {
-        _ = curlReady
+    init(handler: HTTPHandler, configuration: HTTPServerConfiguration) throws {
         // As the service does: a client that closes early must not kill the test process.
         signal(SIGPIPE, SIG_IGN)
+        // Loop-confined from here on: the test thread hands it over and touches it only on the loop.
+        nonisolated(unsafe) let handler = handler
         group = try LoopGroup(count: 1)
         try group.start()
         port = try loop.runAndWait { [self] in
-            var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
-            configuration.idleTimeoutSeconds = idleTimeoutSeconds
             let server = try HTTPServer(loop: loop, configuration: configuration, handler: handler,
                                         logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
             self.server = server
-            curl = try CurlMulti(loop: loop)
             return server.port
         }
     }
 
-    /// The loop stops first; the server, the curl handle and any held writers are then freed
-    /// here, with no loop running.
-    deinit {
+    func stop() {
         group.stopAndWait()
         server?.closeAll()
+        server = nil
     }
+
+    deinit { stop() }
+
+    /// Drops the server (as a worker does at shutdown) while the loop goes on.
+    func dropServer() throws {
+        try loop.runAndWait { [self] in
+            server?.closeAll()
+            server = nil
+        }
+    }
+}
+
+/// One loop thread with an HTTP server and a curl client on it.
+final class ServerFixture: HoldingFixture, @unchecked Sendable {
+    private let running: ServerOnLoop
+    var loop: Loop { running.loop }
+    let handler = ScriptedHandler()
+    var server: HTTPServer? { running.server }
+    var port: Int { running.port }
+    /// Loop-confined: touched only inside `loop.runAndWait`.
+    private(set) var curl: CurlMulti?
+
+    init(idleTimeoutSeconds: Int = 120) throws {
+        _ = curlReady
+        var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
+        configuration.idleTimeoutSeconds = idleTimeoutSeconds
+        running = try ServerOnLoop(handler: handler, configuration: configuration)
+        try loop.runAndWait { [self] in curl = try CurlMulti(loop: loop) }
+    }
+
+    /// The loop stops first; the server, the curl handle and any held writers are then freed
+    /// here, with no loop running.
+    deinit { running.stop() }
 
     /// One h2c request with the project's libcurl client; waits for its answer.
     func get(_ path: String) throws -> HTTPClientResponse {
@@ -114,12 +144,7 @@ final class ServerFixture: HoldingFixture, @unchecked Sendable {
 
 
     /// Drops the server (as a worker does at shutdown) while the fixture keeps its loop.
-    func dropServer() throws {
-        try loop.runAndWait { [self] in
-            server?.closeAll()
-            server = nil
-        }
-    }
+    func dropServer() throws { try running.dropServer() }
 }
 
 let curlReady: Void = { try? Curl.globalInit() }()

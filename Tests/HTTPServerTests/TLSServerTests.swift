@@ -10,8 +10,8 @@ import TestSupport
 /// `certificateFile`/`keyFile` are what the server reads (and re-reads on `reload`), `a` and `b`
 /// two distinct self-signed certificates to copy there.
 final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
-    let group: LoopGroup
-    var loop: Loop { group.loops[0] }
+    private let running: ServerOnLoop
+    var loop: Loop { running.loop }
     let handler = ScriptedHandler()
     let directory: String
     let a: TestCertificate
@@ -19,12 +19,10 @@ final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
     let certificateFile: String
     let keyFile: String
     let tls: TLSContextHolder
-    /// Loop-confined: touched only inside `loop.runAndWait`.
-    private(set) var server: HTTPServer?
-    private(set) var port = 0
+    var server: HTTPServer? { running.server }
+    var port: Int { running.port }
 
     init(handshakeTimeoutSeconds: Int = 10) throws {
-        signal(SIGPIPE, SIG_IGN)
         directory = try makeTemporaryDirectory()
         a = try TestCertificate(in: directory, name: "a")
         b = try TestCertificate(in: directory, name: "b")
@@ -33,22 +31,14 @@ final class TLSServerFixture: HoldingFixture, @unchecked Sendable {
         try FileManager.default.copyItem(atPath: a.certificateFile, toPath: certificateFile)
         try FileManager.default.copyItem(atPath: a.keyFile, toPath: keyFile)
         tls = try TLSContextHolder(certificateFile: certificateFile, keyFile: keyFile)
-        group = try LoopGroup(count: 1)
-        try group.start()
-        port = try loop.runAndWait { [self] in
-            var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
-            configuration.tls = tls
-            configuration.tlsHandshakeTimeoutSeconds = handshakeTimeoutSeconds
-            let server = try HTTPServer(loop: loop, configuration: configuration, handler: handler,
-                                        logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
-            self.server = server
-            return server.port
-        }
+        var configuration = HTTPServerConfiguration(listen: "127.0.0.1:0")
+        configuration.tls = tls
+        configuration.tlsHandshakeTimeoutSeconds = handshakeTimeoutSeconds
+        running = try ServerOnLoop(handler: handler, configuration: configuration)
     }
 
     deinit {
-        group.stopAndWait()
-        server?.closeAll()
+        running.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
