@@ -74,8 +74,11 @@ final class ConnectionSocket {
             }
         }
         guard rc == 0 else { return "" }
-        let ip = String(cString: host)
-        return address.ss_family == sa_family_t(AF_INET6) ? "[\(ip)]:\(String(cString: service))" : "\(ip):\(String(cString: service))"
+        func text(_ characters: [CChar]) -> String {
+            String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let ip = text(host)
+        return address.ss_family == sa_family_t(AF_INET6) ? "[\(ip)]:\(text(service))" : "\(ip):\(text(service))"
     }
 
     /// Routes events to `owner` from now on and (re)starts reading and writing with its timeouts:

@@ -195,6 +195,9 @@ final class HTTP1Connection: ServerConnection {
         request.hasBegun = true
         countsAsStream = true
         context.configuration.stats?.streamOpened()
+        // From its first byte a request has the arrival bound; the idle bound is for the time
+        // between requests (re-armed once this one is answered).
+        idleDeadline.cancel()
         let seconds = limits.requestArrivalTimeoutSeconds
         do {
             try arrivalDeadline.arm(milliseconds: seconds * 1000) { [weak self] in self?.missedArrivalDeadline(seconds) }
@@ -221,11 +224,10 @@ final class HTTP1Connection: ServerConnection {
         reject(.requestTimeout(seconds: seconds))
     }
 
-    /// No complete request for the idle timeout, whatever trickled in: a request still arriving
-    /// gets its 408, a quiet connection just closes.
+    /// No request began for the idle timeout, whatever trickled in (blank lines the parser skips,
+    /// a byte a second of nothing): close. A request that began has the arrival bound instead.
     private func missedIdleDeadline() {
-        guard !isClosed, exchange == nil else { return }
-        if request.hasBegun { return missedArrivalDeadline(limits.idleTimeoutSeconds) }
+        guard !isClosed, exchange == nil, !request.hasBegun else { return }
         close()
     }
 

@@ -37,6 +37,9 @@ final class HTTP2Connection: ServerConnection {
     private var receivedAt: Int64
     /// When a request last arrived whole or an answer last moved: idleness counts from here.
     private var lastProgressAt: Int64
+    /// When answer bytes last moved to the socket (or, with none pending, when the first of those
+    /// now pending was queued): how long a reader has left answers lying.
+    private var answersMovedAt: Int64 = 0
     private let timer: Timer
     /// When `timer` fires (monotonic ms); `.max` until the first `readable()` (it is re-armed on
     /// every firing until the connection closes).
@@ -214,6 +217,12 @@ final class HTTP2Connection: ServerConnection {
 
     // MARK: deadlines
 
+    private var pendingAnswerBytesOverCap: Bool {
+        pendingResponseBytes + socket.outputLength > limits.maxPendingResponseBytesPerConnection
+    }
+
+    private var stallMilliseconds: Int64 { Int64(limits.pendingResponseStallSeconds) * 1000 }
+
     /// Makes the timer fire by `due` (it may already fire sooner).
     private func armTimer(at due: Int64) {
         guard due < timerDue, !isClosed else { return }
@@ -255,10 +264,24 @@ final class HTTP2Connection: ServerConnection {
             }
             if isClosed { return }
         }
+        // A peer that asks for answers and does not take them would pin them all: past the cap,
+        // answers that have not moved for the stall time close the connection. A reader that
+        // keeps taking them (many large answers through small windows) is never cut off.
+        if pendingAnswerBytesOverCap {
+            let stallDue = answersMovedAt + stallMilliseconds
+            guard now < stallDue else {
+                logger.info("closing HTTP/2 connection: answer bytes pending to a peer that does not read them",
+                            metadata: ["peer": "\(socket.peer)", "pendingBytes": "\(pendingResponseBytes + socket.outputLength)"])
+                stats?.refused(.pendingResponse)
+                return close()
+            }
+            next = min(next, stallDue)
+        }
         // Idle: no request arrived and no answer moved for the whole timeout, and the
         // application holds no request. PINGs, SETTINGS and window updates are not progress,
         // and answers pinned by a closed window do not count as being written.
-        if isAwaitingHandler {
+        // A request still arriving has the arrival bound instead.
+        if isAwaitingHandler || arrivingStreams > 0 {
             lastProgressAt = now
         } else if now - lastProgressAt >= idleMilliseconds {
             logger.debug("closing idle HTTP/2 connection", metadata: ["peer": "\(socket.peer)", "pendingResponseBytes": "\(pendingResponseBytes)"])
@@ -326,7 +349,7 @@ final class HTTP2Connection: ServerConnection {
             stats?.refused(.headerTooLarge)
             return reject(stream, .headerListTooLarge(limit: limits.maxHeaderListBytes))
         }
-        if stream.headersRefused { return refuse(stream) }
+        if stream.headersRefused { return refuse(stream, .requestBytes) }
         if endStream { return dispatch(stream) }
 
         // A body follows: refuse what cannot be taken before any of it is buffered.
@@ -336,7 +359,7 @@ final class HTTP2Connection: ServerConnection {
             stats?.refused(.bodyTooLarge)
             return reject(stream, .bodyTooLarge(limit: stream.bodyLimit))
         }
-        guard streamsReceivingBody < limits.maxStreamsReceivingBodyPerConnection else { return refuse(stream) }
+        guard streamsReceivingBody < limits.maxStreamsReceivingBodyPerConnection else { return refuse(stream, .uploadStreams) }
         if let declared, declared > 0 {
             guard reserveRequestBytes(declared, for: stream, use: .body) else {
                 stats?.refused(.requestBytes)
@@ -400,6 +423,7 @@ final class HTTP2Connection: ServerConnection {
         guard count > 0 else { return }
         pendingResponseBytes -= count
         lastProgressAt = loop.monotonicMilliseconds
+        answersMovedAt = lastProgressAt
     }
 
     // MARK: requests and responses
@@ -473,9 +497,9 @@ final class HTTP2Connection: ServerConnection {
     }
 
     /// Resets a stream the connection has no room for (REFUSED_STREAM: the peer may retry it).
-    private func refuse(_ stream: HTTP2Stream) {
+    private func refuse(_ stream: HTTP2Stream, _ reason: HTTPServerStats.Refusal) {
         endArrival(stream)
-        stats?.refused(.requestBytes)
+        stats?.refused(reason)
         stream.body = []
         dropHeaders(of: stream)
         guard let session else { return }
@@ -498,6 +522,7 @@ final class HTTP2Connection: ServerConnection {
         if !response.body.isEmpty, response.trailers.isEmpty { fields.append(("content-length", String(response.body.count))) }
         let withoutData = stream.isHead || (response.body.isEmpty && response.trailers.isEmpty)
         if !withoutData {
+            if pendingResponseBytes == 0 { answersMovedAt = lastProgressAt }
             stream.pendingBody = response.body
             stream.pendingOffset = 0
             stream.pendingTrailers = response.trailers
@@ -515,16 +540,8 @@ final class HTTP2Connection: ServerConnection {
             logger.error("nghttp2_submit_response failed", metadata: ["error": "\(String(cString: nghttp2_strerror(rv)))"])
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_INTERNAL_ERROR.rawValue))
         }
-        // A peer that asks for answers and does not take them would pin them all. One answer
-        // alone, however large, is the application's to size; the cap is on stacking them.
-        let pending = pendingResponseBytes + socket.outputLength
-        let stacked = pendingResponseBytes > stream.unsentResponseBytes || socket.outputLength > 0
-        guard pending <= limits.maxPendingResponseBytesPerConnection || !stacked else {
-            logger.info("closing HTTP/2 connection: too many answer bytes pending to a peer that does not read them",
-                        metadata: ["peer": "\(socket.peer)", "pendingBytes": "\(pending)"])
-            stats?.refused(.pendingResponse)
-            return close()
-        }
+        // Past the cap, the reader has `pendingResponseStallSeconds` to take some of it.
+        if pendingAnswerBytesOverCap { armTimer(at: answersMovedAt + stallMilliseconds) }
         flush()
     }
 

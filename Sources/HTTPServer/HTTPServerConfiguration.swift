@@ -36,9 +36,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// The same over all of one worker's connections (bodies leave 1 MiB of it to headers, so a
     /// probe still fits beside a flood of unfinished uploads).
     public var maxBufferedRequestBytesPerWorker: Int = 32 * 1024 * 1024
-    /// Answer bytes queued for a peer that does not read them (zero window, slow reader): past
-    /// this the connection is closed.
+    /// Answer bytes queued for a peer (HTTP/2: held by flow control or in the output buffer):
+    /// past this, a reader that takes none of them for `pendingResponseStallSeconds` (a zero
+    /// window, a reader that stopped) is disconnected. One that keeps taking them is not.
     public var maxPendingResponseBytesPerConnection: Int = 8 * 1024 * 1024
+    public var pendingResponseStallSeconds: Int = 5
     /// Open connections per worker; one more is closed at once.
     public var maxConnectionsPerWorker: Int = 4096
     /// A request's headers and body must have arrived this long after its first byte.

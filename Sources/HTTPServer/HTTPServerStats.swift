@@ -10,6 +10,8 @@ public final class HTTPServerStats: Sendable {
         case connectionLimit = "connection_limit"
         /// The worker or connection request-byte budget was spent: 503 or stream reset.
         case requestBytes = "request_bytes"
+        /// An HTTP/2 connection already had its most streams with a body still arriving.
+        case uploadStreams = "upload_streams"
         /// A request did not arrive whole (headers and body) within its bound.
         case requestTimeout = "request_timeout"
         /// A reader that stopped taking answers had too many bytes pending: connection closed.

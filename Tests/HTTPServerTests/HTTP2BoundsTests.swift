@@ -145,6 +145,8 @@ private func isAnswer(_ stream: UInt32) -> (Frame) -> Bool {
         let reset = client.next(where: isAnswer(5))
         #expect(reset?.type == Frame.rstStream)
         #expect(reset?.errorCode == H2AbuseClient.refusedStream)
+        #expect(fixture.stats.refusals(.uploadStreams) == 1)
+        #expect(fixture.stats.refusals(.requestBytes) == 0)
         // The two under way still finish.
         client.data(stream: 1, [1, 2, 3], endStream: true)
         #expect(client.next(where: isAnswer(1))?.status == 200)
@@ -189,7 +191,10 @@ private func isAnswer(_ stream: UInt32) -> (Frame) -> Bool {
     }
 
     @Test func answersStackedForAZeroWindowReaderCloseTheConnection() throws {
-        let fixture = try BoundsFixture { $0.maxPendingResponseBytesPerConnection = 2 << 20 }
+        let fixture = try BoundsFixture {
+            $0.maxPendingResponseBytesPerConnection = 2 << 20
+            $0.pendingResponseStallSeconds = 1
+        }
         // SETTINGS_INITIAL_WINDOW_SIZE 0: the server may send headers but no DATA.
         let client = try H2AbuseClient(port: fixture.port, settings: [(id: 4, value: 0)])
         for stream: UInt32 in [1, 3, 5, 7] { client.request(stream: stream, path: "/big") }
@@ -199,6 +204,23 @@ private func isAnswer(_ stream: UInt32) -> (Frame) -> Bool {
             fixture.server!.openConnections == 0 && fixture.stats.openStreams == 0
         }
         #expect(try fixture.servesAnotherClient())
+    }
+
+    /// Twelve 1 MiB answers at once through 64 KiB stream windows: far past the cap pending, but
+    /// the reader keeps taking them, so it gets them all.
+    @Test func aReaderThatKeepsTakingManyLargeAnswersIsServed() throws {
+        let fixture = try BoundsFixture {
+            $0.maxPendingResponseBytesPerConnection = 2 << 20
+            $0.pendingResponseStallSeconds = 1
+        }
+        let nghttp = Process()
+        nghttp.executableURL = URL(fileURLWithPath: "/usr/bin/nghttp")
+        nghttp.arguments = ["-n", "-m", "12", "-w", "16", "-W", "20", "-t", "30", "http://127.0.0.1:\(fixture.port)/big"]
+        nghttp.standardOutput = FileHandle.nullDevice
+        try nghttp.run()
+        nghttp.waitUntilExit()
+        #expect(nghttp.terminationStatus == 0)
+        #expect(fixture.stats.refusals(.pendingResponse) == 0)
     }
 
     @Test func aZeroWindowReaderThatPingsIsClosedWhenIdle() throws {

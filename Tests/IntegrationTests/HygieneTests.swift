@@ -15,20 +15,23 @@ import Voucherify
 @Suite(.serialized) struct HygieneTests {
     private static let campaign = FakeVoucherify.campaignID
 
-    /// `.`, `..` and their friends are member and campaign codes like any other: each reaches the
-    /// fake as one encoded segment of the one points-expiration URL, never as another URL.
-    @Test func dotSegmentsReachVoucherifyAsOneEncodedSegment() throws {
+    /// `.` and `..` as a member or campaign are refused before any upstream call; codes that only
+    /// contain dots or slashes reach the fake as one encoded segment of the one points-expiration
+    /// URL, never as another URL.
+    @Test func dotSegmentsNeverChangeTheUpstreamURL() throws {
         let service = try ServiceUnderTest()
         try service.fake.resetStats()
+        for (campaign, member) in [(Self.campaign, "."), (Self.campaign, ".."), ("..", "MEMBER-000001"), (".", "MEMBER-000001")] {
+            let answer = try service.get(member: member, campaign: campaign)
+            #expect(answer.status == 400, "\(campaign) / \(member): \(answer.text)")
+            #expect(answer.code == "invalid_argument")
+        }
         let prefix = "/v1/loyalties/\(Self.campaign)/members/"
         let cases: [(campaign: String, member: String, path: String)] = [
-            (Self.campaign, ".", prefix + "%2E/points-expiration"),
-            (Self.campaign, "..", prefix + "%2E%2E/points-expiration"),
             (Self.campaign, "../MEMBER-000001", prefix + "..%2FMEMBER-000001/points-expiration"),
             (Self.campaign, "%2F", prefix + "%252F/points-expiration"),
             (Self.campaign, "...", prefix + ".../points-expiration"),
-            ("..", "MEMBER-000001", "/v1/loyalties/%2E%2E/members/MEMBER-000001/points-expiration"),
-            (".", "..", "/v1/loyalties/%2E/members/%2E%2E/points-expiration"),
+            ("./..", "MEMBER-000001", "/v1/loyalties/.%2F../members/MEMBER-000001/points-expiration"),
         ]
         for (campaign, member, _) in cases {
             let answer = try service.get(member: member, campaign: campaign)

@@ -6,9 +6,14 @@ import RPC
 // Requests arrive as generated messages (either codec); these types add what the `.proto`
 // cannot say: required fields, lengths, list sizes, real dates.
 
-/// Validates a required identifier field (campaign, member).
+/// Validates a required identifier field (campaign, member). `.` and `..` are refused: they are
+/// no card or campaign code, and although every upstream path segment is percent-encoded, a proxy
+/// or server that decodes `%2E` before normalising the path would read them as dot segments.
 func requiredIdentifier(_ value: String, field: String) throws(RPCError) -> String {
     guard !value.isEmpty else { throw RPCError(.invalidArgument, "\(field) is required") }
+    guard value != ".", value != ".." else {
+        throw RPCError(.invalidArgument, "\(field) \"\(value)\" is a path dot segment, not a code")
+    }
     guard value.utf8.count <= maxIdentifierBytes else {
         throw RPCError(.invalidArgument, "\(field) is longer than \(maxIdentifierBytes) bytes")
     }

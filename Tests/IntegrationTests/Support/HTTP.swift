@@ -27,7 +27,8 @@ enum CurlClient {
         defer { try? FileManager.default.removeItem(at: directory) }
         let headerFile = directory.appendingPathComponent("headers").path
         let bodyFile = directory.appendingPathComponent("body").path
-        var arguments = ["-sS", http2 ? "--http2-prior-knowledge" : "--http1.1", "-X", method, "-D", headerFile, "-o", bodyFile,
+        let errorFile = directory.appendingPathComponent("stderr").path
+        var arguments = ["-sS", "--stderr", errorFile, http2 ? "--http2-prior-knowledge" : "--http1.1", "-X", method, "-D", headerFile, "-o", bodyFile,
                          "-w", "%{http_code} %{http_version}", "--max-time", String(timeoutSeconds)]
         for header in headers { arguments += ["-H", header] }
         if let body {
@@ -37,7 +38,8 @@ enum CurlClient {
         }
         let summary = try run("/usr/bin/curl", arguments + [url]).split(separator: " ")
         guard summary.count == 2, let status = Int(summary[0]), status > 0 else {
-            throw TestFailure("curl \(method) \(url) got no HTTP answer")
+            let error = ((try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            throw TestFailure("curl \(method) \(url) got no HTTP answer: \(error)")
         }
         var parsed: [String: String] = [:]
         let rawHeaders = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
