@@ -49,6 +49,20 @@ import TestSupport
         #expect(try fixture.get("/echo").hasPrefix("HTTP/1.1 200 OK"))
     }
 
+    /// A request that began just before the idle deadline has the arrival bound from then on: a
+    /// pooled connection reused late is not cut off with a 408 for the idle time before it.
+    @Test func aRequestBegunJustBeforeTheIdleDeadlineIsAnswered() throws {
+        let fixture = try HTTP1BoundsFixture { $0.idleTimeoutSeconds = 2 }
+        let client = try RawTCPClient(port: fixture.port)
+        usleep(1_500_000)
+        #expect(client.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na".utf8)))
+        // The idle deadline passes while the body is still arriving.
+        usleep(1_500_000)
+        #expect(client.send(Array("bc".utf8)))
+        #expect(try client.readUntil("http1_1 POST /echo - - 3").hasPrefix("HTTP/1.1 200 OK"))
+        #expect(fixture.stats.refusals(.requestTimeout) == 0)
+    }
+
     /// Blank lines before a request begin none (RFC 9112 §2.2 lets a server skip them), so only
     /// the idle deadline ends this: each byte would restart a read timeout.
     @Test func blankLinesTrickledForeverAreClosedByTheIdleDeadline() throws {

@@ -166,6 +166,20 @@ private func isAnswer(_ stream: UInt32) -> (Frame) -> Bool {
         #expect(try fixture.servesAnotherClient())
     }
 
+    /// An upload begun just before the idle deadline, still arriving when it passes, keeps its
+    /// connection: it has the arrival bound instead, and is answered.
+    @Test func anUploadArrivingPastTheIdleDeadlineIsAnswered() throws {
+        let fixture = try BoundsFixture { $0.idleTimeoutSeconds = 2 }
+        let client = try H2AbuseClient(port: fixture.port)
+        usleep(1_500_000)
+        client.request(stream: 1, method: "POST", path: "/upload", extra: [("content-length", "4")], endStream: false)
+        client.data(stream: 1, [1, 2])
+        usleep(1_500_000)
+        client.data(stream: 1, [3, 4], endStream: true)
+        #expect(client.next(where: isAnswer(1))?.status == 200)
+        #expect(fixture.stats.refusals(.requestTimeout) == 0)
+    }
+
     @Test func pingsDoNotKeepAnIdleConnection() throws {
         let fixture = try BoundsFixture { $0.idleTimeoutSeconds = 1 }
         let client = try H2AbuseClient(port: fixture.port)
