@@ -138,6 +138,9 @@ public final class HTTPServer {
     private var acceptRetryMilliseconds = HTTPServer.firstAcceptRetryMilliseconds
     private static let firstAcceptRetryMilliseconds = 50
     private static let lastAcceptRetryMilliseconds = 2000
+    /// Set while this worker has as many connections as it may: its listener is off, so the
+    /// shared socket's next connections go to the other workers (or wait in the backlog).
+    private var pausedAtCap = false
     /// When the connection cap was last logged (monotonic ms): at most one line a minute.
     private var connectionCapLoggedAt: Int64?
 
@@ -195,6 +198,30 @@ public final class HTTPServer {
             if acceptPauses.end() { context.logger.notice("accepting connections again") }
         }
         accept(fd)
+        pauseAtCapIfFull()
+    }
+
+    /// At the connection cap, stop taking connections from the shared socket instead of taking
+    /// and closing them: another worker may have room.
+    private func pauseAtCapIfFull() {
+        guard !pausedAtCap, openConnections >= context.configuration.maxConnectionsPerWorker, let listener else { return }
+        pausedAtCap = true
+        evconnlistener_disable(listener)
+        logConnectionCap("connection limit reached; this worker accepts again once one of its connections closes")
+    }
+
+    private func resumeBelowCap() {
+        guard pausedAtCap, openConnections < context.configuration.maxConnectionsPerWorker else { return }
+        pausedAtCap = false
+        // An accept() back-off in progress re-enables the listener itself when its timer fires.
+        if !acceptPaused, let listener { evconnlistener_enable(listener) }
+    }
+
+    private func logConnectionCap(_ message: Logger.Message) {
+        let now = context.loop.monotonicMilliseconds
+        guard connectionCapLoggedAt.map({ now - $0 >= 60_000 }) ?? true else { return }
+        connectionCapLoggedAt = now
+        context.logger.warning("\(message) (logged at most once a minute)", metadata: ["limit": "\(context.configuration.maxConnectionsPerWorker)"])
     }
 
     /// accept() failed for a reason other than a vanished peer, most often EMFILE or ENFILE:
@@ -216,7 +243,7 @@ public final class HTTPServer {
         acceptRetryMilliseconds = min(delay * 2, Self.lastAcceptRetryMilliseconds)
         do {
             try acceptRetry.arm(milliseconds: delay) { [weak self] in
-                guard let self, let listener = self.listener else { return }
+                guard let self, !self.pausedAtCap, let listener = self.listener else { return }
                 evconnlistener_enable(listener)
             }
         } catch {
@@ -257,16 +284,12 @@ public final class HTTPServer {
         sniff(ConnectionSocket(bufferEvent: bufferEvent))
     }
 
+    /// A connection accepted in the same burst as the one that reached the cap: closed at once.
     private func refuseOverCap(_ fd: Int32) {
         // Counted before the close, which the peer may see (and a scrape follow) at once.
         stats?.refused(.connectionLimit)
         Glibc.close(fd)
-        let now = context.loop.monotonicMilliseconds
-        if connectionCapLoggedAt.map({ now - $0 >= 60_000 }) ?? true {
-            connectionCapLoggedAt = now
-            context.logger.warning("connection limit reached; closing new connections at once (logged at most once a minute)",
-                                   metadata: ["limit": "\(context.configuration.maxConnectionsPerWorker)"])
-        }
+        logConnectionCap("connection limit reached; closing new connections at once")
     }
 
     /// Lets the first bytes choose the protocol.
@@ -320,6 +343,7 @@ public final class HTTPServer {
     func handshakeClosed(_ handshake: TLSHandshake) {
         guard handshakes.removeValue(forKey: ObjectIdentifier(handshake)) != nil else { return }
         stats?.connectionClosed()
+        resumeBelowCap()
         drainedIfDone()
     }
 
@@ -369,6 +393,7 @@ public final class HTTPServer {
     func connectionClosed(_ connection: ServerConnection) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
         stats?.connectionClosed()
+        resumeBelowCap()
         drainedIfDone()
     }
 

@@ -41,7 +41,7 @@ public struct HTTPServerConfiguration: Sendable {
     /// window, a reader that stopped) is disconnected. One that keeps taking them is not.
     public var maxPendingResponseBytesPerConnection: Int = 8 * 1024 * 1024
     public var pendingResponseStallSeconds: Int = 5
-    /// Open connections per worker; one more is closed at once.
+    /// Open connections per worker: at the cap the worker stops accepting until one closes.
     public var maxConnectionsPerWorker: Int = 4096
     /// A request's headers and body must have arrived this long after its first byte.
     public var requestArrivalTimeoutSeconds: Int = 30
