@@ -87,7 +87,7 @@ import TestSupport
         let fixture = try HTTP1BoundsFixture { $0.maxBufferedRequestBytesPerWorker = 3000 }
         let first = try RawTCPClient(port: fixture.port)
         #expect(first.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\nabc".utf8)))
-        try fixture.waitUntil { fixture.requestBytesHeld >= 2500 }
+        try waitUntil { fixture.requestBytesHeld >= 2500 }
         let second = try RawTCPClient(port: fixture.port)
         #expect(second.send(Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\n".utf8)))
         let refused = try second.readUntilClosed()
@@ -99,7 +99,7 @@ import TestSupport
         #expect(first.send(Array(repeating: UInt8(ascii: "z"), count: 2497)))
         #expect(try first.readUntil("http1_1 POST /echo - - 2500").hasPrefix("HTTP/1.1 200 OK"))
         // Answered: the bytes are back, and the same body fits again.
-        try fixture.waitUntil { fixture.requestBytesHeld == 0 }
+        try waitUntil { fixture.requestBytesHeld == 0 }
         let third = try RawTCPClient(port: fixture.port)
         #expect(third.send(Array(("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\n\r\n" + String(repeating: "y", count: 2500)).utf8)))
         #expect(try third.readUntil("http1_1 POST /echo - - 2500").hasPrefix("HTTP/1.1 200 OK"))
@@ -114,7 +114,7 @@ import TestSupport
         let answer = try client.readUntilClosed()
         #expect(answer.hasPrefix("HTTP/1.1 503 "))
         #expect(fixture.stats.refusals(.requestBytes) == 1)
-        try fixture.waitUntil { fixture.requestBytesHeld == 0 && fixture.stats.openStreams == 0 }
+        try waitUntil { fixture.requestBytesHeld == 0 && fixture.stats.openStreams == 0 }
     }
 
     /// At the cap the worker stops taking connections from the shared socket (another worker
@@ -122,7 +122,7 @@ import TestSupport
     @Test func atTheCapAWorkerStopsAcceptingUntilAConnectionCloses() throws {
         let fixture = try HTTP1BoundsFixture { $0.maxConnectionsPerWorker = 3 }
         var held = try (0..<3).map { _ in try RawTCPClient(port: fixture.port) }
-        try fixture.waitUntil { fixture.openConnections == 3 }
+        try waitUntil { fixture.openConnections == 3 }
         let waiting = try RawTCPClient(port: fixture.port)
         #expect(waiting.send(Array("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
         // The ones already open are still served; the waiting one is not taken meanwhile.
@@ -145,7 +145,7 @@ import TestSupport
         #expect(try keptAlive.readUntil("http1_1 GET /echo - - 0").hasPrefix("HTTP/1.1 200 OK"))
         let busy = try RawTCPClient(port: fixture.port)
         #expect(busy.send(Array("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
-        try fixture.waitUntil { fixture.heldRequests == 1 && fixture.openConnections == 3 }
+        try waitUntil { fixture.heldRequests == 1 && fixture.openConnections == 3 }
         let drained = DrainFlag()
         try fixture.loop.runAndWait { fixture.server!.drain { drained.done = true } }
         #expect(try probe.readUntilClosed() == "")
@@ -154,7 +154,7 @@ import TestSupport
         #expect(!drained.done)
         try fixture.releaseHeld()
         #expect(try busy.readUntilClosed().contains("connection: close"))
-        try fixture.waitUntil { drained.done }
+        try waitUntil { drained.done }
         #expect(fixture.stats.openConnections == 0)
         #expect(fixture.stats.openStreams == 0)
     }
@@ -162,18 +162,18 @@ import TestSupport
     @Test func statsCountEachConnectionAndRequestOnce() throws {
         let fixture = try HTTP1BoundsFixture()
         for _ in 0..<3 { #expect(try fixture.get("/echo").hasPrefix("HTTP/1.1 200 OK")) }
-        let h2 = try run("/usr/bin/curl", ["-sS", "--max-time", "20", "--http2-prior-knowledge", "http://127.0.0.1:\(fixture.port)/echo"])
+        let h2 = try run("/usr/bin/curl", ["-sS", "--http2-prior-knowledge", "http://127.0.0.1:\(fixture.port)/echo"])
         #expect(h2.hasPrefix("http2 GET /echo"))
         let busy = try RawTCPClient(port: fixture.port)
         #expect(busy.send(Array("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
-        try fixture.waitUntil { fixture.heldRequests == 1 }
+        try waitUntil { fixture.heldRequests == 1 }
         #expect(fixture.stats.openStreams == 1)
         #expect(fixture.stats.openConnections == 1)
         try fixture.releaseHeld()
         _ = try busy.readUntil("released")
-        try fixture.waitUntil { fixture.stats.openStreams == 0 }
+        try waitUntil { fixture.stats.openStreams == 0 }
         withExtendedLifetime(busy) {}
-        try fixture.waitUntil { fixture.openConnections == 1 }
+        try waitUntil { fixture.openConnections == 1 }
         #expect(fixture.stats.openConnections == 1)
     }
 }
@@ -231,30 +231,4 @@ private final class HTTP1BoundsFixture: HoldingFixture, @unchecked Sendable {
         #expect(client.send(Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)))
         return try client.readUntilClosed()
     }
-
-    /// Polls `condition` until it holds; 30 s is only a guard against a hang.
-    func waitUntil(_ condition: () throws -> Bool) throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try !condition() {
-            guard ContinuousClock.now < deadline else { throw BoundsFailure("condition not met within 30 s") }
-            usleep(5_000)
-        }
-    }
-}
-
-private struct BoundsFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-private func run(_ executable: String, _ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
 }

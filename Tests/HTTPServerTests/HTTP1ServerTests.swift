@@ -286,7 +286,7 @@ private func read(_ fd: Int32, until suffix: String? = nil) throws -> String {
 }
 
 /// Polls `condition` until it holds; 30 s is only a guard against a hang.
-private func waitUntil(_ condition: () throws -> Bool) throws {
+func waitUntil(_ condition: () throws -> Bool) throws {
     let deadline = ContinuousClock.now + .seconds(30)
     while try !condition() {
         guard ContinuousClock.now < deadline else { throw ClientFailure("condition not met within 30 s") }
@@ -294,13 +294,13 @@ private func waitUntil(_ condition: () throws -> Bool) throws {
     }
 }
 
-private struct ClientFailure: Error, CustomStringConvertible {
+struct ClientFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
 
 /// A client process running while the test drives the server.
-private struct RunningClient {
+struct RunningClient {
     let process: Process
     let output: Pipe
 
@@ -315,7 +315,7 @@ private struct RunningClient {
     }
 }
 
-private func start(_ executable: String, _ arguments: [String]) throws -> RunningClient {
+func start(_ executable: String, _ arguments: [String]) throws -> RunningClient {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -325,7 +325,8 @@ private func start(_ executable: String, _ arguments: [String]) throws -> Runnin
     return RunningClient(process: process, output: output)
 }
 
-private func run(_ executable: String, _ arguments: [String]) throws -> String {
+/// Runs a client to completion (a nonzero exit throws, with its output); its stdout.
+func run(_ executable: String, _ arguments: [String]) throws -> String {
     // curl bounds itself too: no transfer may take longer than 20 s.
     try start(executable, executable.hasSuffix("curl") ? ["--max-time", "20"] + arguments : arguments).finish()
 }
