@@ -49,19 +49,7 @@ public final class H2AbuseClient {
     /// Connects and sends the preface and SETTINGS (plus `settings`: id and value pairs, e.g.
     /// `(4, 0)` for a zero initial window).
     public init(port: Int, settings: [(id: UInt16, value: UInt32)] = []) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw H2AbuseError("socket() failed") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else {
-            Glibc.close(fd)
-            throw H2AbuseError("cannot connect to 127.0.0.1:\(port)")
-        }
+        fd = try connectedLoopbackSocket(port: port)
         var payload: [UInt8] = []
         for (id, value) in [(UInt16(1), UInt32(0))] + settings {
             payload += [UInt8(id >> 8), UInt8(id & 0xff)] + Self.bytes(of: value)

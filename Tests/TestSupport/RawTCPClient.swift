@@ -12,21 +12,7 @@ public final class RawTCPClient {
     private let fd: Int32
 
     public init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TCPClientFailure("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        var timeout = timeval(tv_sec: 20, tv_usec: 0)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        } && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
-            && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
-        guard connected else {
-            Glibc.close(fd)
-            throw TCPClientFailure("connect: \(String(cString: strerror(errno)))")
-        }
+        fd = try connectedLoopbackSocket(port: port)
     }
 
     deinit { Glibc.close(fd) }
@@ -83,3 +69,24 @@ public final class RawTCPClient {
     }
 }
 
+/// A blocking TCP socket connected to 127.0.0.1:`port` whose every read and write waits at most
+/// 20 s; the caller closes it. Every raw test client starts here.
+public func connectedLoopbackSocket(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TCPClientFailure("socket: \(String(cString: strerror(errno)))") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    var timeout = timeval(tv_sec: 20, tv_usec: 0)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    } && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
+        && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
+    guard connected else {
+        let reason = String(cString: strerror(errno))
+        Glibc.close(fd)
+        throw TCPClientFailure("connect to 127.0.0.1:\(port): \(reason)")
+    }
+    return fd
+}
