@@ -21,14 +21,7 @@ import Testing
         let ready = try CurlClient.request("GET", service.baseURL + "/readyz")
         #expect(ready.status == 503)
         #expect(ready.text.hasPrefix("not ready"))
-        let health = try CurlClient.request("POST", service.baseURL + "/grpc.health.v1.Health/Check", body: Data(#"{"service":""}"#.utf8),
-                                            headers: ["content-type: application/json"])
-        #expect(health.json["status"] as? String == "NOT_SERVING")
-        // As a Kubernetes `grpc` probe asks: binary gRPC, the empty request. NOT_SERVING is 2.
-        let probe = try CurlClient.request("POST", service.baseURL + "/grpc.health.v1.Health/Check", body: Data([0, 0, 0, 0, 0]),
-                                           headers: ["content-type: application/grpc", "te: trailers"])
-        #expect(probe.headers["grpc-status"] == "0")
-        #expect([UInt8](probe.body) == [0, 0, 0, 0, 2, 0x08, 2])
+        try service.expectHealthNotServing()
         let answer = try service.get(member: "CARD-R")
         #expect(answer.status == 200)
         #expect(answer.headers["x-cache"] == "miss")

@@ -161,7 +161,7 @@ import Testing
         let ready = try CurlClient.request("GET", service.baseURL + "/readyz")
         #expect(ready.status == 503)
         #expect(ready.text.contains("not ready: Redis not answering within"), "\(ready.text)")
-        try expectNotServing(service)
+        try service.expectHealthNotServing()
         try waitUntil("every worker noticed by itself") { !service.app.allWorkersReady() }
         service.redis.resume()
         try service.waitUntilReady()
@@ -181,21 +181,10 @@ import Testing
             last = ready.text
             return ready.status == 503 && ready.text.contains("Redis not answering within 500 ms")
         }
-        try expectNotServing(service)
+        try service.expectHealthNotServing()
         try service.fake.putMember("CARD-H", buckets: buckets(1))
         let answer = try service.get(member: "CARD-H")
         #expect(answer.status == 200)
         #expect(answer.headers["x-cache"] == "miss")
-    }
-
-    /// Connect JSON and binary gRPC (as Kubernetes probes ask) both say NOT_SERVING.
-    private func expectNotServing(_ service: ServiceUnderTest) throws {
-        let health = try CurlClient.request("POST", service.baseURL + "/grpc.health.v1.Health/Check", body: Data(#"{"service":""}"#.utf8),
-                                            headers: ["content-type: application/json"])
-        #expect(health.json["status"] as? String == "NOT_SERVING")
-        let probe = try CurlClient.request("POST", service.baseURL + "/grpc.health.v1.Health/Check", body: Data([0, 0, 0, 0, 0]),
-                                           headers: ["content-type: application/grpc", "te: trailers"])
-        #expect(probe.headers["grpc-status"] == "0")
-        #expect([UInt8](probe.body) == [0, 0, 0, 0, 2, 0x08, 2])
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import PointsExpiryServer
 import HTTPClient
 import TestSupport
+import Testing
 
 /// libcurl wants one global init before threads use it.
 let curlReady: Void = { try? Curl.globalInit() }()
@@ -77,3 +78,17 @@ final class ServiceUnderTest: @unchecked Sendable {
 
 /// The Redis hash holding a member's cached answers, one field per campaign spelling.
 func answersKey(_ member: String) -> String { "pe:{\(member)}:answers" }
+
+extension ServiceUnderTest {
+    /// gRPC health over Connect JSON and binary gRPC (as a Kubernetes `grpc` probe asks: the
+    /// empty request; NOT_SERVING is 2) both say NOT_SERVING.
+    func expectHealthNotServing() throws {
+        let health = try CurlClient.request("POST", baseURL + "/grpc.health.v1.Health/Check", body: Data(#"{"service":""}"#.utf8),
+                                            headers: ["content-type: application/json"])
+        #expect(health.json["status"] as? String == "NOT_SERVING")
+        let probe = try CurlClient.request("POST", baseURL + "/grpc.health.v1.Health/Check", body: Data([0, 0, 0, 0, 0]),
+                                           headers: ["content-type: application/grpc", "te: trailers"])
+        #expect(probe.headers["grpc-status"] == "0")
+        #expect([UInt8](probe.body) == [0, 0, 0, 0, 2, 0x08, 2])
+    }
+}
