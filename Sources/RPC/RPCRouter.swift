@@ -323,9 +323,12 @@ public final class RPCRouter: HTTPHandler {
                                    metrics: plain?.metrics ?? unknownRoute, log: accessLog, startNanoseconds: started.nanoseconds,
                                    version: request.version, peer: request.peer, unknownPath: plain == nil ? request.path : nil)
         if let (route, _) = plain {
-            guard request.method == route.method else {
+            // HEAD is GET without the body (RFC 9110 §9.3.2); the server leaves the body out.
+            let isHeadOfGet = route.method == "GET" && request.method == "HEAD"
+            guard request.method == route.method || isHeadOfGet else {
                 metrics.refused(.methodNotAllowed)
-                return record.answer(Self.methodNotAllowed(request.method, allowed: route.method), .http(status: 405), writer: writer)
+                let allowed = route.method == "GET" ? "GET, HEAD" : route.method
+                return record.answer(Self.methodNotAllowed(request.method, allowed: allowed), .http(status: 405), writer: writer)
             }
             writer.onCancel = { record.cancelled() }
             return route.handle(request) { record.answer($0, .http(status: $0.status), writer: writer) }

@@ -121,6 +121,14 @@ import TestSupport
         #expect(answers.hasPrefix("HTTP/1.1 405 "))
         let second = answers.range(of: "\r\n\r\n").map { answers[$0.upperBound...] } ?? ""
         #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        // HEAD of a GET endpoint is its GET without the body: over HTTP/1.1 the next answer follows
+        // its head at once; over HTTP/2 curl would fail on DATA after a HEAD answer.
+        #expect(client.send(Array("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
+        let pair = try client.readUntil("ok\n")
+        #expect(pair.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        let afterHead = pair.range(of: "\r\n\r\n").map { pair[$0.upperBound...] } ?? ""
+        #expect(afterHead.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(try CurlClient.request("HEAD", "http://127.0.0.1:\(port)/healthz").status == 200)
     }
 
     // MARK: helpers

@@ -28,7 +28,9 @@ enum CurlClient {
         let headerFile = directory.appendingPathComponent("headers").path
         let bodyFile = directory.appendingPathComponent("body").path
         let errorFile = directory.appendingPathComponent("stderr").path
-        var arguments = ["-sS", "--stderr", errorFile, http2 ? "--http2-prior-knowledge" : "--http1.1", "-X", method, "-D", headerFile, "-o", bodyFile,
+        // `-X HEAD` would make curl wait for a body that never comes; `--head` knows there is none.
+        let methodArguments = method == "HEAD" ? ["--head"] : ["-X", method]
+        var arguments = ["-sS", "--stderr", errorFile, http2 ? "--http2-prior-knowledge" : "--http1.1"] + methodArguments + ["-D", headerFile, "-o", bodyFile,
                          "-w", "%{http_code} %{http_version}", "--max-time", String(timeoutSeconds)]
         for header in headers { arguments += ["-H", header] }
         if let body {
