@@ -465,20 +465,14 @@ final class HTTP1Connection: ServerConnection {
 
 /// The response writer of one HTTP/1.1 request. Holds its connection strongly; the connection
 /// drops it once the answer has left or when it closes, which ends the cycle. Loop-confined.
-final class HTTP1Exchange: HTTPResponseWriter {
+final class HTTP1Exchange: AnswersOnce {
     private let connection: HTTP1Connection
     /// A HEAD request: the answer's headers (with the body's length) go out without the body.
     let isHead: Bool
     let keepAlive: Bool
     /// HTTP/1.0 keeps the connection only when the answer says `connection: keep-alive`.
     let isHTTP10: Bool
-    private var once = ResponseOnce()
-    var isCancelled: Bool { once.isCancelled }
-    var hasResponded: Bool { once.hasResponded }
-    var onCancel: (() -> Void)? {
-        get { once.onCancel }
-        set { once.onCancel = newValue }
-    }
+    var once = ResponseOnce()
 
     init(connection: HTTP1Connection, isHead: Bool, keepAlive: Bool, isHTTP10: Bool) {
         self.connection = connection

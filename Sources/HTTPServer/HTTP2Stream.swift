@@ -8,16 +8,10 @@ internal import CNghttp2
 /// The connection is held strongly (a weak reference would put a side table on the hottest
 /// object and slow every retain of it); the connection's stream table drops the stream when it
 /// or the connection closes, which ends the stream → connection → stream cycle.
-final class HTTP2Stream: HTTPResponseWriter {
+final class HTTP2Stream: AnswersOnce {
     private let connection: HTTP2Connection
     let streamID: Int32
-    private var once = ResponseOnce()
-    var isCancelled: Bool { once.isCancelled }
-    var hasResponded: Bool { once.hasResponded }
-    var onCancel: (() -> Void)? {
-        get { once.onCancel }
-        set { once.onCancel = newValue }
-    }
+    var once = ResponseOnce()
 
     // Request state, filled by the connection while headers and body arrive.
     var method = ""

@@ -147,6 +147,21 @@ public protocol HTTPResponseWriter: AnyObject {
     func respond(_ response: HTTPResponse)
 }
 
+/// A response writer that keeps its answer-once state in a `ResponseOnce`: the writer protocol's
+/// state properties come from it, written once here for every connection type.
+protocol AnswersOnce: HTTPResponseWriter {
+    var once: ResponseOnce { get set }
+}
+
+extension AnswersOnce {
+    var isCancelled: Bool { once.isCancelled }
+    var hasResponded: Bool { once.hasResponded }
+    var onCancel: (() -> Void)? {
+        get { once.onCancel }
+        set { once.onCancel = newValue }
+    }
+}
+
 /// The answer-once bookkeeping every response writer keeps: the first response wins, a response
 /// after cancellation is dropped, and `onCancel` runs at most once. Loop-confined, like its writer.
 struct ResponseOnce {
