@@ -401,6 +401,107 @@ public nonisolated struct Pointsexpiry_V1_WarmFailure: Sendable {
   public init() {}
 }
 
+public nonisolated struct Pointsexpiry_V1_GetCampaignExpirationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required. Loyalty campaign id (`camp_…`) or its name.
+  public var campaign: String = String()
+
+  /// First date `YYYY-MM-DD` of the range, inclusive. Default: today in the project's time zone.
+  public var from: String {
+    get {_from ?? String()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  /// Last date `YYYY-MM-DD` of the range, inclusive. Default: no end.
+  public var to: String {
+    get {_to ?? String()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: String? = nil
+  fileprivate var _to: String? = nil
+}
+
+public nonisolated struct Pointsexpiry_V1_CampaignExpiration: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The campaign as requested (id or name).
+  public var campaign: String = String()
+
+  /// `camp_…` when the export names it, else empty.
+  public var campaignID: String = String()
+
+  /// When Voucherify produced the export this answer comes from.
+  public var generatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_generatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_generatedAt = newValue}
+  }
+  /// Returns true if `generatedAt` has been explicitly set.
+  public var hasGeneratedAt: Bool {self._generatedAt != nil}
+  /// Clears the value of `generatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearGeneratedAt() {self._generatedAt = nil}
+
+  /// ACTIVE points in the campaign (with or without an expiration date).
+  public var activePoints: Int64 = 0
+
+  /// ACTIVE points with an expiration date in the range.
+  public var expiringPoints: Int64 = 0
+
+  /// Distinct cards holding ACTIVE points.
+  public var cards: Int64 = 0
+
+  /// Distinct cards with expiring points in the range.
+  public var expiringCards: Int64 = 0
+
+  /// One entry per date in the range with points > 0, ascending by date.
+  public var expirations: [Pointsexpiry_V1_CampaignExpirationDate] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _generatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Pointsexpiry_V1_CampaignExpirationDate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// `YYYY-MM-DD`, the last day the points can be used.
+  public var date: String = String()
+
+  /// ACTIVE points that expire after that day.
+  public var points: Int64 = 0
+
+  /// ACTIVE buckets with points that expire after that day.
+  public var buckets: Int64 = 0
+
+  /// Distinct cards with points that expire after that day.
+  public var cards: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "pointsexpiry.v1"
@@ -1060,6 +1161,164 @@ nonisolated extension Pointsexpiry_V1_WarmFailure: SwiftProtobuf.Message, SwiftP
     if lhs.member != rhs.member {return false}
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pointsexpiry_V1_GetCampaignExpirationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCampaignExpirationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}campaign\0\u{1}from\0\u{1}to\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaign) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._from) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._to) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaign.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaign, fieldNumber: 1)
+    }
+    try { if let v = self._from {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pointsexpiry_V1_GetCampaignExpirationRequest, rhs: Pointsexpiry_V1_GetCampaignExpirationRequest) -> Bool {
+    if lhs.campaign != rhs.campaign {return false}
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pointsexpiry_V1_CampaignExpiration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CampaignExpiration"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}campaign\0\u{3}campaign_id\0\u{3}generated_at\0\u{3}active_points\0\u{3}expiring_points\0\u{1}cards\0\u{3}expiring_cards\0\u{1}expirations\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaign) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._generatedAt) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.activePoints) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.expiringPoints) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.cards) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.expiringCards) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.expirations) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaign.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaign, fieldNumber: 1)
+    }
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 2)
+    }
+    try { if let v = self._generatedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.activePoints != 0 {
+      try visitor.visitSingularInt64Field(value: self.activePoints, fieldNumber: 4)
+    }
+    if self.expiringPoints != 0 {
+      try visitor.visitSingularInt64Field(value: self.expiringPoints, fieldNumber: 5)
+    }
+    if self.cards != 0 {
+      try visitor.visitSingularInt64Field(value: self.cards, fieldNumber: 6)
+    }
+    if self.expiringCards != 0 {
+      try visitor.visitSingularInt64Field(value: self.expiringCards, fieldNumber: 7)
+    }
+    if !self.expirations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.expirations, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pointsexpiry_V1_CampaignExpiration, rhs: Pointsexpiry_V1_CampaignExpiration) -> Bool {
+    if lhs.campaign != rhs.campaign {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs._generatedAt != rhs._generatedAt {return false}
+    if lhs.activePoints != rhs.activePoints {return false}
+    if lhs.expiringPoints != rhs.expiringPoints {return false}
+    if lhs.cards != rhs.cards {return false}
+    if lhs.expiringCards != rhs.expiringCards {return false}
+    if lhs.expirations != rhs.expirations {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pointsexpiry_V1_CampaignExpirationDate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CampaignExpirationDate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}date\0\u{1}points\0\u{1}buckets\0\u{1}cards\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.date) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.points) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.buckets) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.cards) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.date.isEmpty {
+      try visitor.visitSingularStringField(value: self.date, fieldNumber: 1)
+    }
+    if self.points != 0 {
+      try visitor.visitSingularInt64Field(value: self.points, fieldNumber: 2)
+    }
+    if self.buckets != 0 {
+      try visitor.visitSingularInt64Field(value: self.buckets, fieldNumber: 3)
+    }
+    if self.cards != 0 {
+      try visitor.visitSingularInt64Field(value: self.cards, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pointsexpiry_V1_CampaignExpirationDate, rhs: Pointsexpiry_V1_CampaignExpirationDate) -> Bool {
+    if lhs.date != rhs.date {return false}
+    if lhs.points != rhs.points {return false}
+    if lhs.buckets != rhs.buckets {return false}
+    if lhs.cards != rhs.cards {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
