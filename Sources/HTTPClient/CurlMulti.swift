@@ -91,10 +91,20 @@ public final class CurlMulti {
     /// Starts a transfer, or queues it behind the ones already running; its completion runs
     /// later on this loop, never from inside this call. Throws when the transfer cannot be set
     /// up (a bad option is a programming or config error).
-    public func start(_ request: HTTPClientRequest, completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws -> HTTPTransfer {
+    ///
+    /// With `receiveBody`, a successful (2xx) response's body goes to it chunk by chunk, on this
+    /// loop, as curl reads it, and the response's `body` stays empty: a download of any size
+    /// never sits in memory here, and `maxResponseBytes` does not bound it (the receiver bounds
+    /// what it keeps). Returning false stops the transfer, which then fails with `.aborted`. The
+    /// bytes are valid only during the call. The receiver runs inside curl: it must not start or
+    /// cancel transfers on this multi handle (curl refuses re-entry; it returns false to stop).
+    /// Any other status's body is still collected, within `maxResponseBytes`, so an error body
+    /// can be read.
+    public func start(_ request: HTTPClientRequest, receiveBody: ((UnsafeRawBufferPointer) -> Bool)? = nil,
+                      completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws -> HTTPTransfer {
         loop.assertInLoop()
         let now = loop.monotonicMilliseconds
-        let transfer = try HTTPTransfer(request: request, acceptedAt: now, completion: completion)
+        let transfer = try HTTPTransfer(request: request, acceptedAt: now, bodyReceiver: receiveBody, completion: completion)
         // Behind others already waiting, or with its deadline already gone (it fails from the
         // queue, on a later turn), it waits.
         if waiting.isEmpty, running.count < maxConcurrentTransfers, !transfer.isQueueExpired(now: now) {

@@ -22,6 +22,8 @@ public struct HTTPClientRequest: Sendable {
     /// `CurlMulti`'s queue: time spent waiting for a free transfer slot never counts against it.
     public var totalTimeoutMilliseconds: Int
     /// A response body larger than this fails the transfer (a broken peer must not exhaust memory).
+    /// A body streamed to a receiver (`CurlMulti.start(_:receiveBody:completion:)`) is not held
+    /// and not bounded by it: the receiver bounds what it keeps.
     public var maxResponseBytes: Int
     /// Monotonic milliseconds (`Loop.monotonicMilliseconds`): a request still waiting for a free
     /// transfer slot at this instant fails with `.queueTimedOut` without being sent. nil: it waits
@@ -56,9 +58,17 @@ public struct HTTPClientResponse: Sendable {
     public var status: Int
     /// Header fields of the final response, names lowercased.
     public var headers: [(name: String, value: String)]
+    /// Empty when a receiver took the body as it arrived (a 2xx of a streamed transfer).
     public var body: [UInt8]
     /// 1 for HTTP/1.x, 2 for HTTP/2.
     public var httpVersion: Int
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], httpVersion: Int = 1) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.httpVersion = httpVersion
+    }
 
     public func header(_ name: String) -> String? {
         headers.first(where: { $0.name == name })?.value
@@ -71,6 +81,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
     case queueTimedOut(waitedMilliseconds: Int)
     case connectionFailed(String)
     case responseTooLarge(limit: Int)
+    /// The body receiver asked to stop: the transfer ended there.
+    case aborted
     case transport(String)
     case setup(String)
 
@@ -80,6 +92,7 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         case .queueTimedOut(let ms): return "timed out waiting for a connection (queued \(ms) ms, never sent)"
         case .connectionFailed(let why): return "could not connect: \(why)"
         case .responseTooLarge(let limit): return "response larger than \(limit) bytes"
+        case .aborted: return "the receiver of the response body stopped the transfer"
         case .transport(let why): return why
         case .setup(let why): return "could not set up the request: \(why)"
         }
@@ -94,21 +107,29 @@ public final class HTTPTransfer {
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let request: HTTPClientRequest
     private var completion: ((Result<HTTPClientResponse, HTTPClientError>) -> Void)?
+    /// Takes a 2xx body chunk by chunk instead of `responseBody`; false stops the transfer.
+    private let bodyReceiver: ((UnsafeRawBufferPointer) -> Bool)?
     private var responseBody: [UInt8] = []
     private var responseHeaders: [(name: String, value: String)] = []
-    private var overflowed = false
+    /// The status of the response whose headers curl is passing on (a 1xx is followed by the
+    /// final one, so by the first body byte it is the final status); nil before any status line.
+    private var responseStatus: Int?
+    /// Why this side ended the body's delivery (curl then reports a write error).
+    private var bodyRefused: BodyRefusal?
+    private enum BodyRefusal { case overflowed, receiverStopped }
     /// The total timeout curl was given when the transfer left the queue (for the error message).
     private var appliedTotalTimeoutMilliseconds: Int
     /// When `CurlMulti.start` accepted it (monotonic ms): the wait in the queue is measured from here.
     let acceptedAt: Int64
     weak var multi: CurlMulti?
 
-    init(request: HTTPClientRequest, acceptedAt: Int64,
+    init(request: HTTPClientRequest, acceptedAt: Int64, bodyReceiver: ((UnsafeRawBufferPointer) -> Bool)?,
          completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void) throws {
         guard let easy = curl_easy_init() else { throw HTTPClientError.setup("curl_easy_init failed") }
         self.easy = easy
         self.request = request
         self.acceptedAt = acceptedAt
+        self.bodyReceiver = bodyReceiver
         self.completion = completion
         appliedTotalTimeoutMilliseconds = max(1, request.totalTimeoutMilliseconds)
         try configure()
@@ -213,8 +234,16 @@ public final class HTTPTransfer {
     }
 
     private func received(body data: UnsafeMutablePointer<CChar>, _ length: Int) -> Int {
+        if let bodyReceiver, let responseStatus, (200..<300).contains(responseStatus) {
+            // Nothing to hand over in an empty write, and 0 would not stop curl anyway.
+            guard length == 0 || bodyReceiver(UnsafeRawBufferPointer(start: data, count: length)) else {
+                bodyRefused = .receiverStopped
+                return 0
+            }
+            return length
+        }
         guard responseBody.count + length <= request.maxResponseBytes else {
-            overflowed = true
+            bodyRefused = .overflowed
             return 0
         }
         data.withMemoryRebound(to: UInt8.self, capacity: length) {
@@ -230,12 +259,21 @@ public final class HTTPTransfer {
         if line.hasPrefix("HTTP/") {
             // A new status line (after 100 Continue or a redirect): only the final response counts.
             responseHeaders.removeAll()
+            responseStatus = Self.status(ofStatusLine: line)
         } else if let colon = line.firstIndex(of: ":") {
             let name = line[..<colon].lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
             responseHeaders.append((name, value))
         }
         return length
+    }
+
+    /// The code in `HTTP/1.1 200 OK` or curl's `HTTP/2 200` (the three digits after the first space).
+    private static func status(ofStatusLine line: String) -> Int? {
+        guard let space = line.firstIndex(of: " ") else { return nil }
+        let code = line[line.index(after: space)...].prefix(3)
+        guard code.count == 3, code.allSatisfy(\.isASCII) else { return nil }
+        return Int(code)
     }
 
     /// curl 7.88 keeps an HTTP/2 connection on which a stream timed out or broke, and every later
@@ -303,8 +341,10 @@ public final class HTTPTransfer {
             return .failure(.connectionFailed("connect timed out after \(limit) ms"))
         case CURLE_OPERATION_TIMEDOUT:
             return .failure(.timedOut(milliseconds: appliedTotalTimeoutMilliseconds))
-        case CURLE_WRITE_ERROR where overflowed:
+        case CURLE_WRITE_ERROR where bodyRefused == .overflowed:
             return .failure(.responseTooLarge(limit: request.maxResponseBytes))
+        case CURLE_WRITE_ERROR where bodyRefused == .receiverStopped:
+            return .failure(.aborted)
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR:
             return .failure(.connectionFailed(String(cString: curl_easy_strerror(code))))
         default:
