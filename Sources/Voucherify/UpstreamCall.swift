@@ -67,7 +67,8 @@ enum UpstreamCallKind: Equatable {
         case .timedOut: self = .timedOut
         case .queueTimedOut: self = .notSent
         case .connectionFailed, .transport: self = .network
-        case .responseTooLarge: self = .malformed
+        // The receiver stops a body it cannot use: Voucherify answered, with something unusable.
+        case .responseTooLarge, .aborted: self = .malformed
         case .setup: self = .setupFailed
         }
     }

@@ -9,6 +9,8 @@ public struct VoucherifyConfiguration: Sendable {
     public var connectTimeoutMilliseconds = 2000
     /// One page request's own limit; a read's deadline may cut it shorter.
     public var requestTimeoutMilliseconds = 5000
+    /// One export download's own limit (the file may be large); the caller's deadline may cut it shorter.
+    public var downloadTimeoutMilliseconds = 600_000
     public var retry = RetryPolicy()
 
     /// Validates `baseURL`: `http://` or `https://`, a host, an optional port, and no path,
@@ -39,18 +41,44 @@ public struct VoucherifyConfiguration: Sendable {
         guard !authority.contains(where: { "?#@ \t\\".contains($0) }) else {
             throw BaseURLError(description: "must be scheme://host[:port] with no query, fragment, credentials or spaces, got \"\(url)\"")
         }
-        // An IPv6 literal keeps its colons inside brackets; a port follows the last colon outside them.
-        if authority.hasPrefix("["), !authority.contains("]") {
-            throw BaseURLError(description: "has an unclosed IPv6 bracket, got \"\(url)\"")
-        }
-        let hostEnd = authority.lastIndex(of: "]") ?? authority.startIndex
-        if let colon = authority[hostEnd...].lastIndex(of: ":") {
-            let port = authority[authority.index(after: colon)...]
-            guard let number = Int(port), (1...65535).contains(number), authority[..<colon].count > 0 else {
-                throw BaseURLError(description: "has a bad port, got \"\(url)\"")
-            }
+        do throws(URLOrigin.Invalid) {
+            _ = try URLOrigin.split(authority: authority)
+        } catch {
+            throw BaseURLError(description: "\(error.reason), got \"\(url)\"")
         }
         return String(url.prefix(scheme.count)) + authority
+    }
+
+    /// Where Voucherify serves export files: the base URL with its host label `api` (the first,
+    /// should there be several) turned into `download`, scheme and port kept
+    /// (`https://us1.api.voucherify.io` → `https://us1.download.voucherify.io`); the base URL
+    /// itself when its host has no such label (a local fake, a proxy).
+    public var downloadBaseURL: String {
+        guard let separator = baseURL.range(of: "://") else { return baseURL }
+        let authority = baseURL[separator.upperBound...]
+        guard let host = try? URLOrigin.split(authority: authority).host else { return baseURL }
+        var labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard let api = labels.firstIndex(where: { $0.lowercased() == "api" }) else { return baseURL }
+        labels[api] = "download"
+        return baseURL[..<separator.upperBound] + labels.joined(separator: ".") + authority[host.endIndex...]
+    }
+
+    /// Refuses an export's download URL unless it points where this configuration sends its
+    /// credentials: the download host or the API host (same scheme, host and port). Whatever an
+    /// answer says, the app token goes nowhere else. The error names the host, never the URL
+    /// (its query holds a token).
+    func checkDownloadURL(_ url: String) throws(ExportDownloadError) {
+        let origin: URLOrigin
+        do throws(URLOrigin.Invalid) {
+            origin = try URLOrigin(url: url)
+        } catch {
+            throw .refusedURL("the export download URL \(error.reason); not fetched")
+        }
+        let trusted = [downloadBaseURL, baseURL].compactMap { try? URLOrigin(url: $0) }
+        guard trusted.contains(origin) else {
+            throw .refusedURL("the export download URL points to \(origin), which is neither the download host (\(downloadBaseURL)) "
+                + "nor the API host (\(baseURL)); not fetched, so the credentials are not sent there")
+        }
     }
 
     /// `http://` peers get HTTP/1.1 (as any plain HTTP server expects); `https://` negotiates h2 by ALPN.
