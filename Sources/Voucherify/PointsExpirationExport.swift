@@ -71,7 +71,8 @@ extension VoucherifyAPI {
     }
 
     /// Downloads a done export's file (`ExportStatus.resultURL`) with the credentials, handing
-    /// its bytes to `receive` as they arrive (on the loop; return false to stop). Only a URL on
+    /// its bytes to `receive` as they arrive (on the loop, inside the HTTP client: it returns
+    /// false to stop, and starts no other call from there). Only a URL on
     /// the download host or the API host is fetched (`.refusedURL` otherwise, nothing sent).
     /// Not retried (the receiver has taken bytes); limited by
     /// `VoucherifyConfiguration.downloadTimeoutMilliseconds` and `deadline`. A 401/403 is
