@@ -17,8 +17,9 @@
 ///   the input make the record malformed: it is reported once, and the reader skips to the next
 ///   record end outside quotes. Memory stays within one record of `maxFields` × `maxFieldBytes`.
 ///
-/// Not thread-safe (a value confined to whoever feeds it). If `handle` throws, the reader stops
-/// where it was and must not be fed again.
+/// Not thread-safe (a value confined to whoever feeds it). The callback cannot throw, which
+/// keeps the reader free of generics (it runs unspecialised in other modules); a caller that
+/// must stop notes why and ignores the events that follow.
 public struct CSVPushReader {
     public let maxFieldBytes: Int
     public let maxFields: Int
@@ -53,29 +54,29 @@ public struct CSVPushReader {
     }
 
     /// Reads `input` and calls `handle` for every record (or malformed record) that ends in it.
-    public mutating func feed<E: Error>(_ input: UnsafeRawBufferPointer, _ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    public mutating func feed(_ input: UnsafeRawBufferPointer, _ handle: (CSVEvent) -> Void) {
         var rest = input[...]
         while atInputStart, let byte = rest.first {
             guard byte == Self.byteOrderMark[byteOrderMarkMatched] else {
-                try endInputStart(handle)
+                endInputStart(handle)
                 break
             }
             byteOrderMarkMatched += 1
             rest = rest.dropFirst()
             if byteOrderMarkMatched == Self.byteOrderMark.count { atInputStart = false }
         }
-        try consume(UnsafeRawBufferPointer(rebasing: rest), handle)
+        consume(UnsafeRawBufferPointer(rebasing: rest), handle)
     }
 
     /// Ends the input: delivers a last record that had no line end (or reports a quote left
     /// open), then resets the reader for a new input.
-    public mutating func finish<E: Error>(_ handle: (CSVEvent) throws(E) -> Void) throws(E) {
-        if atInputStart { try endInputStart(handle) }
+    public mutating func finish(_ handle: (CSVEvent) -> Void) {
+        if atInputStart { endInputStart(handle) }
         if recordStarted {
             if state == .quoted {
-                if !discarding { try handle(.malformed(line: recordLine, .unterminatedQuotedField)) }
+                if !discarding { handle(.malformed(line: recordLine, .unterminatedQuotedField)) }
             } else {
-                try endRecord(handle)
+                endRecord(handle)
             }
         }
         self = CSVPushReader(maxFieldBytes: maxFieldBytes, maxFields: maxFields)
@@ -84,16 +85,16 @@ public struct CSVPushReader {
     private static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     /// The input does not start with a whole byte order mark: the part of it matched so far is data.
-    private mutating func endInputStart<E: Error>(_ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func endInputStart(_ handle: (CSVEvent) -> Void) {
         atInputStart = false
         let matched = byteOrderMarkMatched
         guard matched > 0 else { return }
-        try Self.byteOrderMark[..<matched].withUnsafeBufferPointer { prefix throws(E) in
-            try consume(UnsafeRawBufferPointer(prefix), handle)
+        Self.byteOrderMark[..<matched].withUnsafeBufferPointer { prefix in
+            consume(UnsafeRawBufferPointer(prefix), handle)
         }
     }
 
-    private mutating func consume<E: Error>(_ input: UnsafeRawBufferPointer, _ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func consume(_ input: UnsafeRawBufferPointer, _ handle: (CSVEvent) -> Void) {
         var index = 0
         let end = input.count
         while index < end {
@@ -110,10 +111,10 @@ public struct CSVPushReader {
                     startRecord()
                     lastByteWasCR = false
                     index += 1
-                    try endField(handle)
+                    endField(handle)
                 case ASCII.cr, ASCII.lf:
                     index += 1
-                    try endLine(byte, handle)
+                    endLine(byte, handle)
                 default:
                     startRecord()
                     state = .unquoted
@@ -124,20 +125,20 @@ public struct CSVPushReader {
                 while index < end, !ASCII.endsUnquotedRun(input[index]) { index += 1 }
                 if index > runStart {
                     lastByteWasCR = false
-                    try append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
+                    append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
                 }
                 guard index < end else { break }
                 let byte = input[index]
                 index += 1
                 switch byte {
                 case ASCII.comma:
-                    try endField(handle)
+                    endField(handle)
                 case ASCII.quote:
                     lastByteWasCR = false
                     // While discarding, a stray quote is just skipped like any other byte.
-                    if !discarding { try reportMalformed(.quoteInUnquotedField, handle) }
+                    if !discarding { reportMalformed(.quoteInUnquotedField, handle) }
                 default:
-                    try endLine(byte, handle)
+                    endLine(byte, handle)
                 }
 
             case .quoted:
@@ -145,7 +146,7 @@ public struct CSVPushReader {
                 while index < end, !ASCII.endsQuotedRun(input[index]) { index += 1 }
                 if index > runStart {
                     lastByteWasCR = false
-                    try append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
+                    append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
                 }
                 guard index < end else { break }
                 let byte = input[index]
@@ -156,7 +157,7 @@ public struct CSVPushReader {
                 } else {
                     // A line end inside quotes is data, but it still starts a new physical line.
                     countLineEnd(byte)
-                    try append(UnsafeRawBufferPointer(rebasing: input[(index - 1)..<index]), handle)
+                    append(UnsafeRawBufferPointer(rebasing: input[(index - 1)..<index]), handle)
                 }
 
             case .quoteInQuoted:
@@ -165,17 +166,17 @@ public struct CSVPushReader {
                 case ASCII.quote:
                     index += 1
                     state = .quoted
-                    try append(UnsafeRawBufferPointer(rebasing: input[(index - 1)..<index]), handle)
+                    append(UnsafeRawBufferPointer(rebasing: input[(index - 1)..<index]), handle)
                 case ASCII.comma:
                     index += 1
-                    try endField(handle)
+                    endField(handle)
                 case ASCII.cr, ASCII.lf:
                     index += 1
-                    try endLine(byte, handle)
+                    endLine(byte, handle)
                 default:
                     // Text after a closing quote; the rest of the field is read as unquoted.
                     state = .unquoted
-                    if !discarding { try reportMalformed(.textAfterClosingQuote, handle) }
+                    if !discarding { reportMalformed(.textAfterClosingQuote, handle) }
                 }
             }
         }
@@ -194,51 +195,51 @@ public struct CSVPushReader {
     }
 
     /// A CR or LF outside quotes.
-    private mutating func endLine<E: Error>(_ byte: UInt8, _ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func endLine(_ byte: UInt8, _ handle: (CSVEvent) -> Void) {
         let secondHalfOfCRLF = byte == ASCII.lf && lastByteWasCR
         countLineEnd(byte)
         if secondHalfOfCRLF { return }
         state = .fieldStart
-        if recordStarted { try endRecord(handle) }
+        if recordStarted { endRecord(handle) }
     }
 
-    private mutating func append<E: Error>(_ run: UnsafeRawBufferPointer, _ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func append(_ run: UnsafeRawBufferPointer, _ handle: (CSVEvent) -> Void) {
         if discarding { return }
         let fieldLength = fieldBytes.count - (fieldEnds.last ?? 0)
         guard run.count <= maxFieldBytes - fieldLength else {
-            try reportMalformed(.fieldTooLong(limit: maxFieldBytes), handle)
+            reportMalformed(.fieldTooLong(limit: maxFieldBytes), handle)
             return
         }
         fieldBytes.append(contentsOf: run)
     }
 
     /// A separator outside quotes.
-    private mutating func endField<E: Error>(_ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func endField(_ handle: (CSVEvent) -> Void) {
         state = .fieldStart
         if discarding { return }
         fieldEnds.append(fieldBytes.count)
         // A separator always opens one more field.
-        if fieldEnds.count >= maxFields { try reportMalformed(.tooManyFields(limit: maxFields), handle) }
+        if fieldEnds.count >= maxFields { reportMalformed(.tooManyFields(limit: maxFields), handle) }
     }
 
-    private mutating func endRecord<E: Error>(_ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func endRecord(_ handle: (CSVEvent) -> Void) {
         if !discarding {
             fieldEnds.append(fieldBytes.count)
             let line = recordLine
-            try fieldBytes.withUnsafeBufferPointer { bytes throws(E) in
-                try fieldEnds.withUnsafeBufferPointer { ends throws(E) in
-                    try handle(.record(CSVRecord(line: line, bytes: bytes, ends: ends)))
+            fieldBytes.withUnsafeBufferPointer { bytes in
+                fieldEnds.withUnsafeBufferPointer { ends in
+                    handle(.record(CSVRecord(line: line, bytes: bytes, ends: ends)))
                 }
             }
         }
         clearRecord()
     }
 
-    private mutating func reportMalformed<E: Error>(_ problem: CSVMalformation, _ handle: (CSVEvent) throws(E) -> Void) throws(E) {
+    private mutating func reportMalformed(_ problem: CSVMalformation, _ handle: (CSVEvent) -> Void) {
         discarding = true
         fieldBytes.removeAll(keepingCapacity: true)
         fieldEnds.removeAll(keepingCapacity: true)
-        try handle(.malformed(line: recordLine, problem))
+        handle(.malformed(line: recordLine, problem))
     }
 
     private mutating func clearRecord() {

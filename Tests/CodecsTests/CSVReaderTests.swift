@@ -182,22 +182,6 @@ private let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
         ])
     }
 
-    @Test func anErrorThrownByTheHandlerStopsFeeding() {
-        struct Stop: Error {}
-        var reader = CSVPushReader()
-        var seen = 0
-        let result = Result { () throws(Stop) in
-            try Array("a\nb\nc\n".utf8).withUnsafeBufferPointer { buffer throws(Stop) in
-                try reader.feed(UnsafeRawBufferPointer(buffer)) { _ throws(Stop) in
-                    seen += 1
-                    if seen == 2 { throw Stop() }
-                }
-            }
-        }
-        #expect(throws: Stop.self) { try result.get() }
-        #expect(seen == 2)
-    }
-
     /// Every way of cutting a tricky input gives the same events as reading it whole.
     @Test func chunkBoundariesDoNotMatter() {
         let input = byteOrderMark + Array(
