@@ -15,7 +15,8 @@
 /// - A field longer than `maxFieldBytes`, a record with more than `maxFields` fields, a quote
 ///   inside an unquoted field, text after a closing quote, or a quote still open at the end of
 ///   the input make the record malformed: it is reported once, and the reader skips to the next
-///   record end outside quotes. Memory stays within one record of `maxFields` × `maxFieldBytes`.
+///   record end outside quotes. Memory stays within one record of `maxFields` × `maxFieldBytes`
+///   (the buffers keep the largest record's capacity until `finish`).
 ///
 /// Not thread-safe (a value confined to whoever feeds it). The callback cannot throw, which
 /// keeps the reader free of generics (it runs unspecialised in other modules); a caller that
