@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "points-expiry", targets: ["points-expiry"]),
         .executable(name: "fake-voucherify", targets: ["fake-voucherify"]),
+        .executable(name: "bench-export", targets: ["bench-export"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -73,6 +74,8 @@ let package = Package(
         .executableTarget(name: "fake-voucherify", dependencies: [
             "CLibevent", "EventLoop", "HTTPClient", "Codecs", "ExpiryDomain", "Voucherify", argumentParser,
         ]),
+        // Times CampaignAggregator on a generated 1,000,000-row export (scripts/bench-export.sh).
+        .executableTarget(name: "bench-export", dependencies: ["ExpiryDomain", "Codecs", csv]),
 
         // Helpers the unit-test targets share; nothing else depends on it.
         .target(name: "TestSupport", dependencies: ["Codecs", "ExpiryDomain", "RPC", logging], path: "Tests/TestSupport"),
