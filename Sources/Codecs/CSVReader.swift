@@ -299,12 +299,7 @@ public struct CSVRecord: RandomAccessCollection {
     }
 }
 
-private enum ASCII {
-    static let quote = UInt8(ascii: "\"")
-    static let comma = UInt8(ascii: ",")
-    static let cr = UInt8(ascii: "\r")
-    static let lf = UInt8(ascii: "\n")
-
+extension ASCII {
     @inline(__always)
     static func endsUnquotedRun(_ byte: UInt8) -> Bool {
         byte == comma || byte == quote || byte == cr || byte == lf

@@ -25,10 +25,8 @@ public struct PointsBucket: Equatable, Sendable {
     }
 
     /// Voucherify's status has no documented enum, so compare ASCII case-insensitively
-    /// (clearing bit 5 folds lowercase letters onto uppercase).
-    public var isActive: Bool {
-        status.utf8.elementsEqual("ACTIVE".utf8) { $0 & 0xDF == $1 }
-    }
+    /// (`isActiveStatus`, which the campaign export's rows use too).
+    public var isActive: Bool { isActiveStatus(status.utf8) }
 }
 
 /// Points that stop being usable after `date`.
