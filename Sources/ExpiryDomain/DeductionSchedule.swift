@@ -48,6 +48,13 @@ public struct DeductionSchedule: Sendable {
         return nil
     }
 
+    /// The calendar day `instant` falls on in the zone ("today" for a request arriving then).
+    public func calendarDate(at instant: Timestamp) -> CalendarDate {
+        let seconds = instant.millisecondsSince1970.dividedFlooring(by: 1000).quotient
+        let localDay = (seconds + offset(at: seconds)).dividedFlooring(by: 86_400).quotient
+        return CalendarDate(daysSince1970: Int(localDay))
+    }
+
     private func offset(at unixSeconds: Int64) -> Int64 {
         Int64(timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(unixSeconds))))
     }

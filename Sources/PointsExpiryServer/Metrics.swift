@@ -29,6 +29,10 @@ public final class Metrics: Sendable {
     /// Webhook deliveries by what became of them.
     public let webhookEvents: LabeledCounters
     public let rateBudget: RateBudgetCounters
+    /// Campaign export jobs by how they ended.
+    let campaignExports: LabeledCounters
+    /// Rows of downloaded campaign exports: counted (ACTIVE), skipped (other statuses), malformed.
+    let campaignExportRows: LabeledCounters
     private let upstreamCalls: [(outcome: UpstreamCallOutcome, counter: Counter)]
     private let upstreamDuration: ValueHistogram
     private let redis: RedisCounters
@@ -53,6 +57,12 @@ public final class Metrics: Sendable {
                                                                   "too_large", "unsupported_encoding", "cache_unavailable",
                                                                   "not_configured", "server_busy", "request_timeout"])
         rateBudget = RateBudgetCounters(registry)
+        campaignExports = LabeledCounters(registry, "points_expiry_campaign_exports_total",
+                                          help: "Campaign points-expiration export jobs by how they ended.",
+                                          label: "result", values: CampaignExportJob.Outcome.allCases.map(\.rawValue))
+        campaignExportRows = LabeledCounters(registry, "points_expiry_campaign_export_rows_total",
+                                             help: "Rows of downloaded campaign exports: counted (ACTIVE), skipped (other statuses), malformed.",
+                                             label: "kind", values: ["counted", "skipped", "malformed"])
         upstreamCalls = UpstreamCallOutcome.allCases.map { outcome in
             (outcome, registry.counter("points_expiry_upstream_calls_total",
                                        "Voucherify HTTP calls (each page, each retry) by outcome.",
@@ -151,8 +161,8 @@ extension Metrics {
             counters = (values + ["other"]).map { registry.counter(name, help, labels: [(label, $0)]) }
         }
 
-        public func increment(_ value: String) {
-            counters[values.firstIndex(of: value) ?? values.count].increment()
+        public func increment(_ value: String, by amount: Int64 = 1) {
+            counters[values.firstIndex(of: value) ?? values.count].increment(by: amount)
         }
     }
 

@@ -26,6 +26,8 @@ public struct ServiceConfiguration: Sendable {
     public var rateLimit: RateLimitSetting?
     /// `VOUCHERIFY_INTERACTIVE_RESERVE`: the share of that budget warming may not touch.
     public var interactiveReserve = InteractiveReserve.standard
+    /// `EXPORT_REFRESH_SECONDS`: how old a campaign's export may get before it is asked for again.
+    public var exportRefreshSeconds = defaultExportRefreshSeconds
 
     public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
                 timeZone: String, cacheWindows: CacheWindows = CacheWindows()) throws(ConfigurationError) {
@@ -46,6 +48,7 @@ public struct ServiceConfiguration: Sendable {
     public static let defaultRedisURL = "redis://127.0.0.1:6379"
     public static let defaultVoucherifyAPIURL = "https://api.voucherify.io"
     public static let defaultTimeZone = "UTC"
+    public static let defaultExportRefreshSeconds = 3600
 
     /// Reads the contract's environment variables (see README). `cores` is the WORKERS default.
     public static func fromEnvironment(_ environment: [String: String], cores: Int) throws(ConfigurationError) -> ServiceConfiguration {
@@ -96,6 +99,7 @@ public struct ServiceConfiguration: Sendable {
         if let secret = environment["WEBHOOK_SECRET"], !secret.isEmpty { configuration.webhookSecret = secret }
         if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
         if let reserve = value("VOUCHERIFY_INTERACTIVE_RESERVE") { configuration.interactiveReserve = try InteractiveReserve(parsing: reserve) }
+        configuration.exportRefreshSeconds = try wholeNumber("EXPORT_REFRESH_SECONDS", default: defaultExportRefreshSeconds, max: month)
         configuration.server.tls = try tlsContext(certificateFile: value("TLS_CERT_FILE"), keyFile: value("TLS_KEY_FILE"))
         return configuration
     }

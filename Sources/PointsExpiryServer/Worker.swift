@@ -24,6 +24,7 @@ final class Worker {
     private var server: HTTPServer?
     private var router: RPCRouter?
     private var warmMembers: WarmMembers?
+    private var campaignExports: CampaignExports?
     private let lifecycle = WorkerLifecycle()
 
     var port: Int { server?.port ?? 0 }
@@ -53,11 +54,18 @@ final class Worker {
         let binary = BinaryAnswers()
         let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
         self.warmMembers = warmMembers
+        let campaignExports = CampaignExports(loop: loop, store: CampaignExportStore(redis: redis, logger: logger), voucherify: voucherify,
+                                              admission: budget.warming, timing: ExportTiming(refreshSeconds: configuration.exportRefreshSeconds),
+                                              schedule: configuration.schedule, notFoundSeconds: configuration.cacheWindows.notFoundSeconds,
+                                              metrics: metrics, logger: logger)
+        self.campaignExports = campaignExports
         let router = RPCRouter(
             loop: loop,
             methods: [GetMemberExpiration(answers: answers, binary: binary),
                       BatchGetMemberExpirations(loop: loop, answers: answers, binary: binary, logger: logger),
-                      InvalidateMember(cache: cache), warmMembers, HealthCheck(readiness: readiness), HealthWatch()],
+                      InvalidateMember(cache: cache), warmMembers,
+                      GetCampaignExpiration(exports: campaignExports, schedule: configuration.schedule),
+                      HealthCheck(readiness: readiness), HealthWatch()],
             plainRoutes: [
                 "/healthz": .get { HTTPResponse(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8)) },
                 "/readyz": readiness.route,
@@ -68,6 +76,8 @@ final class Worker {
         self.router = router
         server = try HTTPServer(loop: loop, listeningOn: listening, configuration: configuration.server, handler: router, logger: logger)
         redis.start()
+        // One sweep per replica keeps the campaigns asked for lately refreshed.
+        if index == 0 { campaignExports.startSweeping() }
     }
 
     /// Stops accepting, sends GOAWAY, and calls `done` once in-flight requests finished.
@@ -89,6 +99,8 @@ final class Worker {
         router = nil
         warmMembers?.finishAll()
         warmMembers = nil
+        campaignExports?.close()
+        campaignExports = nil
         budget?.close()
         curl.cancelAll()
         redis.close()

@@ -41,9 +41,6 @@ struct Serve: ParsableCommand {
             - VOUCHERIFY_APP_ID and VOUCHERIFY_APP_TOKEN: the Voucherify credentials (required).
             - WEBHOOK_SECRET: Voucherify's webhook secret (default: none, and POST /webhooks/voucherify answers 503).
 
-            Not read yet: EXPORT_REFRESH_SECONDS (default 3600), how often a campaign's expiration export is \
-            refreshed, for ExportExpirations, which this release does not serve.
-
             Logs go to standard error. Bad configuration stops start-up with one line naming the variable, exit code 2.
             """)
 
@@ -69,6 +66,8 @@ struct Serve: ParsableCommand {
     var cacheStaleIfErrorSeconds: Int?
     @Option(help: ArgumentHelp("Seconds a not_found is remembered (CACHE_NOT_FOUND_SECONDS, default \(standardWindows.notFoundSeconds)).", valueName: "seconds"))
     var cacheNotFoundSeconds: Int?
+    @Option(help: ArgumentHelp("Seconds between refreshes of a campaign's points-expiration export, for GetCampaignExpiration (EXPORT_REFRESH_SECONDS, default \(ServiceConfiguration.defaultExportRefreshSeconds)).", valueName: "seconds"))
+    var exportRefreshSeconds: Int?
     @Option(help: ArgumentHelp("PEM certificate chain; with --tls-key-file the port speaks TLS, re-read on SIGHUP (TLS_CERT_FILE, default: none, cleartext).", valueName: "file"))
     var tlsCertFile: String?
     @Option(help: ArgumentHelp("PEM private key of that certificate (TLS_KEY_FILE, default: none).", valueName: "file"))
@@ -87,6 +86,7 @@ struct Serve: ParsableCommand {
             ("CACHE_STALE_WHILE_REVALIDATE_SECONDS", cacheStaleWhileRevalidateSeconds.map(String.init)),
             ("CACHE_STALE_IF_ERROR_SECONDS", cacheStaleIfErrorSeconds.map(String.init)),
             ("CACHE_NOT_FOUND_SECONDS", cacheNotFoundSeconds.map(String.init)),
+            ("EXPORT_REFRESH_SECONDS", exportRefreshSeconds.map(String.init)),
             ("VOUCHERIFY_RATE_LIMIT", voucherifyRateLimit), ("VOUCHERIFY_INTERACTIVE_RESERVE", voucherifyInteractiveReserve),
             ("TLS_CERT_FILE", tlsCertFile), ("TLS_KEY_FILE", tlsKeyFile), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
         ]

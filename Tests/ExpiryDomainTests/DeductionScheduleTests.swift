@@ -72,4 +72,18 @@ import TestSupport
         #expect(s.nextDeduction(after: try instant("2027-01-01T00:00:00Z"), lastValidDays: days) == nil)
         #expect(s.nextDeduction(after: try instant("2026-11-22T10:00:00Z"), lastValidDays: []) == nil)
     }
+
+    @Test(arguments: [
+        ("UTC", "2026-11-22T23:59:59.999Z", "2026-11-22"),
+        ("UTC", "2026-11-23T00:00:00Z", "2026-11-23"),
+        // Warsaw is an hour ahead in winter: 23:00 UTC is already the next day there.
+        ("Europe/Warsaw", "2026-11-22T22:59:59Z", "2026-11-22"),
+        ("Europe/Warsaw", "2026-11-22T23:00:00Z", "2026-11-23"),
+        // New York is behind: 03:00 UTC is still the evening before.
+        ("America/New_York", "2026-11-23T03:00:00Z", "2026-11-22"),
+        ("UTC", "1969-12-31T23:59:59Z", "1969-12-31"),
+    ])
+    func todayIsTheCalendarDayInTheZone(zone: String, at: String, expected: String) throws {
+        #expect(try schedule(zone).calendarDate(at: try instant(at)).iso == expected)
+    }
 }

@@ -35,4 +35,19 @@ import Testing
         // The tag spans the whole escaped member, up to the key's suffix.
         #expect(answers.hasSuffix("\(try hashTag(answers))}:answers"))
     }
+
+    @Test(arguments: ["camp_1", "Fake Loyalty", "b}c", "{x}"])
+    func everyExportKeyOfACampaignSharesTheWholeHashTag(_ campaign: String) throws {
+        let data = CacheKey.exportData(campaign: campaign)
+        #expect(try hashTag(data) == hashTag(CacheKey.exportLease(campaign: campaign)))
+        #expect(try hashTag(data) == hashTag(CacheKey.exportJob(campaign: campaign)))
+        let tag = try hashTag(data)
+        #expect(data.hasPrefix("pe:export:{") && data.hasSuffix("\(tag)}:data"))
+    }
+
+    @Test func exportKeysNeverMeetMemberKeys() {
+        #expect(CacheKey.exportData(campaign: "x") == "pe:export:{x}:data")
+        #expect(CacheKey.exportData(campaign: "x") != CacheKey.answers(member: "x"))
+        #expect(CacheKey.exportLease(campaign: "a}") != CacheKey.exportLease(campaign: "a%7D"))
+    }
 }

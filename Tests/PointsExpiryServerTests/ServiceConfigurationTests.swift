@@ -18,6 +18,11 @@ import TestSupport
         #expect(configuration.cacheWindows == CacheWindows(ttlSeconds: 300, staleWhileRevalidateSeconds: 60, staleIfErrorSeconds: 3600,
                                                            notFoundSeconds: 60))
         #expect(configuration.webhookSecret == nil)
+        #expect(configuration.exportRefreshSeconds == 3600)
+    }
+
+    @Test func exportRefreshComesFromItsVariable() throws {
+        #expect(try configuration(["EXPORT_REFRESH_SECONDS": "120"]).exportRefreshSeconds == 120)
     }
 
     @Test func cacheWindowsComeFromTheirVariables() throws {
@@ -27,7 +32,8 @@ import TestSupport
     }
 
     @Test(arguments: [("CACHE_TTL_SECONDS", "0"), ("CACHE_STALE_WHILE_REVALIDATE_SECONDS", "-1"), ("CACHE_STALE_IF_ERROR_SECONDS", "1h"),
-                      ("CACHE_NOT_FOUND_SECONDS", "99999999999999999999")])
+                      ("CACHE_NOT_FOUND_SECONDS", "99999999999999999999"), ("EXPORT_REFRESH_SECONDS", "0"),
+                      ("EXPORT_REFRESH_SECONDS", "hourly")])
     func aBadWindowNamesItsVariable(_ variable: String, _ value: String) {
         #expect { try configuration([variable: value]) } throws: { ($0 as? ConfigurationError)?.variable == variable }
     }

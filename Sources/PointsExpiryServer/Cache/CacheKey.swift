@@ -28,10 +28,36 @@ enum CacheKey {
         key(member: member, suffix: "}:event:") + eventID
     }
 
+    /// `pe:export:{<campaign>}:data` — the latest aggregated export of one campaign spelling (a
+    /// hash: the aggregate, when Voucherify produced it, its next deduction instant).
+    static func exportData(campaign: String) -> String {
+        key(prefix: "pe:export:{", tagged: campaign, suffix: "}:data")
+    }
+
+    /// `pe:export:{<campaign>}:lease` — the one export job of that campaign in the fleet (a token).
+    static func exportLease(campaign: String) -> String {
+        key(prefix: "pe:export:{", tagged: campaign, suffix: "}:lease")
+    }
+
+    /// `pe:export:{<campaign>}:job` — the export under way (its id and when it was asked for) and
+    /// the last failure, so that another replica resumes it instead of asking for a new one.
+    static func exportJob(campaign: String) -> String {
+        key(prefix: "pe:export:{", tagged: campaign, suffix: "}:job")
+    }
+
+    /// `pe:export:campaigns` — every campaign spelling asked for lately (a sorted set scored by
+    /// when it was last asked), which the background refresh goes through.
+    static let exportedCampaigns = "pe:export:campaigns"
+
     private static func key(member: String, suffix: StaticString) -> String {
-        var out: [UInt8] = Array("pe:{".utf8)
-        out.reserveCapacity(member.utf8.count + 16)
-        appendEscaped(member, to: &out)
+        key(prefix: "pe:{", tagged: member, suffix: suffix)
+    }
+
+    private static func key(prefix: StaticString, tagged: String, suffix: StaticString) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(tagged.utf8.count + prefix.utf8CodeUnitCount + suffix.utf8CodeUnitCount)
+        prefix.withUTF8Buffer { out.append(contentsOf: $0) }
+        appendEscaped(tagged, to: &out)
         suffix.withUTF8Buffer { out.append(contentsOf: $0) }
         return String(decoding: out, as: UTF8.self)
     }

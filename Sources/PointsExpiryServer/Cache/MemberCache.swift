@@ -254,8 +254,8 @@ final class MemberCache {
         }
     }
 
-    /// 128 random bits as hex: unique per fence creation and per invalidation.
-    private static func newToken() -> [UInt8] {
+    /// 128 random bits as hex: unique per fence creation, per invalidation, per export lease.
+    static func newToken() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return Array(Hex.lowercase((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }).utf8)
     }

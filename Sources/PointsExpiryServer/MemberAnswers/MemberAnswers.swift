@@ -28,7 +28,12 @@ struct MemberAnswer {
     }
 
     /// `x-cache` and `age`, as every RPC that answers a member sends them.
-    var cacheHeaders: [(name: String, value: String)] { [("x-cache", source.rawValue), ("age", String(ageSeconds))] }
+    var cacheHeaders: [(name: String, value: String)] { Self.cacheHeaders(source, ageSeconds: ageSeconds) }
+
+    /// `x-cache` and `age`, as every cached answer (a member's, a campaign's) carries them.
+    static func cacheHeaders(_ source: Source, ageSeconds: Int64) -> [(name: String, value: String)] {
+        [("x-cache", source.rawValue), ("age", String(ageSeconds))]
+    }
 }
 
 /// The resolver every member-reading RPC goes through: Redis first, then at most one Voucherify

@@ -154,3 +154,21 @@ struct WarmMembersRequest: RPCRequest, Equatable, Sendable {
         force = message.force
     }
 }
+
+struct GetCampaignExpirationRequest: RPCRequest, Equatable, Sendable {
+    static let jsonShape = #"{"campaign": string, "from": "YYYY-MM-DD" (optional), "to": "YYYY-MM-DD" (optional)}"#
+    var campaign: String
+    /// nil: today in the project's time zone, decided when the call is answered.
+    var from: CalendarDate?
+    /// nil: no end.
+    var to: CalendarDate?
+
+    init(message: Pointsexpiry_V1_GetCampaignExpirationRequest) throws(RPCError) {
+        campaign = try requiredIdentifier(message.campaign, field: "campaign")
+        from = try optionalDate(message.hasFrom ? message.from : nil, field: "from")
+        to = try optionalDate(message.hasTo ? message.to : nil, field: "to")
+        if let from, let to, to < from {
+            throw RPCError(.invalidArgument, "to (\(to.iso)) is before from (\(from.iso)): the range is inclusive, from ≤ to")
+        }
+    }
+}

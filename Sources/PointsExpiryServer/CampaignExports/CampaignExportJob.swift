@@ -1,0 +1,270 @@
+import EventLoop
+import ExpiryDomain
+import Logging
+import Voucherify
+
+/// One export of one campaign, from a held lease to a stored aggregate: ask Voucherify for the
+/// export (or follow one a dead job asked for), poll it with backoff until DONE or ERROR, stream
+/// the CSV through `CampaignAggregator` as it downloads, and store the aggregate. Every call
+/// spends the shared rate budget at warming priority (`admission`). The lease is renewed while
+/// the job runs; a job that loses it stops without writing. A failure keeps the stored aggregate
+/// and records why, for callers and for the cooldown. Loop-confined.
+final class CampaignExportJob {
+    /// How a job ended (the label of `points_expiry_campaign_exports_total`).
+    enum Outcome: String, CaseIterable {
+        /// A new aggregate is stored.
+        case stored
+        /// Done, but a newer aggregate was already stored (another job's).
+        case superseded
+        /// Voucherify finished the export with status ERROR.
+        case exportError = "export_error"
+        /// Voucherify says the campaign does not exist.
+        case campaignNotFound = "campaign_not_found"
+        /// Any other failure: calls that failed, an unreadable export, a timeout.
+        case failed
+        /// Another job took the lease (this one paused too long): stopped without writing.
+        case leaseLost = "lease_lost"
+        /// The worker is shutting down; the export is followed by the next job.
+        case cancelled
+    }
+
+    let campaign: String
+    private let token: [UInt8]
+    private let loop: Loop
+    private let voucherify: VoucherifyAPI
+    private let admission: any UpstreamAdmission
+    private let store: CampaignExportStore
+    private let timing: ExportTiming
+    private let schedule: DeductionSchedule
+    private let logger: Logger
+    private var onFinish: ((Outcome, ExportRowCounts?) -> Void)?
+    private var renewTimer: Timer?
+    private var pollTimer: Timer?
+    private var exportID: String?
+    /// When the export was asked for (ms since 1970): the answer's `generated_at`. Voucherify
+    /// reads the data after this, so the age shown is never less than the truth.
+    private var postedAt: Int64 = 0
+    private var polls = 0
+    private var failedPolls = 0
+    private var tokenRenewals = 0
+    private var aggregator = CampaignAggregator()
+    /// Why the aggregator stopped the download.
+    private var formatError: ExportFormatError?
+    private let startedAt: Int64
+
+    init(campaign: String, token: [UInt8], loop: Loop, voucherify: VoucherifyAPI, admission: any UpstreamAdmission,
+         store: CampaignExportStore, timing: ExportTiming, schedule: DeductionSchedule, logger: Logger,
+         onFinish: @escaping (Outcome, _ rows: ExportRowCounts?) -> Void) {
+        self.campaign = campaign
+        self.token = token
+        self.loop = loop
+        self.voucherify = voucherify
+        self.admission = admission
+        self.store = store
+        self.timing = timing
+        self.schedule = schedule
+        self.logger = logger
+        self.onFinish = onFinish
+        startedAt = loop.monotonicMilliseconds
+    }
+
+    var isFinished: Bool { onFinish == nil }
+
+    /// Runs the job under the lease `claim` took: a new export, or one to follow.
+    func start(_ claim: ExportClaim) {
+        loop.assertInLoop()
+        armRenewal()
+        switch claim {
+        case .resume(let id, let postedAt):
+            exportID = id
+            self.postedAt = postedAt
+            logger.info("following a campaign export asked for earlier", metadata: ["campaign": "\(campaign)", "export": "\(id)"])
+            schedulePoll()
+        default:
+            requestExport()
+        }
+    }
+
+    /// Stops the job (shutdown). The lease is left to expire and the export id stays recorded,
+    /// so the next job follows the same export instead of asking for another.
+    func cancel() {
+        finish(.cancelled)
+    }
+
+    private var callDeadline: Int64 { loop.monotonicMilliseconds + timing.callMilliseconds }
+
+    private func requestExport() {
+        postedAt = loop.nowMilliseconds
+        voucherify.createPointsExpirationExport(campaign: campaign, deadline: callDeadline, admission: admission) { [weak self] result in
+            guard let self, !isFinished else { return }
+            switch result {
+            case .success(let status):
+                exportID = status.id
+                store.recordExport(campaign: campaign, token: token, exportID: status.id, postedAt: postedAt)
+                logger.info("asked Voucherify for a campaign export", metadata: ["campaign": "\(campaign)", "export": "\(status.id)"])
+                follow(status)
+            case .failure(.campaignNotFound):
+                fail(.campaignNotFound, "loyalty campaign \"\(campaign)\" was not found in Voucherify", keepExport: false)
+            case .failure(let error):
+                // Never retried here: a second POST would be a second export. The cooldown paces
+                // the next attempt.
+                fail(.failed, "asking for the export failed: \(error)", keepExport: false)
+            }
+        }
+    }
+
+    private func follow(_ status: ExportStatus) {
+        switch status.state {
+        case .done:
+            guard let url = status.resultURL else { return fail(.failed, "the export is DONE without a download URL", keepExport: false) }
+            download(url)
+        case .error:
+            if let message = status.errorMessage {
+                logger.debug("Voucherify's reason for the failed export", metadata: ["campaign": "\(campaign)", "reason": "\(message)"])
+            }
+            fail(.exportError, "Voucherify could not produce the export (status ERROR)", keepExport: false)
+        default:
+            schedulePoll()
+        }
+    }
+
+    private func schedulePoll() {
+        guard loop.nowMilliseconds - postedAt < timing.exportTimeoutMilliseconds else {
+            return fail(.failed, "the export was not done within \(timing.exportTimeoutMilliseconds / 60_000) minutes", keepExport: false)
+        }
+        polls += 1
+        do {
+            pollTimer = try Timer.schedule(on: loop, after: Int(timing.pollDelay(before: polls))) { [weak self] in
+                self?.pollTimer = nil
+                self?.poll()
+            }
+        } catch {
+            fail(.failed, "could not schedule a poll: \(error)", keepExport: true)
+        }
+    }
+
+    private func poll() {
+        guard !isFinished, let exportID else { return }
+        voucherify.exportStatus(id: exportID, deadline: callDeadline, admission: admission) { [weak self] result in
+            guard let self, !isFinished else { return }
+            switch result {
+            case .success(let status):
+                failedPolls = 0
+                follow(status)
+            case .failure(let error) where !error.isOutage:
+                // Not found, refused: this export will not come.
+                fail(.failed, "polling the export failed: \(error)", keepExport: false)
+            case .failure(let error):
+                failedPolls += 1
+                guard failedPolls < timing.maxFailedPolls else {
+                    return fail(.failed, "polling the export failed \(failedPolls) times: \(error)", keepExport: true)
+                }
+                schedulePoll()
+            }
+        }
+    }
+
+    private func download(_ url: String) {
+        aggregator = CampaignAggregator()
+        formatError = nil
+        // The download's own limit is VoucherifyConfiguration's; the job's is the export's.
+        voucherify.downloadExport(url: url, deadline: loop.monotonicMilliseconds + timing.exportTimeoutMilliseconds,
+                                  admission: admission, receive: { [weak self] chunk in
+            guard let self, !isFinished else { return false }
+            do throws(ExportFormatError) {
+                try aggregator.feed(chunk)
+                return true
+            } catch {
+                formatError = error
+                return false
+            }
+        }) { [weak self] result in
+            guard let self, !isFinished else { return }
+            switch result {
+            case .success:
+                aggregated()
+            case .failure(.tokenRejected):
+                // The URL's token expired: the export's status gives a fresh one.
+                tokenRenewals += 1
+                guard tokenRenewals <= timing.maxTokenRenewals else {
+                    return fail(.failed, "the download host refused \(tokenRenewals) fresh tokens", keepExport: false)
+                }
+                poll()
+            case .failure(.receiverStopped):
+                fail(.failed, "the export is unreadable: \(formatError.map { "\($0)" } ?? "stopped")", keepExport: false)
+            case .failure(let error):
+                // The export is done and stays downloadable: the next attempt follows it.
+                fail(.failed, "downloading the export failed: \(error)", keepExport: true)
+            }
+        }
+    }
+
+    private func aggregated() {
+        let aggregate: CampaignAggregate
+        do {
+            aggregate = try aggregator.finish()
+        } catch {
+            return fail(.failed, "the export is unreadable: \(error)", keepExport: false)
+        }
+        let rows = aggregate.rows
+        var metadata: Logger.Metadata = [
+            "campaign": "\(campaign)", "rows": "\(rows.total)", "active_rows": "\(rows.counted)", "skipped_rows": "\(rows.skipped)",
+            "malformed_rows": "\(rows.malformed)", "days": "\(aggregate.days.count)",
+            "seconds": "\(Double(loop.monotonicMilliseconds - startedAt) / 1000)",
+        ]
+        if rows.malformed > 0 {
+            metadata["samples"] = .array(rows.samples.map { .string($0) })
+            logger.warning("campaign export had malformed rows; they count nowhere", metadata: metadata)
+        }
+        let deductionDue = schedule.nextDeduction(after: Timestamp(millisecondsSince1970: postedAt), lastValidDays: aggregate.lastValidDays)
+        store.save(campaign: campaign, token: token, aggregate: aggregate.encoded(), generatedAt: postedAt,
+                   deductionDue: deductionDue?.millisecondsSince1970) { [weak self] result in
+            guard let self, !isFinished else { return }
+            switch result {
+            case .success(let stored):
+                logger.info(stored ? "campaign export stored" : "campaign export done, but a newer one is stored", metadata: metadata)
+                finish(stored ? .stored : .superseded, rows: rows)
+            case .failure(let error):
+                fail(.failed, "storing the aggregate failed: \(error)", keepExport: true)
+            }
+        }
+    }
+
+    private func armRenewal() {
+        do {
+            renewTimer = try Timer.schedule(on: loop, after: Int(timing.leaseMilliseconds / 3)) { [weak self] in
+                guard let self, !isFinished else { return }
+                store.renew(campaign: campaign, token: token, timing: timing) { [weak self] held in
+                    guard let self, !isFinished else { return }
+                    guard held != false else {
+                        logger.warning("campaign export lost its lease; another job took over", metadata: ["campaign": "\(campaign)"])
+                        return finish(.leaseLost)
+                    }
+                    armRenewal()
+                }
+            }
+        } catch {
+            // Without renewals the lease simply expires; the job still finishes or fails on its own.
+            logger.warning("could not arm the export lease renewal", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func fail(_ outcome: Outcome, _ reason: String, keepExport: Bool) {
+        guard !isFinished else { return }
+        logger.warning("campaign export failed; the previous answer stays", metadata: ["campaign": "\(campaign)", "reason": "\(reason)"])
+        store.fail(campaign: campaign, token: token, now: loop.nowMilliseconds, reason: reason,
+                   campaignMissing: outcome == .campaignNotFound, keepExport: keepExport)
+        finish(outcome)
+    }
+
+    /// `rows`: what the downloaded export held, when one was read whole.
+    private func finish(_ outcome: Outcome, rows: ExportRowCounts? = nil) {
+        guard let onFinish else { return }
+        self.onFinish = nil
+        renewTimer?.cancel()
+        renewTimer = nil
+        pollTimer?.cancel()
+        pollTimer = nil
+        onFinish(outcome, rows)
+    }
+}

@@ -1,0 +1,52 @@
+import ExpiryDomain
+
+/// The clock of campaign exports, from `EXPORT_REFRESH_SECONDS`: when an aggregate is due for a
+/// refresh, how patiently a job polls, how long its lease lives. Pure, so it is tested alone.
+struct ExportTiming: Equatable, Sendable {
+    /// `EXPORT_REFRESH_SECONDS`.
+    var refreshMilliseconds: Int64
+    /// The job's lease; renewed every third of it while the job runs, so a dead job's campaign
+    /// is free again within a minute.
+    var leaseMilliseconds: Int64 = 60_000
+    /// After a failed attempt, the next waits this long (the fleet's, not per replica): an export
+    /// costs Voucherify real work, and a POST is never retried blindly.
+    var failureCooldownMilliseconds: Int64
+    /// An export not done this long after it was asked for is given up; a successor replica
+    /// follows an export younger than this instead of asking for another.
+    var exportTimeoutMilliseconds: Int64 = 30 * 60_000
+    /// Polls of the export's status: the first after this, then doubling up to `maxPollMilliseconds`.
+    var firstPollMilliseconds: Int64 = 500
+    var maxPollMilliseconds: Int64 = 10_000
+    /// Consecutive failed polls (network, 5xx, budget spent) before the attempt is given up.
+    var maxFailedPolls = 5
+    /// Fresh download URLs asked for after the download host refused an expired token.
+    var maxTokenRenewals = 3
+    /// Each call's bound, including its wait for the rate budget.
+    var callMilliseconds: Int64 = 60_000
+    /// How often one worker per replica looks for campaigns due for a refresh.
+    var sweepMilliseconds: Int64
+    /// How long a first caller is told to wait before asking again.
+    var firstExportRetryAfterSeconds = 5
+
+    init(refreshSeconds: Int) {
+        refreshMilliseconds = Int64(refreshSeconds) * 1000
+        failureCooldownMilliseconds = min(refreshMilliseconds, 60_000)
+        sweepMilliseconds = min(max(refreshMilliseconds / 4, 1000), 60_000)
+    }
+
+    /// The delay before poll number `poll` (1-based) of one export.
+    func pollDelay(before poll: Int) -> Int64 {
+        var delay = firstPollMilliseconds
+        for _ in 1..<max(1, poll) where delay < maxPollMilliseconds { delay *= 2 }
+        return min(delay, maxPollMilliseconds)
+    }
+
+    /// When an aggregate produced at `generatedAt` stops being current: `EXPORT_REFRESH_SECONDS`
+    /// later, or at its next deduction instant if that comes first (Voucherify's nightly job then
+    /// turns ACTIVE points EXPIRED).
+    func refreshDue(generatedAt: Int64, deductionDue: Int64?) -> Int64 {
+        let byAge = generatedAt.saturatingAdd(refreshMilliseconds)
+        guard let deductionDue else { return byAge }
+        return min(byAge, deductionDue)
+    }
+}
