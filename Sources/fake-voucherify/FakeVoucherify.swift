@@ -25,14 +25,16 @@ struct FakeVoucherify: ParsableCommand {
               GET /v1/exports/{id}/download?token=…   the CSV (auth headers too):
                   BOM, CRLF, labels Id,Campaign ID,Voucher ID,Points,Status,
                   Expires At; one row per ACTIVE and EXPIRED bucket; streamed
-            Every API answer (exports too) carries X-Rate-Limit-Limit, -Remaining, -Retry (epoch
-            second the window ends) and -Type. A window opens with the first call and
-            lasts --rate-limit-window seconds; with --enforce-rate-limit, calls past
-            --rate-limit get 429 with Retry-After until it ends.
+            Every API answer (exports too) carries X-Rate-Limit-Limit, -Remaining,
+            -Retry (epoch second the window ends) and -Type. A window opens with the
+            first call and lasts --rate-limit-window seconds; with
+            --enforce-rate-limit, calls past --rate-limit get 429 with Retry-After
+            until it ends. /_fake/fail and holds concern member reads only.
             Control (no auth; JSON bodies, omitted fields optional):
-              GET /_fake/stats    calls (member reads), by_member, by_page, failed (injected failures),
-                  rate_limited (429s over the limit), max_in_window (most calls a
-                  window counted), max_concurrent, by_member_max_concurrent
+              GET /_fake/stats    calls (member reads), by_member, by_page, failed
+                  (injected failures), rate_limited (429s over the limit),
+                  max_in_window (most calls a window counted), max_concurrent,
+                  by_member_max_concurrent
                   ("campaign|member": most calls in progress at once), paths (the
                   last 1000 request paths outside /_fake/, exactly as sent), exports
                   {created, by_campaign, polls, downloads, rejected_downloads}
@@ -55,8 +57,8 @@ struct FakeVoucherify: ParsableCommand {
                    "deliver":true?}
                   Buckets whose expires_at is before as_of (default today, UTC)
                   become EXPIRED (only exports show them). If any did, the
-                  points_expired webhook, signed
-                  (x-voucherify-signature) when a secret is known, is POSTed to
+                  points_expired webhook, signed (x-voucherify-signature)
+                  when a secret is known, is POSTed to
                   webhook_url or --webhook-url: h2c (prior knowledge) for
                   http://, ALPN for https://, 10 s timeout. The answer comes
                   after the delivery: payload, signature, receiver's reply.
