@@ -41,10 +41,7 @@ struct DataGenerator {
             var buckets: [PointsBucket] = []
             buckets.reserveCapacity(count)
             for _ in 0..<count {
-                var id: String
-                repeat {
-                    id = "lopb_" + randomToken(length: 20, using: &rng)
-                } while !usedIds.insert(id).inserted
+                let id = uniqueBucketId(using: &rng, usedIds: &usedIds)
                 // About 5 % of buckets hold zero points; the rest 1…500.
                 let points: Int64 = Int.random(in: 0..<100, using: &rng) < 5 ? 0 : Int64.random(in: 1...500, using: &rng)
                 let neverExpires = Int.random(in: 0..<100, using: &rng) < 15
@@ -75,10 +72,7 @@ struct DataGenerator {
             var expired: [PointsBucket] = []
             expired.reserveCapacity(count)
             for _ in 0..<count {
-                var id: String
-                repeat {
-                    id = "lopb_" + randomToken(length: 20, using: &rng)
-                } while !usedIds.insert(id).inserted
+                let id = uniqueBucketId(using: &rng, usedIds: &usedIds)
                 let lastDay = today - Int64.random(in: 1...365, using: &rng)
                 let created = (lastDay - Int64.random(in: 30...365, using: &rng)) * 86_400
                 // Voucherify's job deducts it in the early hours after its last day.
@@ -107,6 +101,15 @@ struct DataGenerator {
     private func zeroPadded(_ n: Int, _ width: Int) -> String {
         let s = String(n)
         return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+
+    /// `lopb_` and 20 random hex digits, drawn again until no other bucket has it.
+    private func uniqueBucketId(using rng: inout SeededGenerator, usedIds: inout Set<String>) -> String {
+        var id: String
+        repeat {
+            id = "lopb_" + randomToken(length: 20, using: &rng)
+        } while !usedIds.insert(id).inserted
+        return id
     }
 
     private func randomToken(length: Int, using rng: inout SeededGenerator) -> String {
