@@ -51,7 +51,7 @@ struct BucketBuilder {
         self.defaultCreatedAt = defaultCreatedAt
     }
 
-    mutating func build(_ inputs: [BucketInput], context: String) throws -> [PointsBucket] {
+    mutating func build(_ inputs: [BucketInput], context: String, defaultStatus: String = "ACTIVE") throws -> [PointsBucket] {
         var seen = Set<String>()
         var result: [PointsBucket] = []
         result.reserveCapacity(inputs.count)
@@ -70,7 +70,7 @@ struct BucketBuilder {
                 throw InputError(description: "\(context): bucket id \"\(id)\" appears twice")
             }
             result.append(PointsBucket(id: id, points: input.points, expiresAt: input.expiresAt,
-                                       status: input.status ?? "ACTIVE",
+                                       status: input.status ?? defaultStatus,
                                        createdAt: input.createdAt ?? defaultCreatedAt,
                                        updatedAt: input.updatedAt))
         }

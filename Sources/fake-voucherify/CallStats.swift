@@ -1,9 +1,10 @@
 import Codecs
 
-/// What the fake saw of the API calls since the last reset: how many, per "<campaign>|<member>"
-/// and per "<campaign>|<member>|<page>", and what a test needs to assert that a caller spared
-/// Voucherify (budget never exceeded, one read per member at a time). Campaign and member are
-/// the decoded path segments as the caller gave them. Loop-confined.
+/// What the fake saw of the API calls since the last reset: how many member reads, per
+/// "<campaign>|<member>" and per "<campaign>|<member>|<page>", what a test needs to assert that a
+/// caller spared Voucherify (budget never exceeded, one read per member at a time), and the
+/// export calls. Campaign and member are the decoded path segments as the caller gave them.
+/// Loop-confined.
 final class CallStats {
     /// The most raw paths kept; older ones are dropped first.
     static let maxRecordedPaths = 1000
@@ -21,6 +22,20 @@ final class CallStats {
     /// The most calls that arrived in one rate-limit window, refused ones included.
     private var maxInWindow = 0
     private var concurrency = ConcurrencyHighWater()
+    private var exports = ExportCounts()
+
+    /// The export calls (`exports` in the JSON). They count in the rate-limit window (so in
+    /// `rate_limited` and `max_in_window`), not in `calls`, which counts member reads.
+    private struct ExportCounts {
+        /// Exports created, in all and per campaign as the caller spelled it.
+        var created = 0
+        var byCampaign: [String: Int] = [:]
+        /// Status requests (`GET /v1/exports/{id}`) that arrived, refused ones included.
+        var polls = 0
+        /// CSVs served, and download requests refused (401, 404; 429s count in `rate_limited`).
+        var downloads = 0
+        var rejectedDownloads = 0
+    }
 
     static func memberKey(campaign: String, member: String) -> String { "\(campaign)|\(member)" }
 
@@ -50,6 +65,17 @@ final class CallStats {
 
     func countFailed() { failed += 1 }
 
+    func exportCreated(campaign: String) {
+        exports.created += 1
+        exports.byCampaign[campaign, default: 0] += 1
+    }
+
+    func exportPolled() { exports.polls += 1 }
+
+    func exportDownloaded() { exports.downloads += 1 }
+
+    func exportDownloadRejected() { exports.rejectedDownloads += 1 }
+
     /// Calls in progress stay counted: they end after the reset, and are the new concurrency floor.
     func reset() {
         calls = 0
@@ -60,6 +86,7 @@ final class CallStats {
         rateLimited = 0
         maxInWindow = 0
         concurrency.resetHighs()
+        exports = ExportCounts()
     }
 
     var json: JSONValue {
@@ -76,6 +103,13 @@ final class CallStats {
             "max_concurrent": .integer(concurrency.highest),
             "by_member_max_concurrent": sortedByKey(concurrency.highestByKey),
             "paths": .array(paths.map { .string($0) }),
+            "exports": .object([
+                "created": .integer(exports.created),
+                "by_campaign": sortedByKey(exports.byCampaign),
+                "polls": .integer(exports.polls),
+                "downloads": .integer(exports.downloads),
+                "rejected_downloads": .integer(exports.rejectedDownloads),
+            ]),
         ])
     }
 }

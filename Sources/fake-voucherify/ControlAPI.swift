@@ -1,8 +1,8 @@
 import Codecs
 import ExpiryDomain
 
-/// `/_fake/…`: stats, failure injection, member edits, latency and the expiry job, for tests and
-/// people. No auth.
+/// `/_fake/…`: stats, failure injection, member edits, latency, the expiry job and export
+/// settings, for tests and people. No auth.
 struct ControlAPI {
     let state: FakeState
     let expire: ExpireAPI
@@ -14,9 +14,10 @@ struct ControlAPI {
 
     static let routes = """
         GET /_fake/stats, POST /_fake/stats/reset, GET|POST /_fake/fail, PUT|DELETE /_fake/members, GET|POST /_fake/latency, \
-        GET|POST /_fake/rate-limit, GET|POST /_fake/hold, POST /_fake/release, POST /_fake/expire
+        GET|POST /_fake/rate-limit, GET|POST /_fake/hold, POST /_fake/release, POST /_fake/expire, GET|POST /_fake/exports
         """
-    private static let paths: Set = ["stats", "stats/reset", "fail", "members", "latency", "rate-limit", "hold", "release", "expire"]
+    private static let paths: Set = ["stats", "stats/reset", "fail", "members", "latency", "rate-limit", "hold", "release", "expire",
+                                     "exports"]
 
     func handle(_ request: IncomingRequest, path: [String]) -> Dispatch {
         if path == ["expire"], request.method == .post {
@@ -66,6 +67,11 @@ struct ControlAPI {
         case (["hold"], .post):
             try state.holds.add(ControlReply.decode(ReadHolds.HoldRequest.self, request))
             return ControlReply.ok([("rules", .integer(state.holds.rules.count))])
+        case (["exports"], .get):
+            return .json(200, state.exports.json)
+        case (["exports"], .post):
+            try state.exports.configure(ControlReply.decode(ExportStore.Request.self, request))
+            return ControlReply.ok(state.exports.settingsJSON)
         case (["release"], .post):
             let released = try state.holds.release(ControlReply.decode(ReadHolds.ReleaseRequest.self, request))
             return ControlReply.ok([("released", .integer(released.calls)), ("rules_removed", .integer(released.rules))])
@@ -85,6 +91,8 @@ struct ControlAPI {
         let member: String
         let voucher_id: String?
         let buckets: [BucketInput]
+        /// Buckets the expiry job already deducted (status EXPIRED unless given): only exports show them.
+        let expired_buckets: [BucketInput]?
         /// Only used when the campaign does not exist yet and is created.
         let campaign_id: String?
         let campaign_name: String?
@@ -94,18 +102,25 @@ struct ControlAPI {
         guard !r.campaign.isEmpty, !r.member.isEmpty else { throw .badRequest("campaign and member must not be empty") }
         var builder = BucketBuilder(defaultCreatedAt: Timestamp.now().rfc3339)
         let buckets: [PointsBucket]
+        let expired: [PointsBucket]
         do {
             buckets = try builder.build(r.buckets, context: "member \(r.member)")
+            expired = try builder.build(r.expired_buckets ?? [], context: "member \(r.member) expired_buckets",
+                                        defaultStatus: PointsExpiryJob.expiredStatus)
         } catch {
             throw .badRequest("\(error)")
+        }
+        if let shared = Set(buckets.map(\.id)).intersection(expired.map(\.id)).sorted().first {
+            throw .badRequest("member \(r.member): bucket id \"\(shared)\" is in both buckets and expired_buckets")
         }
         let campaign = state.store.campaignCreatingIfNeeded(r.campaign, id: r.campaign_id, name: r.campaign_name)
         let voucherId = r.voucher_id ?? campaign.members[r.member]?.voucherId ?? "v_put_\(campaign.members.count + 1)"
         let replaced = campaign.members[r.member] != nil
-        campaign.members[r.member] = LoyaltyMember(code: r.member, voucherId: voucherId, buckets: buckets)
+        campaign.members[r.member] = LoyaltyMember(code: r.member, voucherId: voucherId, buckets: buckets, expiredBuckets: expired)
         return ControlReply.ok([("campaign_id", .string(campaign.id)), ("campaign_name", .string(campaign.name)),
                                 ("member", .string(r.member)), ("voucher_id", .string(voucherId)),
-                                ("buckets", .integer(buckets.count)), ("replaced", .bool(replaced))])
+                                ("buckets", .integer(buckets.count)), ("expired_buckets", .integer(expired.count)),
+                                ("replaced", .bool(replaced))])
     }
 
     private func deleteMember(_ request: IncomingRequest) throws(ControlError) -> OutgoingResponse {

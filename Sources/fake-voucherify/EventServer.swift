@@ -8,7 +8,8 @@ struct StartupError: Error, CustomStringConvertible {
 }
 
 /// The HTTP/1.1 server on a `Loop`: owns the evhttp server, the signal events and one timer per
-/// delayed answer, and keeps every request whose answer comes later. The loop itself belongs to
+/// delayed answer, keeps every request whose answer comes later, and streams large bodies piece
+/// by piece as the client takes them. The loop itself belongs to
 /// the caller. C callbacks find this object again through Unmanaged and call one method each.
 /// `teardown()` is the single place that frees the handles, in a safe order. Loop-confined.
 final class EventServer {
@@ -33,6 +34,8 @@ final class EventServer {
         /// Armed while the answer waits out its delay.
         var delay: Timer?
         let onFinish: (() -> Void)?
+        /// Set once a streamed answer has begun: where its next piece comes from.
+        var stream: StreamedResponse?
     }
 
     init(loop: Loop, handler: @escaping (IncomingRequest) -> Dispatch) {
@@ -199,11 +202,7 @@ final class EventServer {
     }
 
     private func send(_ req: OpaquePointer, _ response: OutgoingResponse) {
-        if let out = evhttp_request_get_output_headers(req) {
-            for (name, value) in response.headers where evhttp_add_header(out, name, value) != 0 {
-                logError("cannot add header \(name)")
-            }
-        }
+        addHeaders(response.headers, to: req)
         guard let buffer = evbuffer_new() else {
             logError("cannot allocate a response buffer")
             evhttp_send_error(req, 500, nil)
@@ -214,6 +213,63 @@ final class EventServer {
         if added != 0 { logError("cannot fill the response buffer") }
         // With no connection left (client went away), libevent frees the request here.
         evhttp_send_reply(req, response.status, reasonPhrase(response.status), buffer)
+    }
+
+    private func addHeaders(_ headers: [(String, String)], to req: OpaquePointer) {
+        guard let out = evhttp_request_get_output_headers(req) else { return }
+        for (name, value) in headers where evhttp_add_header(out, name, value) != 0 {
+            logError("cannot add header \(name)")
+        }
+    }
+
+    // MARK: - Streamed answers
+
+    /// Sends the status line and headers of the open request `id`, then the first piece. Each
+    /// further piece is made only once the previous one is written out (`pieceWritten`), so a
+    /// slow reader holds one piece in memory, never the whole body.
+    private func startStream(_ id: UInt64, _ streamed: StreamedResponse) {
+        guard let entry = open[id] else { return }
+        // libevent's reply_start needs the connection; without one the client has gone.
+        guard evhttp_request_get_connection(entry.request) != nil else {
+            settle(id, by: freeIfDetached)
+            return
+        }
+        addHeaders(streamed.headers, to: entry.request)
+        evhttp_send_reply_start(entry.request, streamed.status, reasonPhrase(streamed.status))
+        open[id]?.stream = streamed
+        sendNextPiece(id)
+    }
+
+    private func sendNextPiece(_ id: UInt64) {
+        guard let entry = open[id], let stream = entry.stream else { return }
+        guard let piece = stream.nextPiece(), !piece.isEmpty else {
+            // Ends the chunked body; with no connection left libevent frees the request instead.
+            settle(id) { evhttp_send_reply_end($0) }
+            return
+        }
+        guard let buffer = evbuffer_new() else {
+            logError("cannot allocate a response buffer; closing a streamed answer midway")
+            settle(id, by: drop)
+            return
+        }
+        defer { evbuffer_free(buffer) }
+        guard piece.withUnsafeBytes({ evbuffer_add(buffer, $0.baseAddress, $0.count) }) == 0 else {
+            logError("cannot fill the response buffer; closing a streamed answer midway")
+            settle(id, by: drop)
+            return
+        }
+        evhttp_send_reply_chunk_with_cb(entry.request, buffer, { connection, arg in
+            guard let connection, let arg else { return }
+            Unmanaged<EventServer>.fromOpaque(arg).takeUnretainedValue().pieceWritten(on: connection)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// libevent has written everything queued on `connection`. The next piece goes on the next
+    /// tick: ending the answer may free the connection, never inside libevent's own callback.
+    /// A connection carries one answer at a time, so it names the stream.
+    private func pieceWritten(on connection: OpaquePointer) {
+        guard let id = open.first(where: { $0.value.connection == connection && $0.value.stream != nil })?.key else { return }
+        loop.nextTick { [weak self] in self?.sendNextPiece(id) }
     }
 
     // MARK: - Answers that come later
@@ -240,6 +296,8 @@ final class EventServer {
         switch action {
         case .respond(let response):
             settle(id) { send($0, response) }
+        case .stream(let streamed):
+            startStream(id, streamed)
         case .drop:
             settle(id, by: drop)
         case .deferred(let start):

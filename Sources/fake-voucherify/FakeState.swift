@@ -5,6 +5,10 @@ final class FakeState {
     let failures = FailureInjector()
     let rateLimit: RateLimitWindow
     let holds: ReadHolds
+    let exports: ExportStore
+    /// `http://host:port` as bound; set once the server listens, before the loop runs. Download
+    /// URLs use it when a request has no usable Host header.
+    var listeningURL = ""
     let appId: String
     let appToken: String
     /// Added to every API answer (`--latency-ms`, `POST /_fake/latency`).
@@ -15,11 +19,12 @@ final class FakeState {
     let eventIds = EventIdSource()
     let webhooks: WebhookDelivery
 
-    init(store: CampaignStore, rateLimit: RateLimitWindow, holds: ReadHolds, appId: String, appToken: String, latencyMs: Int,
-         webhookURL: String?, webhookSecret: String?, webhooks: WebhookDelivery) {
+    init(store: CampaignStore, rateLimit: RateLimitWindow, holds: ReadHolds, exports: ExportStore, appId: String, appToken: String,
+         latencyMs: Int, webhookURL: String?, webhookSecret: String?, webhooks: WebhookDelivery) {
         self.store = store
         self.rateLimit = rateLimit
         self.holds = holds
+        self.exports = exports
         self.appId = appId
         self.appToken = appToken
         self.defaultLatencyMs = latencyMs

@@ -8,21 +8,36 @@ import HTTPClient
 struct FakeVoucherify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fake-voucherify",
-        abstract: "Impersonates Voucherify's member points-expiration API (HTTP/1.1) for development and tests.",
+        abstract: "Impersonates Voucherify's member points-expiration API and its export (HTTP/1.1) for development and tests.",
         discussion: """
             API (headers X-App-Id and X-App-Token):
               GET /v1/loyalties/{campaign id or name}/members/{card code}/points-expiration
                   ?limit=1..100&page=1..100
-            Every API answer carries X-Rate-Limit-Limit, -Remaining, -Retry (epoch
-            second the window ends) and -Type. A window opens with the first call and
-            lasts --rate-limit-window seconds; with --enforce-rate-limit, calls past
-            --rate-limit get 429 with Retry-After until it ends.
+              POST /v1/loyalties/{campaign id or name}/points-expiration/export
+                  {"parameters":{"order":"expires_at"|"-expires_at"?,"fields":[id,
+                  campaign_id,voucher_id,points,status,expires_at]?,"filters":…?}}
+                  (filters accepted, ignored): an export of the campaign's members
+                  as they are now, answered SCHEDULED
+              GET /v1/exports/{id}   SCHEDULED for the first half of
+                  --export-delay-ms, IN_PROGRESS, then DONE with result.url (a fresh
+                  download token, valid --export-token-ttl-ms, on every GET; at the
+                  host the request came to) or ERROR with result.message
+              GET /v1/exports/{id}/download?token=…   the CSV (auth headers too):
+                  BOM, CRLF, labels Id,Campaign ID,Voucher ID,Points,Status,
+                  Expires At; one row per ACTIVE and EXPIRED bucket; streamed
+            Every API answer (exports too) carries X-Rate-Limit-Limit, -Remaining,
+            -Retry (epoch second the window ends) and -Type. A window opens with the
+            first call and lasts --rate-limit-window seconds; with
+            --enforce-rate-limit, calls past --rate-limit get 429 with Retry-After
+            until it ends. /_fake/fail and holds concern member reads only.
             Control (no auth; JSON bodies, omitted fields optional):
-              GET /_fake/stats    calls, by_member, by_page, failed (injected failures),
-                  rate_limited (429s over the limit), max_in_window (most calls a
-                  window counted), max_concurrent, by_member_max_concurrent
+              GET /_fake/stats    calls (member reads), by_member, by_page, failed
+                  (injected failures), rate_limited (429s over the limit),
+                  max_in_window (most calls a window counted), max_concurrent,
+                  by_member_max_concurrent
                   ("campaign|member": most calls in progress at once), paths (the
-                  last 1000 request paths outside /_fake/, exactly as sent)
+                  last 1000 request paths outside /_fake/, exactly as sent), exports
+                  {created, by_campaign, polls, downloads, rejected_downloads}
               POST /_fake/stats/reset
               GET|POST /_fake/fail  {"mode":"status"|"rate_limit"|"malformed"|"slow"|
                   "drop"|"none","count":N?,…}: the next N calls (default: all) fail
@@ -41,11 +56,16 @@ struct FakeVoucherify: ParsableCommand {
                    "secret":…?,"shape":"envelope"|"data"?,"pretty":false?,
                    "deliver":true?}
                   Buckets whose expires_at is before as_of (default today, UTC)
-                  are removed. If any were, the points_expired webhook, signed
-                  (x-voucherify-signature) when a secret is known, is POSTed to
+                  become EXPIRED (only exports show them). If any did, the
+                  points_expired webhook, signed (x-voucherify-signature)
+                  when a secret is known, is POSTed to
                   webhook_url or --webhook-url: h2c (prior knowledge) for
                   http://, ALPN for https://, 10 s timeout. The answer comes
                   after the delivery: payload, signature, receiver's reply.
+              GET|POST /_fake/exports  {"delay_ms":N?,"token_ttl_ms":N?,
+                  "fail_next":N?}: settings for exports created from now on
+                  (fail_next: that many end in ERROR); GET adds exports and rows
+                  kept (at most 1000 exports and 10000000 rows, oldest dropped)
             Once bound it prints: fake-voucherify listening on http://HOST:PORT
             """)
 
@@ -69,6 +89,9 @@ struct FakeVoucherify: ParsableCommand {
 
     @Option(help: "Generated buckets per member, as A..B (or a single number).")
     var bucketsPerMember = "1..5"
+
+    @Option(help: "Generated EXPIRED buckets per member (dates in the past year, only exports show them), as A..B.")
+    var expiredBucketsPerMember = "0..2"
 
     @Option(help: "Seed of the generated data (same seed, same day → same data).")
     var seed: UInt64 = 1
@@ -94,6 +117,12 @@ struct FakeVoucherify: ParsableCommand {
     @Flag(help: "Answer 429 once more than --rate-limit calls arrive in the current window.")
     var enforceRateLimit = false
 
+    @Option(help: "Milliseconds from creating an export until it is DONE (0…3600000).")
+    var exportDelayMs = 2000
+
+    @Option(help: "Milliseconds an export's download token stays valid (1…86400000).")
+    var exportTokenTtlMs = 300_000
+
     @Option(help: "Where POST /_fake/expire delivers the points_expired webhook (http:// = h2c, https://).")
     var webhookUrl: String?
 
@@ -116,6 +145,8 @@ struct FakeVoucherify: ParsableCommand {
         guard latencyMs >= 0 else { fail("--latency-ms must be ≥ 0") }
         let rateLimitSettings = RateLimitWindow.Settings(limit: rateLimit, windowSeconds: rateLimitWindow, enforce: enforceRateLimit)
         if let problem = rateLimitSettings.problem(limitName: "--rate-limit", windowName: "--rate-limit-window") { fail(problem) }
+        let exportSettings = ExportStore.Settings(delayMs: exportDelayMs, tokenTTLMs: exportTokenTtlMs, failNext: 0)
+        if let problem = exportSettings.problem(delayName: "--export-delay-ms", ttlName: "--export-token-ttl-ms") { fail(problem) }
         if let webhookUrl, WebhookDelivery.httpVersion(for: webhookUrl) == nil {
             fail("--webhook-url must start with http:// or https://, got \"\(webhookUrl)\"")
         }
@@ -129,7 +160,7 @@ struct FakeVoucherify: ParsableCommand {
         }
         let state = FakeState(store: CampaignStore(campaigns: campaigns),
                               rateLimit: RateLimitWindow(rateLimitSettings), holds: ReadHolds(loop: loop),
-                              appId: appId, appToken: appToken, latencyMs: latencyMs,
+                              exports: ExportStore(exportSettings), appId: appId, appToken: appToken, latencyMs: latencyMs,
                               webhookURL: webhookUrl.flatMap { $0.isEmpty ? nil : $0 },
                               webhookSecret: (webhookSecret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"]).flatMap { $0.isEmpty ? nil : $0 },
                               webhooks: WebhookDelivery(loop: loop))
@@ -143,8 +174,9 @@ struct FakeVoucherify: ParsableCommand {
             fail("\(error)")
         }
         let shownHost = host.contains(":") ? "[\(host)]" : host
+        state.listeningURL = "http://\(shownHost):\(boundPort)"
         // Unbuffered: whoever started us waits for this line before calling.
-        try? FileHandle.standardOutput.write(contentsOf: Data("fake-voucherify listening on http://\(shownHost):\(boundPort)\n".utf8))
+        try? FileHandle.standardOutput.write(contentsOf: Data("fake-voucherify listening on \(state.listeningURL)\n".utf8))
 
         loop.run()
         server.teardown()
@@ -168,7 +200,10 @@ struct FakeVoucherify: ParsableCommand {
         guard let range = parseRange(bucketsPerMember) else {
             throw InputError(description: "--buckets-per-member must look like A..B with 0 ≤ A ≤ B ≤ 100000, got \"\(bucketsPerMember)\"")
         }
-        let generator = DataGenerator(members: members, bucketsPerMember: range, seed: seed,
+        guard let expiredRange = parseRange(expiredBucketsPerMember) else {
+            throw InputError(description: "--expired-buckets-per-member must look like A..B with 0 ≤ A ≤ B ≤ 100000, got \"\(expiredBucketsPerMember)\"")
+        }
+        let generator = DataGenerator(members: members, bucketsPerMember: range, expiredBucketsPerMember: expiredRange, seed: seed,
                                       campaignId: campaignId, campaignName: campaignName, today: Timestamp.now().millisecondsSince1970 / 86_400_000)
         return [generator.generate()]
     }

@@ -63,11 +63,22 @@ struct OutgoingResponse {
     }
 }
 
+/// An answer whose body is made piece by piece while the client takes it, so a large body never
+/// sits in memory whole. Sent with chunked transfer-encoding (to HTTP/1.1 clients).
+struct StreamedResponse {
+    var status: Int32
+    var headers: [(String, String)]
+    /// The next piece of the body, called on the loop once the previous piece is written out;
+    /// nil (or an empty piece) when the body is complete.
+    let nextPiece: () -> [UInt8]?
+}
+
 /// A handler's decision: answer (maybe after a delay), close the connection without a word, or
 /// answer later, once work started on the loop has finished.
 struct Dispatch {
     enum Action {
         case respond(OutgoingResponse)
+        case stream(StreamedResponse)
         case drop
         /// `start` runs on the loop (after the delay, if any) and calls `reply` once, on the loop,
         /// whenever the answer is ready; the answer is dropped if the client has gone away meanwhile.

@@ -32,6 +32,9 @@ struct LoyaltyMember {
     var code: String
     var voucherId: String
     var buckets: [PointsBucket]
+    /// Buckets Voucherify's expiry job deducted, status `EXPIRED`: the member endpoint never
+    /// serves them, only the points-expiration export lists them.
+    var expiredBuckets: [PointsBucket] = []
 
     /// The card's balance as Voucherify reports it: points in ACTIVE buckets.
     var activePoints: Int64 {

@@ -4,6 +4,12 @@ import ExpiryDomain
 /// `GET /v1/loyalties/{campaignId}/members/{memberId}/points-expiration?limit=&page=`.
 struct PointsExpirationAPI {
     let state: FakeState
+    let gate: APIGate
+
+    init(state: FakeState) {
+        self.state = state
+        gate = APIGate(state: state)
+    }
 
     static let envoyBody = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 
@@ -23,13 +29,7 @@ struct PointsExpirationAPI {
         }
 
         let nowMs = Timestamp.now().millisecondsSince1970
-        let admission = state.rateLimit.admit(nowMs: nowMs)
-        state.stats.sawWindow(callsInWindow: admission.callsInWindow)
-        guard admission.allowed else {
-            state.stats.countRateLimited()
-            return dispatch(.respond(tooManyRequests(retryAfter: state.rateLimit.secondsToWindowEnd(nowMs: nowMs),
-                                                     retryAt: state.rateLimit.windowEndSeconds(nowMs: nowMs))))
-        }
+        if let refused = gate.admit(nowMs: nowMs) { return dispatch(.respond(refused)) }
 
         switch state.failures.next() {
         case .drop:
@@ -37,7 +37,7 @@ struct PointsExpirationAPI {
         case .status(let status, let body, let contentType):
             return injected(.respond(injectedStatus(status, body: body, contentType: contentType, nowMs: nowMs)))
         case .rateLimit(let retryAfter):
-            return injected(.respond(tooManyRequests(retryAfter: retryAfter, retryAt: nowMs / 1000 + Int64(retryAfter))))
+            return injected(.respond(gate.tooManyRequests(retryAfter: retryAfter, retryAt: nowMs / 1000 + Int64(retryAfter))))
         case .malformed:
             return injected(.respond(OutgoingResponse(status: 200, headers: [("Content-Type", "application/json")] + state.rateLimit.headers(nowMs: nowMs),
                                                       body: Array(#"{"object":"list","data":[{"id":"#.utf8))))
@@ -90,12 +90,7 @@ struct PointsExpirationAPI {
         let headers = state.rateLimit.headers(nowMs: Timestamp.now().millisecondsSince1970)
         func error(_ e: (Int32, JSONValue)) -> OutgoingResponse { .json(e.0, e.1, headers: headers) }
 
-        guard let appId = call.appId, let appToken = call.appToken else {
-            return error(VoucherifyErrorBody.unauthorized("Missing X-App-Id or X-App-Token header"))
-        }
-        guard appId == state.appId, appToken == state.appToken else {
-            return error(VoucherifyErrorBody.unauthorized("Invalid application credentials"))
-        }
+        if let refused = gate.credentialsProblem(appId: call.appId, appToken: call.appToken) { return error(refused) }
 
         guard let limit = boundedInt(call.limit, default: 10, range: 1...100) else {
             return error(VoucherifyErrorBody.invalidQuery("Query param limit must be an integer between 1 and 100"))
@@ -134,13 +129,6 @@ struct PointsExpirationAPI {
                                     body: Array(PointsExpirationAPI.envoyBody.utf8))
         }
         return .json(status, VoucherifyErrorBody.generic(status: status), headers: headers)
-    }
-
-    /// A 429 that says come back after `retryAfter` seconds, i.e. at epoch second `retryAt`.
-    private func tooManyRequests(retryAfter: Int, retryAt: Int64) -> OutgoingResponse {
-        let headers = state.rateLimit.headers(remaining: 0, retryAt: retryAt) + [("Retry-After", String(retryAfter))]
-        let e = VoucherifyErrorBody.tooManyRequests(retryAfter: retryAfter)
-        return .json(e.0, e.1, headers: headers)
     }
 
     /// nil when present but not a plain integer in `range`; `default` when absent.

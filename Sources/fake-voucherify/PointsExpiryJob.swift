@@ -4,7 +4,11 @@ import ExpiryDomain
 /// bucket whose last valid day (`expires_at`) has passed, i.e. is before `asOf`. Buckets without
 /// `expires_at` never expire.
 enum PointsExpiryJob {
-    /// Removes the due buckets from `member` and returns them, in the order they were served.
+    static let expiredStatus = "EXPIRED"
+
+    /// Moves the due buckets from `member.buckets` to `member.expiredBuckets` (status EXPIRED, so
+    /// exports still list them) and returns them as they were served: the webhook carries them
+    /// with their status still ACTIVE, as Voucherify's does.
     static func expire(_ member: inout LoyaltyMember, asOf: CalendarDate) -> [PointsBucket] {
         let isDue = { (bucket: PointsBucket) -> Bool in
             // Stored dates were validated on input, so an unreadable one cannot occur; it would never expire.
@@ -12,6 +16,11 @@ enum PointsExpiryJob {
         }
         let due = member.buckets.filter(isDue)
         member.buckets.removeAll(where: isDue)
+        member.expiredBuckets += due.map { bucket in
+            var expired = bucket
+            expired.status = expiredStatus
+            return expired
+        }
         return due
     }
 }

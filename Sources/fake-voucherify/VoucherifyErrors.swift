@@ -4,9 +4,7 @@ import Codecs
 enum VoucherifyErrorBody {
     /// `v-` followed by 22 random lowercase alphanumerics, like Voucherify's request ids.
     static func requestId() -> String {
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
-        var rng = SystemRandomNumberGenerator()
-        return "v-" + String((0..<22).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+        "v-" + randomLowercaseAlphanumerics(22)
     }
 
     static func body(code: Int32, key: String, message: String, details: String,
@@ -31,7 +29,12 @@ enum VoucherifyErrorBody {
         (400, body(code: 400, key: "invalid_query_params", message: "Invalid query params", details: details))
     }
 
-    /// 404 for a missing campaign (`resource_type: campaign`) or card (`resource_type: voucher`).
+    /// 400 for a request body Voucherify refuses.
+    static func invalidPayload(_ details: String) -> (Int32, JSONValue) {
+        (400, body(code: 400, key: "invalid_payload", message: "Invalid payload", details: details))
+    }
+
+    /// 404 for a missing campaign (`resource_type: campaign`), card (`voucher`) or export (`export`).
     static func notFound(resourceType: String, id: String) -> (Int32, JSONValue) {
         (404, body(code: 404, key: "not_found", message: "Resource not found",
                    details: "Cannot find \(resourceType) with id \(id)", resourceId: id, resourceType: resourceType))
@@ -65,4 +68,11 @@ enum VoucherifyErrorBody {
         }
         return body(code: status, key: key, message: reasonPhrase(status), details: "Injected by fake-voucherify")
     }
+}
+
+/// `count` characters from 0-9a-z, from the system's random source: ids and tokens nobody can guess.
+func randomLowercaseAlphanumerics(_ count: Int) -> String {
+    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+    var rng = SystemRandomNumberGenerator()
+    return String((0..<count).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
 }
