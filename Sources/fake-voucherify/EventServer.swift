@@ -224,9 +224,10 @@ final class EventServer {
 
     // MARK: - Streamed answers
 
-    /// Sends the status line and headers of the open request `id`, then the first piece. Each
-    /// further piece is made only once the previous one is written out (`pieceWritten`), so a
-    /// slow reader holds one piece in memory, never the whole body.
+    /// Sends the status line and headers of the open request `id`; the pieces follow on later
+    /// ticks, each once the previous one is written out (`pieceWritten`), so a slow reader holds
+    /// one piece in memory, never the whole body. Pieces never go from inside a libevent callback:
+    /// ending or dropping the answer may free the connection.
     private func startStream(_ id: UInt64, _ streamed: StreamedResponse) {
         guard let entry = open[id] else { return }
         // libevent's reply_start needs the connection; without one the client has gone.
@@ -237,7 +238,7 @@ final class EventServer {
         addHeaders(streamed.headers, to: entry.request)
         evhttp_send_reply_start(entry.request, streamed.status, reasonPhrase(streamed.status))
         open[id]?.stream = streamed
-        sendNextPiece(id)
+        loop.nextTick { [weak self] in self?.sendNextPiece(id) }
     }
 
     private func sendNextPiece(_ id: UInt64) {
@@ -264,9 +265,8 @@ final class EventServer {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    /// libevent has written everything queued on `connection`. The next piece goes on the next
-    /// tick: ending the answer may free the connection, never inside libevent's own callback.
-    /// A connection carries one answer at a time, so it names the stream.
+    /// libevent has written everything queued on `connection`: the next piece goes on the next
+    /// tick. A connection carries one answer at a time, so it names the stream.
     private func pieceWritten(on connection: OpaquePointer) {
         guard let id = open.first(where: { $0.value.connection == connection && $0.value.stream != nil })?.key else { return }
         loop.nextTick { [weak self] in self?.sendNextPiece(id) }

@@ -265,12 +265,20 @@ import Testing
         #expect((reset["by_campaign"] as? [String: Int])?.isEmpty == true)
     }
 
-    @Test func largeExportIsStreamedWithEveryRow() throws {
+    @Test func largeExportIsStreamedWithEveryRowAndSurvivesAReaderGivingUp() throws {
         let fake = try FakeVoucherify(arguments: ["--members", "4000", "--buckets-per-member", "5", "--expired-buckets-per-member", "1",
                                                   "--export-delay-ms", "0"])
-        let (raw, csv) = try fake.exportCSV()
+        let id = try fake.newExport()
+        // A reader that gives up midway (slow, then gone) leaves the fake serving.
+        try run("/usr/bin/curl", ["-sS", "--http1.1", "--limit-rate", "100k", "--max-time", "1", "-o", "/dev/null"]
+                + FakeVoucherify.authHeaders.flatMap { ["-H", $0] } + [try fake.downloadURL(id)])
+        #expect(fake.isRunning)
+
+        let raw = try fake.download(try fake.downloadURL(id))
+        #expect(raw.status == 200)
         #expect(raw.headers["transfer-encoding"] == "chunked")
-        #expect(raw.body.count > 1_000_000)  // several pieces
+        #expect(raw.body.count > 1_000_000)  // many pieces
+        let csv = try CSVDocument(raw.body)
         #expect(csv.rows.count == 24_000)
         #expect(csv.rows.filter { $0[4] == "ACTIVE" }.count == 20_000)
         #expect(Set(csv.rows.map { $0[0] }).count == 24_000)  // bucket ids are unique
