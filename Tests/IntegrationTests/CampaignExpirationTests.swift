@@ -51,7 +51,7 @@ import TestSupport
     /// data: points and buckets per date, distinct cards per date and in a range.
     @Test func campaignTotalsEqualTheSumOverItsMembers() throws {
         let members = 30
-        let service = try ServiceUnderTest(fakeArguments: ["--members", "\(members)", "--buckets", "1..6", "--export-delay-ms", "100"])
+        let service = try ServiceUnderTest(fakeArguments: ["--members", "\(members)", "--buckets-per-member", "1..6", "--export-delay-ms", "100"])
         let campaign = try Self.answer(service.baseURL, extra: Self.wholeRange).json
 
         let codes = (1...members).map { String(format: "MEMBER-%06d", $0) }
@@ -134,7 +134,9 @@ import TestSupport
         let generated = try #require(first.json["generatedAt"] as? String)
         try service.fake.exportSettings(["fail_next": 1000])
 
-        try waitUntil("a refresh ended in ERROR", interval: 0.1) { log.text.contains("status ERROR") }
+        try waitUntil("a refresh ended in ERROR", interval: 0.1) {
+            log.entries("campaign export failed; the previous answer stays").contains { $0["reason"]?.contains("status ERROR") == true }
+        }
         let after = try Self.ask(service.baseURL)
         #expect(after.status == 200)
         #expect(after.json["generatedAt"] as? String == generated)
