@@ -122,7 +122,8 @@ build_release() {
 # For the hit-path benchmarks: sets the taskset prefixes pin_server, pin_load and pin_redis from
 # SERVER_CPU, LOAD_CPU and REDIS_CPU (empty on a single CPU), then starts redis-server (on
 # pin_redis), the fake with $1 members and the service with WORKERS=1 (on pin_server). Appends
-# their PIDs to `children` and sets redis_port, fake_port, service_port and service_pid.
+# their PIDs to `children` and sets redis_port, fake_port, service_port and service_pid. Extra
+# arguments for the fake come from the array `fake_arguments` (default: none).
 start_hit_path_stack() {
   pin_server=(taskset -c "$SERVER_CPU")
   pin_load=(taskset -c "$LOAD_CPU")
@@ -140,7 +141,7 @@ start_hit_path_stack() {
   wait_for_port "$redis_port"
   fake_port="$(free_port)"
   "$BIN/fake-voucherify" --host 127.0.0.1 --port "$fake_port" --members "$1" \
-    --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 > "$WORK/fake-voucherify.log" 2>&1 &
+    --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 "${fake_arguments[@]}" > "$WORK/fake-voucherify.log" 2>&1 &
   children+=($!)
   wait_for_port "$fake_port"
   service_port="$(free_port)"
