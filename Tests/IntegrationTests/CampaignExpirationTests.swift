@@ -146,6 +146,24 @@ import TestSupport
         #expect(try service.app.metrics.render().contains(#"points_expiry_campaign_exports_total{result="export_error"}"#))
     }
 
+    /// A download token that has expired is renewed by asking for the export again, a bounded
+    /// number of times; once tokens live long enough, the export is downloaded.
+    @Test func anExpiredDownloadTokenIsRenewedByAskingForTheExportAgain() throws {
+        let log = CapturedLog()
+        let service = try ServiceUnderTest(environment: ["EXPORT_REFRESH_SECONDS": "2"],
+                                           fakeArguments: ["--members", "3", "--export-delay-ms", "100", "--export-token-ttl-ms", "1"], log: log)
+        #expect(try Self.ask(service.baseURL).status == 503)
+        try waitUntil("the job gave up after renewing the token") {
+            log.entries("campaign export failed; the previous answer stays").contains { $0["reason"]?.contains("fresh tokens") == true }
+        }
+        let stats = try service.fake.exportStats()
+        // The first URL and the 3 fresh ones were all refused, each after a poll for a new URL.
+        #expect(stats["rejected_downloads"] as? Int ?? 0 >= 4)
+        #expect(stats["polls"] as? Int ?? 0 >= 4)
+        try service.fake.exportSettings(["token_ttl_ms": 300_000])
+        #expect(try Self.answer(service.baseURL).headers["x-cache"] == "hit")
+    }
+
     @Test func twoReplicasRunOneExport() throws {
         let fleet = try Fleet(replicas: 2, fakeArguments: ["--members", "10", "--export-delay-ms", "1000"])
         // Both replicas asked at once, several times each, while the first export runs.

@@ -35,6 +35,23 @@ import Testing
         #expect((results[1]["error"] as? [String: Any])?["code"] as? String == "not_found", "got \(answer.text)")
     }
 
+    /// The example campaign's export, once the first one is done, gives the example's numbers
+    /// (`generatedAt` is when the export was asked for).
+    @Test func campaignExampleAnswersTheExampleResponse() throws {
+        let service = try ServiceUnderTest(fakeArguments: ["--contract-examples", "--export-delay-ms", "100"])
+        let path = "/pointsexpiry.v1.PointsExpiryService/GetCampaignExpiration"
+        let request = Data(try Self.example("get_campaign_expiration.request.json").utf8)
+        var answer: HTTPResult?
+        try waitUntil("the example campaign is exported") {
+            answer = try CurlClient.request("POST", service.baseURL + path, body: request, headers: ["content-type: application/json"])
+            return answer?.status == 200
+        }
+        var got = try #require(answer).json, expected = try Self.exampleJSON("get_campaign_expiration.response.json")
+        #expect((got.removeValue(forKey: "generatedAt") as? String)?.hasSuffix("Z") == true)
+        expected.removeValue(forKey: "generatedAt")
+        #expect(Self.sorted(got) == Self.sorted(expected), "got \(answer?.text ?? "")")
+    }
+
     /// `invalidated: true` says a cached answer was dropped: the example's member is read first.
     @Test func invalidateExampleAnswersTheExampleResponseOnceTheMemberIsCached() throws {
         let service = try ServiceUnderTest(fakeArguments: ["--contract-examples"])

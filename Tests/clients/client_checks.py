@@ -7,12 +7,15 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 from typing import NoReturn
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "proto-json"
 PROTO_FILE = "pointsexpiry/v1/points_expiry.proto"
 SERVICE = "pointsexpiry.v1.PointsExpiryService"
 CACHE_STATES = ("hit", "miss", "stale")
+# How long a campaign's first export may take before GetCampaignExpiration answers.
+FIRST_EXPORT_SECONDS = 60
 
 
 def fail(what: str) -> NoReturn:
@@ -38,6 +41,33 @@ def run(checks) -> None:
         checks()
     except Exception as error:  # noqa: BLE001 - any error is a failed check, reported as such
         fail(f"the next check raised {type(error).__name__}: {error}")
+
+
+def after_first_export(call, is_unavailable):
+    """GetCampaignExpiration answers `unavailable` while a campaign's first export runs: returns
+    `call()` once it answers, trying again every 0.2 s for up to FIRST_EXPORT_SECONDS."""
+    deadline = time.monotonic() + FIRST_EXPORT_SECONDS
+    while True:
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - the client's own error type, judged by is_unavailable
+            if not is_unavailable(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def expect_campaign(answer, campaign: str, how: str) -> None:
+    """A CampaignExpiration for the whole of `campaign` (asked from 2000-01-01) decoded by the client."""
+    expect(answer.campaign == campaign and answer.cards > 0 and answer.active_points > 0
+           and answer.expiring_points > 0 and answer.generated_at.seconds > 0 and len(answer.expirations) > 0,
+           f"GetCampaignExpiration {how} answers the campaign's totals", f"{answer}")
+    expect(sum(day.points for day in answer.expirations) == answer.expiring_points,
+           f"its dates add up to expiring_points ({how})", f"{answer}")
+
+
+def campaign_request(messages, campaign: str):
+    """The whole campaign's GetCampaignExpirationRequest (`from` is a Python keyword)."""
+    return messages.GetCampaignExpirationRequest(campaign=campaign, **{"from": "2000-01-01"})
 
 
 def argument_parser(description: str) -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
-from client_checks import CACHE_STATES, SERVICE, argument_parser, expect, expect_equal, fail, generated_modules, run
+from client_checks import (CACHE_STATES, SERVICE, after_first_export, argument_parser, campaign_request, expect, expect_campaign,
+                           expect_equal, fail, generated_modules, run)
 
 CALL_TIMEOUT_MS = 10_000
 CODECS = {"json": google_protobuf_json_codec(), "proto": google_protobuf_binary_codec()}
@@ -32,6 +33,8 @@ def main() -> None:
     expected = json_format.Parse(args.expected_json, messages.MemberExpiration())
     get_member_expiration = method("GetMemberExpiration", messages.GetMemberExpirationRequest,
                                    messages.MemberExpiration, IdempotencyLevel.NO_SIDE_EFFECTS)
+    get_campaign_expiration = method("GetCampaignExpiration", messages.GetCampaignExpirationRequest,
+                                     messages.CampaignExpiration, IdempotencyLevel.NO_SIDE_EFFECTS)
     invalidate_member = method("InvalidateMember", messages.InvalidateMemberRequest,
                                messages.InvalidateMemberResponse, IdempotencyLevel.UNKNOWN)
     transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2) if args.http2 else None
@@ -51,6 +54,12 @@ def main() -> None:
             fail(f"an unknown member answered {answer}, expected not_found")
         except ConnectError as error:
             expect(error.code == Code.NOT_FOUND, "an unknown member is not_found", f"{error.code}: {error.message}")
+
+        campaign = after_first_export(
+            lambda: connect.execute_unary(request=campaign_request(messages, args.campaign), method=get_campaign_expiration,
+                                          use_get=True),
+            lambda error: isinstance(error, ConnectError) and error.code == Code.UNAVAILABLE)
+        expect_campaign(campaign, args.campaign, f"by GET {how}")
 
         # The member is cached (the read above was a hit): the first invalidation finds it, the second nothing.
         invalidate = messages.InvalidateMemberRequest(campaign=args.campaign, member=args.member)

@@ -6,7 +6,8 @@ import time
 import grpc
 from google.protobuf import json_format
 
-from client_checks import CACHE_STATES, SERVICE, argument_parser, expect, expect_equal, fail, generated_modules, run
+from client_checks import (CACHE_STATES, SERVICE, after_first_export, argument_parser, campaign_request, expect, expect_campaign,
+                           expect_equal, fail, generated_modules, run)
 
 CALL_TIMEOUT_SECONDS = 10
 # Deadlines far shorter than the held Voucherify read behind --slow-member: one that runs out
@@ -39,6 +40,11 @@ def main() -> None:
         metadata = dict(call.initial_metadata())
         expect(metadata.get("x-cache") in CACHE_STATES, "initial metadata has x-cache", f"{metadata}")
         expect(metadata.get("age", "").isdigit(), "initial metadata has age in seconds", f"{metadata}")
+
+        campaign = after_first_export(
+            lambda: stub.GetCampaignExpiration(campaign_request(messages, args.campaign), timeout=CALL_TIMEOUT_SECONDS),
+            lambda error: isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE)
+        expect_campaign(campaign, args.campaign, "over gRPC")
 
         compressed = stub.GetMemberExpiration(request, timeout=CALL_TIMEOUT_SECONDS, compression=grpc.Compression.Gzip)
         expect_equal(compressed, expected, "a gzip-compressed request gets the same answer")
