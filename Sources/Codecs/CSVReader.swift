@@ -122,15 +122,7 @@ public struct CSVPushReader {
                 }
 
             case .unquoted:
-                let runStart = index
-                while index < end, !ASCII.endsUnquotedRun(input[index]) { index += 1 }
-                if index > runStart {
-                    lastByteWasCR = false
-                    append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
-                }
-                guard index < end else { break }
-                let byte = input[index]
-                index += 1
+                guard let byte = takeRun(input, &index, until: ASCII.endsUnquotedRun, handle) else { break }
                 switch byte {
                 case ASCII.comma:
                     endField(handle)
@@ -143,15 +135,7 @@ public struct CSVPushReader {
                 }
 
             case .quoted:
-                let runStart = index
-                while index < end, !ASCII.endsQuotedRun(input[index]) { index += 1 }
-                if index > runStart {
-                    lastByteWasCR = false
-                    append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
-                }
-                guard index < end else { break }
-                let byte = input[index]
-                index += 1
+                guard let byte = takeRun(input, &index, until: ASCII.endsQuotedRun, handle) else { break }
                 if byte == ASCII.quote {
                     lastByteWasCR = false
                     state = .quoteInQuoted
@@ -187,6 +171,22 @@ public struct CSVPushReader {
         guard !recordStarted else { return }
         recordStarted = true
         recordLine = line
+    }
+
+    /// Appends the run of field bytes from `index` up to the first byte `stop` matches, then takes
+    /// that byte and returns it; nil when the chunk ends first (the field goes on in the next one).
+    @inline(__always)
+    private mutating func takeRun(_ input: UnsafeRawBufferPointer, _ index: inout Int, until stop: (UInt8) -> Bool,
+                                  _ handle: (CSVEvent) -> Void) -> UInt8? {
+        let runStart = index
+        while index < input.count, !stop(input[index]) { index += 1 }
+        if index > runStart {
+            lastByteWasCR = false
+            append(UnsafeRawBufferPointer(rebasing: input[runStart..<index]), handle)
+        }
+        guard index < input.count else { return nil }
+        defer { index += 1 }
+        return input[index]
     }
 
     private mutating func countLineEnd(_ byte: UInt8) {

@@ -64,10 +64,10 @@ public struct CampaignAggregate: Equatable, Sendable {
         var points: Int64 = 0
         var cards: Int64 = 0
         for index in lower..<upper {
-            points = points.saturatingAdd(days[index].points)
+            points = points.addingSaturating(days[index].points)
             for pair in pairStarts[index]..<pairStarts[index + 1] {
                 guard previousDays[pair] < fromDay else { break }
-                cards = cards.saturatingAdd(pairCards[pair])
+                cards = cards.addingSaturating(pairCards[pair])
             }
         }
         return CampaignRange(expiringPoints: points, expiringCards: cards, days: Array(days[lower..<upper]))
@@ -257,7 +257,7 @@ extension CampaignAggregate {
                 guard count >= 1 else { throw input.invalid("day \(date) has a pair with no cards") }
                 previousDays.append(Int32(previous))
                 pairCards.append(count)
-                dayCards = dayCards.saturatingAdd(count)
+                dayCards = dayCards.addingSaturating(count)
             }
             guard dayCards > 0 else { throw input.invalid("day \(date) has no cards") }
             pairStarts.append(previousDays.count)

@@ -252,7 +252,7 @@ struct ExportTally {
             return
         }
         rows.counted += 1
-        activePoints = activePoints.saturatingAdd(points)
+        activePoints = activePoints.addingSaturating(points)
         guard points > 0 || (day != nil && points != 0) else { return }
         let card = try cardIndex(voucherId)
         if points > 0, !hasPoints[card] {
@@ -300,7 +300,7 @@ struct ExportTally {
             var points: Int64 = 0
             var withPoints: Int64 = 0
             while index < buckets.count, buckets[index].key == key {
-                points = points.saturatingAdd(buckets[index].points)
+                points = points.addingSaturating(buckets[index].points)
                 if buckets[index].points > 0 { withPoints += 1 }
                 index += 1
             }
@@ -311,7 +311,7 @@ struct ExportTally {
             guard points > 0 else { continue }
             let day = dayOfKey(key)
             var totals = dayTotals[day, default: (0, 0)]
-            totals.points = totals.points.saturatingAdd(points)
+            totals.points = totals.points.addingSaturating(points)
             totals.buckets += withPoints
             dayTotals[day] = totals
             buckets[pairCount] = DatedBucket(key: dayKey(day) << 32 | dayKey(previousDay), points: 0)

@@ -49,19 +49,12 @@ extension [ExpirationDate] {
         guard let limit else { return 0 }
         var total: Int64 = 0
         for expiration in self where expiration.date < limit {
-            total = total.saturatingAdd(expiration.points)
+            total = total.addingSaturating(expiration.points)
         }
         return total
     }
 }
 
-extension Int64 {
-    /// Sums of upstream numbers must not trap on absurd input.
-    public func saturatingAdd(_ other: Int64) -> Int64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? (other > 0 ? .max : .min) : sum
-    }
-}
 
 /// The simplified answer for one member: totals and expirations grouped by day.
 public struct MemberExpiration: Equatable, Sendable {
@@ -93,18 +86,18 @@ public struct MemberExpiration: Equatable, Sendable {
         var byDate: [CalendarDate: (points: Int64, buckets: Int32)] = [:]
         for bucket in buckets where bucket.isActive {
             guard let date = bucket.expiresAt else {
-                nonExpiring = nonExpiring.saturatingAdd(bucket.points)
+                nonExpiring = nonExpiring.addingSaturating(bucket.points)
                 continue
             }
-            expiring = expiring.saturatingAdd(bucket.points)
+            expiring = expiring.addingSaturating(bucket.points)
             var entry = byDate[date, default: (0, 0)]
-            entry.points = entry.points.saturatingAdd(bucket.points)
+            entry.points = entry.points.addingSaturating(bucket.points)
             if bucket.points > 0 { entry.buckets += 1 }
             byDate[date] = entry
         }
         expiringPoints = expiring
         nonExpiringPoints = nonExpiring
-        activePoints = expiring.saturatingAdd(nonExpiring)
+        activePoints = expiring.addingSaturating(nonExpiring)
         expirations = byDate
             .filter { $0.value.points > 0 }
             .map { ExpirationDate(date: $0.key, points: $0.value.points, buckets: $0.value.buckets) }

@@ -34,7 +34,7 @@ final class Worker {
 
     /// `index` names this worker in per-worker metrics.
     init(index: Int, loop: Loop, configuration: ServiceConfiguration, listening: ListeningSocket, voucherifyShared: VoucherifyShared,
-         localBudget: LocalRateBudget, metrics: Metrics, logger: Logger) throws {
+         localBudget: LocalRateBudget, exportDownloads: ExportDownloadSlots, metrics: Metrics, logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         redis.observer = RedisConnectionObserver(
@@ -54,7 +54,8 @@ final class Worker {
         let binary = BinaryAnswers()
         let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
         self.warmMembers = warmMembers
-        let campaignExports = CampaignExports(loop: loop, store: CampaignExportStore(redis: redis, logger: logger), voucherify: voucherify,
+        let campaignExports = CampaignExports(loop: loop, store: CampaignExportStore(redis: redis, logger: logger),
+                                              downloadSlots: exportDownloads, voucherify: voucherify,
                                               admission: budget.warming, timing: ExportTiming(refreshSeconds: configuration.exportRefreshSeconds),
                                               schedule: configuration.schedule, notFoundSeconds: configuration.cacheWindows.notFoundSeconds,
                                               metrics: metrics, logger: logger)

@@ -30,8 +30,8 @@ public enum ExportDownloadError: Error, Equatable, Sendable, CustomStringConvert
 /// takes (`perform`). Completions run once, on the loop, never from inside the call.
 extension VoucherifyAPI {
     /// The export's columns, in Voucherify's field names (the CSV's header row may label them
-    /// for people instead, "Voucher ID" for `voucher_id`).
-    public static let pointsExpirationExportFields = ["id", "campaign_id", "voucher_id", "points", "status", "expires_at"]
+    /// for people instead, "Voucher ID" for `voucher_id`): every column the aggregation reads.
+    public static let pointsExpirationExportFields = ExportColumn.allCases.map(\.rawValue)
 
     /// Largest error body read from the download host; a 2xx body is streamed, never held.
     static let maxDownloadErrorBodyBytes = 1 << 20
@@ -91,7 +91,7 @@ extension VoucherifyAPI {
         let call = VoucherifyCall<Void>(
             request: request(url: url, accept: "text/csv, */*", timeoutMilliseconds: configuration.downloadTimeoutMilliseconds,
                              deadline: deadline, maxResponseBytes: Self.maxDownloadErrorBodyBytes),
-            admission: admission, circuitBreaker: shared.circuitBreaker, retries: false, logMetadata: ["call": "export_download"],
+            admission: admission, circuitBreaker: downloadCircuitBreaker, retries: false, logMetadata: ["call": "export_download"],
             receiveBody: { bytes in
                 guard receive(bytes) else {
                     receiverStopped = true

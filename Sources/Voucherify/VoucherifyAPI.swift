@@ -23,6 +23,9 @@ public final class VoucherifyAPI {
     private let identityHeaders: [(name: String, value: String)]
     /// Jitter for the retry backoff.
     private var random = SystemRandomNumberGenerator()
+    /// The download host's own: its timeouts and 5xx say nothing of the API host, and must not
+    /// open the circuit that member reads pass.
+    let downloadCircuitBreaker = CircuitBreaker()
     var loop: Loop { curl.loop }
 
     public init(curl: CurlMulti, configuration: VoucherifyConfiguration, shared: VoucherifyShared, logger: Logger) {
@@ -104,7 +107,7 @@ public final class VoucherifyAPI {
     func perform<Value>(_ call: VoucherifyCall<Value>) {
         guard !call.isFinished else { return }
         let now = loop.monotonicMilliseconds
-        switch shared.circuitBreaker.acquire(now: now) {
+        switch call.circuitBreaker.acquire(now: now) {
         case .rejected(let rejection):
             call.finish(.failure(.unavailable(rejection.description)), now: now)
         case .granted(let permit):

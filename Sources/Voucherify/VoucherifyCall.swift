@@ -23,7 +23,8 @@ final class VoucherifyCall<Value> {
     var permit: CircuitBreaker.Permit?
     var transfer: HTTPTransfer?
     var retryTimer: Timer?
-    private let circuitBreaker: CircuitBreaker
+    /// Whose permit the call's attempts take, and who learns how they went.
+    let circuitBreaker: CircuitBreaker
     private var completion: ((Result<Value, VoucherifyError>) -> Void)?
 
     init(request: HTTPClientRequest, admission: any UpstreamAdmission, circuitBreaker: CircuitBreaker, retries: Bool,

@@ -63,7 +63,7 @@ final class ExportRecord {
         tokens.removeAll { $0.expiresAtMs <= nowMs }
         if tokens.count >= ExportRecord.maxTokens { tokens.removeFirst(tokens.count - ExportRecord.maxTokens + 1) }
         let token = randomLowercaseAlphanumerics(32)
-        tokens.append((token, nowMs.saturatingAdd(Int64(ttlMs))))
+        tokens.append((token, nowMs.addingSaturating(Int64(ttlMs))))
         return token
     }
 

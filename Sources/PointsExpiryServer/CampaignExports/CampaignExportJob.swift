@@ -1,7 +1,28 @@
 import EventLoop
 import ExpiryDomain
 import Logging
+import Synchronization
 import Voucherify
+
+/// The process's downloads of campaign exports at once: each holds a parser's and aggregator's
+/// memory (tens of MiB for a million rows) and a loop's time, so a replica refreshing many
+/// campaigns takes them a few at a time. Shared by every worker.
+final class ExportDownloadSlots: Sendable {
+    private let limit: Int
+    private let taken = Mutex(0)
+
+    init(limit: Int = 2) { self.limit = limit }
+
+    func tryAcquire() -> Bool {
+        taken.withLock { taken in
+            guard taken < limit else { return false }
+            taken += 1
+            return true
+        }
+    }
+
+    func release() { taken.withLock { $0 -= 1 } }
+}
 
 /// One export of one campaign, from a held lease to a stored aggregate: ask Voucherify for the
 /// export (or follow one a dead job asked for), poll it with backoff until DONE or ERROR, stream
@@ -34,6 +55,8 @@ final class CampaignExportJob {
     private let voucherify: VoucherifyAPI
     private let admission: any UpstreamAdmission
     private let store: CampaignExportStore
+    private let downloadSlots: ExportDownloadSlots
+    private var holdsDownloadSlot = false
     private let timing: ExportTiming
     private let schedule: DeductionSchedule
     private let logger: Logger
@@ -41,6 +64,8 @@ final class CampaignExportJob {
     private var renewTimer: Timer?
     private var pollTimer: Timer?
     private var exportID: String?
+    /// Attempts that failed in a row before this job (sets the next cooldown).
+    private var failuresBefore = 0
     /// When the export was asked for (ms since 1970): the answer's `generated_at`. Voucherify
     /// reads the data after this, so the age shown is never less than the truth.
     private var postedAt: Int64 = 0
@@ -53,7 +78,7 @@ final class CampaignExportJob {
     private let startedAt: Int64
 
     init(campaign: String, token: [UInt8], loop: Loop, voucherify: VoucherifyAPI, admission: any UpstreamAdmission,
-         store: CampaignExportStore, timing: ExportTiming, schedule: DeductionSchedule, logger: Logger,
+         store: CampaignExportStore, downloadSlots: ExportDownloadSlots, timing: ExportTiming, schedule: DeductionSchedule, logger: Logger,
          onFinish: @escaping (Outcome, _ rows: ExportRowCounts?) -> Void) {
         self.campaign = campaign
         self.token = token
@@ -61,6 +86,7 @@ final class CampaignExportJob {
         self.voucherify = voucherify
         self.admission = admission
         self.store = store
+        self.downloadSlots = downloadSlots
         self.timing = timing
         self.schedule = schedule
         self.logger = logger
@@ -70,17 +96,17 @@ final class CampaignExportJob {
 
     var isFinished: Bool { onFinish == nil }
 
-    /// Runs the job under the lease `claim` took: a new export, or one to follow.
-    func start(_ claim: ExportClaim) {
+    /// Runs the job under the lease `grant` came with: a new export, or one to follow.
+    func start(_ grant: LeaseGrant) {
         loop.assertInLoop()
+        failuresBefore = grant.failures
         armRenewal()
-        switch claim {
-        case .resume(let id, let postedAt):
+        if let id = grant.resumeExportID {
             exportID = id
-            self.postedAt = postedAt
+            postedAt = grant.resumePostedAt
             logger.info("following a campaign export asked for earlier", metadata: ["campaign": "\(campaign)", "export": "\(id)"])
             schedulePoll()
-        default:
+        } else {
             requestExport()
         }
     }
@@ -104,7 +130,7 @@ final class CampaignExportJob {
                 logger.info("asked Voucherify for a campaign export", metadata: ["campaign": "\(campaign)", "export": "\(status.id)"])
                 follow(status)
             case .failure(.campaignNotFound):
-                fail(.campaignNotFound, "loyalty campaign \"\(campaign)\" was not found in Voucherify", keepExport: false)
+                fail(.campaignNotFound, "Voucherify does not know the campaign", keepExport: false)
             case .failure(let error):
                 // Never retried here: a second POST would be a second export. The cooldown paces
                 // the next attempt.
@@ -117,6 +143,8 @@ final class CampaignExportJob {
         switch status.state {
         case .done:
             guard let url = status.resultURL else { return fail(.failed, "the export is DONE without a download URL", keepExport: false) }
+            guard holdsDownloadSlot || downloadSlots.tryAcquire() else { return waitForDownloadSlot(status) }
+            holdsDownloadSlot = true
             download(url)
         case .error:
             if let message = status.errorMessage {
@@ -125,6 +153,22 @@ final class CampaignExportJob {
             fail(.exportError, "Voucherify could not produce the export (status ERROR)", keepExport: false)
         default:
             schedulePoll()
+        }
+    }
+
+    /// Other exports are downloading: try again shortly (a URL whose token expires meanwhile is
+    /// renewed like any other). A timer, not a queue: the slots belong to every worker's loop.
+    private func waitForDownloadSlot(_ status: ExportStatus) {
+        guard loop.nowMilliseconds - postedAt < timing.exportTimeoutMilliseconds else {
+            return fail(.failed, "no download slot came free within \(timing.exportTimeoutMilliseconds / 60_000) minutes", keepExport: true)
+        }
+        do {
+            pollTimer = try Timer.schedule(on: loop, after: Int(timing.downloadSlotRetryMilliseconds)) { [weak self] in
+                self?.pollTimer = nil
+                self?.follow(status)
+            }
+        } catch {
+            fail(.failed, "could not schedule a wait for a download slot: \(error)", keepExport: true)
         }
     }
 
@@ -191,7 +235,7 @@ final class CampaignExportJob {
                 }
                 poll()
             case .failure(.receiverStopped):
-                fail(.failed, "the export is unreadable: \(formatError.map { "\($0)" } ?? "stopped")", keepExport: false)
+                fail(.failed, "the export is unreadable: \(formatError.map { "\($0)" } ?? "stopped")", keepExport: false, lasting: true)
             case .failure(let error):
                 // The export is done and stays downloadable: the next attempt follows it.
                 fail(.failed, "downloading the export failed: \(error)", keepExport: true)
@@ -204,8 +248,10 @@ final class CampaignExportJob {
         do {
             aggregate = try aggregator.finish()
         } catch {
-            return fail(.failed, "the export is unreadable: \(error)", keepExport: false)
+            return fail(.failed, "the export is unreadable: \(error)", keepExport: false, lasting: true)
         }
+        // The aggregator's memory is gone; another export may download now.
+        releaseDownloadSlot()
         let rows = aggregate.rows
         var metadata: Logger.Metadata = [
             "campaign": "\(campaign)", "rows": "\(rows.total)", "active_rows": "\(rows.counted)", "skipped_rows": "\(rows.skipped)",
@@ -216,16 +262,19 @@ final class CampaignExportJob {
             metadata["samples"] = .array(rows.samples.map { .string($0) })
             logger.warning("campaign export had malformed rows; they count nowhere", metadata: metadata)
         }
+        guard !timing.refuses(rows) else {
+            return fail(.failed, "\(rows.malformed) of \(rows.total) rows are malformed", keepExport: false, lasting: true, rows: rows)
+        }
         let deductionDue = schedule.nextDeduction(after: Timestamp(millisecondsSince1970: postedAt), lastValidDays: aggregate.lastValidDays)
         store.save(campaign: campaign, token: token, aggregate: aggregate.encoded(), generatedAt: postedAt,
-                   deductionDue: deductionDue?.millisecondsSince1970) { [weak self] result in
+                   deductionDue: deductionDue?.millisecondsSince1970, exportID: exportID ?? "", timing: timing) { [weak self] result in
             guard let self, !isFinished else { return }
             switch result {
             case .success(let stored):
                 logger.info(stored ? "campaign export stored" : "campaign export done, but a newer one is stored", metadata: metadata)
                 finish(stored ? .stored : .superseded, rows: rows)
             case .failure(let error):
-                fail(.failed, "storing the aggregate failed: \(error)", keepExport: true)
+                fail(.failed, "storing the aggregate failed: \(error)", keepExport: true, rows: rows)
             }
         }
     }
@@ -249,12 +298,36 @@ final class CampaignExportJob {
         }
     }
 
-    private func fail(_ outcome: Outcome, _ reason: String, keepExport: Bool) {
+    /// Ends the job failed: the stored aggregate stays. `detail` goes to the log; callers waiting
+    /// for a first export see only a short phrase for the outcome. The next attempt waits a
+    /// cooldown that doubles with each failure in a row, or the longest one when waiting will not
+    /// soon help (`lasting`: an export we cannot read; an unknown campaign).
+    private func fail(_ outcome: Outcome, _ detail: String, keepExport: Bool, lasting: Bool = false, rows: ExportRowCounts? = nil) {
         guard !isFinished else { return }
-        logger.warning("campaign export failed; the previous answer stays", metadata: ["campaign": "\(campaign)", "reason": "\(reason)"])
-        store.fail(campaign: campaign, token: token, now: loop.nowMilliseconds, reason: reason,
-                   campaignMissing: outcome == .campaignNotFound, keepExport: keepExport)
-        finish(outcome)
+        logger.warning("campaign export failed; the previous answer stays", metadata: ["campaign": "\(campaign)", "reason": "\(detail)"])
+        let now = loop.nowMilliseconds
+        let cooldown = lasting || outcome == .campaignNotFound
+            ? timing.maxFailureCooldownMilliseconds : timing.failureCooldown(afterFailures: failuresBefore + 1)
+        store.fail(campaign: campaign, token: token, now: now, reason: Self.callerReason(outcome, lasting: lasting),
+                   campaignMissing: outcome == .campaignNotFound, keepExport: keepExport, retryAt: now.addingSaturating(cooldown))
+        finish(outcome, rows: rows)
+    }
+
+    /// What a caller waiting for a first export is told about a failure: our words, never
+    /// Voucherify's or the file's.
+    private static func callerReason(_ outcome: Outcome, lasting: Bool) -> String {
+        switch outcome {
+        case .campaignNotFound: return "Voucherify does not know the campaign"
+        case .exportError: return "Voucherify could not produce the export"
+        case .failed where lasting: return "the export could not be read"
+        default: return "the export could not be fetched from Voucherify"
+        }
+    }
+
+    private func releaseDownloadSlot() {
+        guard holdsDownloadSlot else { return }
+        holdsDownloadSlot = false
+        downloadSlots.release()
     }
 
     /// `rows`: what the downloaded export held, when one was read whole.
@@ -265,6 +338,7 @@ final class CampaignExportJob {
         renewTimer = nil
         pollTimer?.cancel()
         pollTimer = nil
+        releaseDownloadSlot()
         onFinish(outcome, rows)
     }
 }

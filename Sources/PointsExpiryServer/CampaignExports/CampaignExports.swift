@@ -32,7 +32,8 @@ struct CampaignAnswer {
 final class CampaignExports {
     /// Decoded aggregates kept per worker; past this the oldest-registered are dropped.
     static let maxKnownCampaigns = 1024
-    /// Export jobs one worker runs at once; more wait for the next sweep or request.
+    /// Export jobs one worker runs at once (mostly waiting for Voucherify; downloads are limited
+    /// per process by `ExportDownloadSlots`); more wait for the next sweep or request.
     static let maxJobs = 16
     /// Campaigns one sweep looks at.
     static let maxSweptCampaigns = 1000
@@ -41,6 +42,7 @@ final class CampaignExports {
 
     private let loop: Loop
     private let store: CampaignExportStore
+    private let downloadSlots: ExportDownloadSlots
     private let voucherify: VoucherifyAPI
     /// Taken once: every export call spends the rate budget at warming priority.
     private let admission: any UpstreamAdmission
@@ -61,10 +63,12 @@ final class CampaignExports {
         var registeredAt: Int64
     }
 
-    init(loop: Loop, store: CampaignExportStore, voucherify: VoucherifyAPI, admission: any UpstreamAdmission, timing: ExportTiming,
-         schedule: DeductionSchedule, notFoundSeconds: Int, metrics: Metrics, logger: Logger) {
+    init(loop: Loop, store: CampaignExportStore, downloadSlots: ExportDownloadSlots, voucherify: VoucherifyAPI,
+         admission: any UpstreamAdmission, timing: ExportTiming, schedule: DeductionSchedule, notFoundSeconds: Int, metrics: Metrics,
+         logger: Logger) {
         self.loop = loop
         self.store = store
+        self.downloadSlots = downloadSlots
         self.voucherify = voucherify
         self.admission = admission
         self.timing = timing
@@ -75,34 +79,48 @@ final class CampaignExports {
     }
 
     /// The campaign's latest aggregate, or why there is none. Starts a job when there is none
-    /// or it is due. Completion runs on the loop, after this call returns.
+    /// or it is due. Completion runs on the loop.
     func answer(campaign: String, completion: @escaping (Result<CampaignAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
         let now = loop.nowMilliseconds
         register(campaign, now: now)
-        store.read(campaign: campaign, heldGeneratedAt: known[campaign]?.snapshot?.generatedAt) { [weak self] result in
+        // Held here, not looked up again: the table may drop it before Redis answers, and Redis
+        // sends no aggregate for the one the read says it holds.
+        let held = known[campaign]?.snapshot
+        store.read(campaign: campaign, heldGeneratedAt: held?.generatedAt) { [weak self] result in
             guard let self else { return completion(.failure(RPCError(.unavailable, "shutting down"))) }
-            completion(resolve(campaign, result, now: loop.nowMilliseconds))
+            completion(resolve(campaign, result, held: held, now: loop.nowMilliseconds))
         }
     }
 
-    private func resolve(_ campaign: String, _ result: Result<StoredExport, RedisError>, now: Int64) -> Result<CampaignAnswer, RPCError> {
+    private func resolve(_ campaign: String, _ result: Result<StoredExport, RedisError>, held: CampaignSnapshot?,
+                         now: Int64) -> Result<CampaignAnswer, RPCError> {
         let stored: StoredExport
         switch result {
         case .failure(let error):
             // Redis cannot be asked: what this worker last read still beats an error.
-            guard let snapshot = known[campaign]?.snapshot else { return .failure(.cacheUnavailable(error.description)) }
-            return .success(serve(snapshot, of: nil, now: now))
+            guard let held else { return .failure(.cacheUnavailable(error.description)) }
+            return .success(serve(held, of: nil, now: now))
         case .success(let read):
             stored = read
         }
-        guard let generatedAt = stored.generatedAt, let snapshot = snapshot(campaign, stored, generatedAt: generatedAt) else {
+        guard let generatedAt = stored.generatedAt else { return .failure(noExportYet(campaign, stored, now: now)) }
+        let snapshot: CampaignSnapshot
+        if let held, held.generatedAt == generatedAt {
+            snapshot = held
+        } else if let decoded = decode(campaign, stored, generatedAt: generatedAt) {
+            snapshot = decoded
+        } else {
+            // Unreadable (another release's format, or damage): as if there were none, and
+            // replaced now rather than when it would have been due.
+            if !stored.jobRunning { refreshIfDue(campaign, force: true) }
             return .failure(noExportYet(campaign, stored, now: now))
         }
-        return .success(serve(snapshot, of: campaign, now: now))
+        return .success(serve(snapshot, of: stored.jobRunning ? nil : campaign, now: now))
     }
 
-    /// `refreshing`: the campaign to refresh when the aggregate is due (nil while Redis is down).
+    /// `refreshing`: the campaign to refresh when the aggregate is due (nil while Redis is down
+    /// or a job already runs).
     private func serve(_ snapshot: CampaignSnapshot, of refreshing: String?, now: Int64) -> CampaignAnswer {
         let stale = now >= timing.refreshDue(generatedAt: snapshot.generatedAt, deductionDue: snapshot.deductionDue)
         if stale, let refreshing { refreshIfDue(refreshing) }
@@ -111,9 +129,8 @@ final class CampaignExports {
                                                                         now: Timestamp(millisecondsSince1970: now)))
     }
 
-    /// The aggregate of `generatedAt`: the one this worker holds, or the one Redis just sent.
-    private func snapshot(_ campaign: String, _ stored: StoredExport, generatedAt: Int64) -> CampaignSnapshot? {
-        if let held = known[campaign]?.snapshot, held.generatedAt == generatedAt { return held }
+    /// The aggregate Redis just sent, decoded and kept for the next reads; nil when unreadable.
+    private func decode(_ campaign: String, _ stored: StoredExport, generatedAt: Int64) -> CampaignSnapshot? {
         guard let bytes = stored.aggregate else { return nil }
         do {
             let snapshot = CampaignSnapshot(aggregate: try CampaignAggregate(encoded: bytes), generatedAt: generatedAt,
@@ -121,21 +138,21 @@ final class CampaignExports {
             known[campaign, default: KnownCampaign(registeredAt: 0)].snapshot = snapshot
             return snapshot
         } catch {
-            // Another release's format, or damage: as if there were none; the next export replaces it.
             logger.warning("unreadable campaign aggregate in Redis; exporting again", metadata: ["campaign": "\(campaign)", "error": "\(error)"])
             return nil
         }
     }
 
     /// No aggregate: not found (remembered for CACHE_NOT_FOUND_SECONDS), or `unavailable` with
-    /// `retry-after` while the first export runs (started here if it is not).
+    /// `retry-after` while the first export runs (started here if it is not). Instants read from
+    /// Redis are compared saturating: a damaged value must not trap.
     private func noExportYet(_ campaign: String, _ stored: StoredExport, now: Int64) -> RPCError {
-        if let notFoundAt = stored.notFoundAt, now - notFoundAt < notFoundMilliseconds {
+        if let notFoundAt = stored.notFoundAt, now.subtractingSaturating(notFoundAt) < notFoundMilliseconds {
             return RPCError(.notFound, "loyalty campaign \"\(campaign)\" was not found in Voucherify")
         }
-        refreshIfDue(campaign)
-        if let failedAt = stored.failedAt, now - failedAt < timing.failureCooldownMilliseconds {
-            let seconds = Int(max(1, (failedAt + timing.failureCooldownMilliseconds - now + 999) / 1000))
+        if !stored.jobRunning { refreshIfDue(campaign) }
+        if let retryAt = stored.retryAt, retryAt > now {
+            let seconds = Int(min(max(1, retryAt.subtractingSaturating(now) / 1000 + 1), Int64(Int32.max)))
             return RPCError(.unavailable, "the first export of campaign \"\(campaign)\" failed (\(stored.failure ?? "no reason recorded")); "
                                 + "the next attempt starts within \(seconds) s", retryAfterSeconds: seconds)
         }
@@ -144,28 +161,26 @@ final class CampaignExports {
                         retryAfterSeconds: seconds)
     }
 
-    /// Starts an export job for `campaign` unless one runs or the data is not due (the claim
-    /// script decides, fleet-wide).
-    private func refreshIfDue(_ campaign: String) {
+    /// Starts an export job for `campaign` unless one runs here, this worker runs its most, or
+    /// the claim script (fleet-wide) finds one running elsewhere, the data not due (`force`
+    /// skips that check) or a failure's cooldown not over. `claimed`: how it went.
+    private func refreshIfDue(_ campaign: String, force: Bool = false, claimed: ((Bool) -> Void)? = nil) {
         guard !closed, !campaign.isEmpty, jobs[campaign] == nil, !claiming.contains(campaign), jobs.count + claiming.count < Self.maxJobs
-        else { return }
+        else { claimed?(false); return }
         claiming.insert(campaign)
         let token = MemberCache.newToken()
-        store.claim(campaign: campaign, token: token, timing: timing, now: loop.nowMilliseconds) { [weak self] claim in
+        store.claim(campaign: campaign, token: token, timing: timing, now: loop.nowMilliseconds, force: force) { [weak self] claim in
             guard let self else { return }
             claiming.remove(campaign)
-            switch claim {
-            case .claimed, .resume:
-                guard !closed else { return }
-                let job = CampaignExportJob(campaign: campaign, token: token, loop: loop, voucherify: voucherify, admission: admission,
-                                            store: store, timing: timing, schedule: schedule, logger: logger) { [weak self] outcome, rows in
-                    self?.finished(campaign, outcome, rows: rows)
-                }
-                jobs[campaign] = job
-                job.start(claim)
-            case .held, .fresh, .coolingDown, .unavailable:
-                break
+            guard case .claimed(let grant) = claim, !closed else { claimed?(false); return }
+            let job = CampaignExportJob(campaign: campaign, token: token, loop: loop, voucherify: voucherify, admission: admission,
+                                        store: store, downloadSlots: downloadSlots, timing: timing, schedule: schedule,
+                                        logger: logger) { [weak self] outcome, rows in
+                self?.finished(campaign, outcome, rows: rows)
             }
+            jobs[campaign] = job
+            job.start(grant)
+            claimed?(true)
         }
     }
 
@@ -200,15 +215,21 @@ final class CampaignExports {
         do {
             sweepTimer = try Timer.schedule(on: loop, after: Int(timing.sweepMilliseconds)) { [weak self] in
                 guard let self, !closed else { return }
-                store.registeredCampaigns(now: loop.nowMilliseconds, limit: Self.maxSweptCampaigns) { [weak self] campaigns in
-                    guard let self else { return }
-                    for campaign in campaigns { refreshIfDue(campaign) }
-                    startSweeping()
+                store.registeredCampaigns(now: loop.nowMilliseconds, limit: CampaignExportStore.maxRegisteredCampaigns) { [weak self] campaigns in
+                    self?.sweep(campaigns[...])
                 }
             }
         } catch {
             logger.error("could not arm the campaign export sweep; campaigns refresh only when asked for", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Claims the due campaigns one after another (a claim that finds one fresh costs one
+    /// script), until this worker runs its most jobs; then the next sweep is armed.
+    private func sweep(_ campaigns: ArraySlice<String>) {
+        guard !closed else { return }
+        guard let campaign = campaigns.first, jobs.count < Self.maxJobs else { return startSweeping() }
+        refreshIfDue(campaign) { [weak self] _ in self?.sweep(campaigns.dropFirst()) }
     }
 
     /// Shutdown: stops the sweep and every job (their exports are followed by the next job).
