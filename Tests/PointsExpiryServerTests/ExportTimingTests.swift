@@ -24,6 +24,9 @@ import Testing
         #expect((1...8).map { hourly.failureCooldown(afterFailures: $0) / 1000 } == [60, 120, 240, 480, 960, 1920, 3600, 3600])
         #expect(hourly.failureCooldown(afterFailures: 0) == 60_000)
         #expect(hourly.failureCooldown(afterFailures: 1_000_000) == 3_600_000)
+        #expect(hourly.failureCooldown(afterFailures: .max) == 3_600_000)
+        // The job state outlives the longest cooldown it may hold.
+        #expect(ExportTiming(refreshSeconds: 31 * 86_400).jobLifetimeMilliseconds > 31 * 86_400_000)
         let quick = ExportTiming(refreshSeconds: 2)
         #expect(quick.failureCooldown(afterFailures: 5) == 2000)
     }

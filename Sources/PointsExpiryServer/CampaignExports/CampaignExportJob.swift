@@ -126,7 +126,7 @@ final class CampaignExportJob {
             switch result {
             case .success(let status):
                 exportID = status.id
-                store.recordExport(campaign: campaign, token: token, exportID: status.id, postedAt: postedAt)
+                store.recordExport(campaign: campaign, token: token, exportID: status.id, postedAt: postedAt, timing: timing)
                 logger.info("asked Voucherify for a campaign export", metadata: ["campaign": "\(campaign)", "export": "\(status.id)"])
                 follow(status)
             case .failure(.campaignNotFound):
@@ -228,17 +228,22 @@ final class CampaignExportJob {
             case .success:
                 aggregated()
             case .failure(.tokenRejected):
-                // The URL's token expired: the export's status gives a fresh one.
+                // The URL's token expired: the export's status gives a fresh one. The slot is
+                // another export's meanwhile (polls may back off for seconds).
                 tokenRenewals += 1
                 guard tokenRenewals <= timing.maxTokenRenewals else {
                     return fail(.failed, "the download host refused \(tokenRenewals) fresh tokens", keepExport: false)
                 }
+                releaseDownloadSlot()
                 poll()
             case .failure(.receiverStopped):
                 fail(.failed, "the export is unreadable: \(formatError.map { "\($0)" } ?? "stopped")", keepExport: false, lasting: true)
-            case .failure(let error):
+            case .failure(.failed(let error)) where error.isOutage:
                 // The export is done and stays downloadable: the next attempt follows it.
                 fail(.failed, "downloading the export failed: \(error)", keepExport: true)
+            case .failure(let error):
+                // A refused URL or request: following this export again would meet the same.
+                fail(.failed, "downloading the export failed: \(error)", keepExport: false, lasting: true)
             }
         }
     }
@@ -301,15 +306,16 @@ final class CampaignExportJob {
     /// Ends the job failed: the stored aggregate stays. `detail` goes to the log; callers waiting
     /// for a first export see only a short phrase for the outcome. The next attempt waits a
     /// cooldown that doubles with each failure in a row, or the longest one when waiting will not
-    /// soon help (`lasting`: an export we cannot read; an unknown campaign).
+    /// soon help (`lasting`: an export we cannot read, a download refused). An unknown campaign
+    /// backs off like any failure: callers hear `not_found` until the next attempt.
     private func fail(_ outcome: Outcome, _ detail: String, keepExport: Bool, lasting: Bool = false, rows: ExportRowCounts? = nil) {
         guard !isFinished else { return }
         logger.warning("campaign export failed; the previous answer stays", metadata: ["campaign": "\(campaign)", "reason": "\(detail)"])
         let now = loop.nowMilliseconds
-        let cooldown = lasting || outcome == .campaignNotFound
-            ? timing.maxFailureCooldownMilliseconds : timing.failureCooldown(afterFailures: failuresBefore + 1)
+        let cooldown = lasting ? timing.maxFailureCooldownMilliseconds : timing.failureCooldown(afterFailures: failuresBefore + 1)
         store.fail(campaign: campaign, token: token, now: now, reason: Self.callerReason(outcome, lasting: lasting),
-                   campaignMissing: outcome == .campaignNotFound, keepExport: keepExport, retryAt: now.addingSaturating(cooldown))
+                   campaignMissing: outcome == .campaignNotFound, keepExport: keepExport, retryAt: now.addingSaturating(cooldown),
+                   timing: timing)
         finish(outcome, rows: rows)
     }
 

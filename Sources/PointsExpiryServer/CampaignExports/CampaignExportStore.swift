@@ -57,8 +57,6 @@ final class CampaignExportStore {
     private static let oneKey = Array("1".utf8)
     private static let twoKeys = Array("2".utf8)
     private static let threeKeys = Array("3".utf8)
-    /// How long the job state (the export under way, the last failure) is kept.
-    private static let jobLifetime = Array(String(86_400_000).utf8)
     /// Campaigns asked for within this window are refreshed in the background.
     static let registryWindowMilliseconds: Int64 = 7 * 86_400_000
     /// The most campaigns the background refresh keeps (the most recently asked for).
@@ -92,7 +90,7 @@ final class CampaignExportStore {
         if j[1] and now < tonumber(j[1]) then return {'cooling'} end
         redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
         local failures = j[4] or '0'
-        if j[2] and j[3] and now - tonumber(j[3]) < tonumber(ARGV[6]) then return {'resume', failures, j[2], j[3]} end
+        if j[2] and j[3] and tonumber(j[3]) <= now and now - tonumber(j[3]) < tonumber(ARGV[6]) then return {'resume', failures, j[2], j[3]} end
         return {'claimed', failures}
         """.utf8)
 
@@ -185,7 +183,8 @@ final class CampaignExportStore {
                 guard index < items.count, case .bulk(let bytes) = items[index] else { return nil }
                 return String(decoding: bytes, as: UTF8.self)
             }
-            let failures = text(1).flatMap { Int($0) }.map { max(0, $0) } ?? 0
+            // Clamped: a damaged count must not make a cooldown overflow.
+            let failures = text(1).flatMap { Int($0) }.map { min(max(0, $0), ExportTiming.maxCountedFailures) } ?? 0
             switch String(decoding: kind, as: UTF8.self) {
             case "claimed": completion(.claimed(LeaseGrant(failures: failures)))
             case "resume":
@@ -213,10 +212,10 @@ final class CampaignExportStore {
         }
     }
 
-    func recordExport(campaign: String, token: [UInt8], exportID: String, postedAt: Int64) {
+    func recordExport(campaign: String, token: [UInt8], exportID: String, postedAt: Int64, timing: ExportTiming) {
         redis.send([Self.eval, Self.recordExportScript, Self.twoKeys, Array(CacheKey.exportJob(campaign: campaign).utf8),
                     Array(CacheKey.exportLease(campaign: campaign).utf8), token, Array(exportID.utf8), digits(postedAt),
-                    Self.jobLifetime]) { [logger] result in
+                    digits(timing.jobLifetimeMilliseconds)]) { [logger] result in
             if case .success(.integer(1)) = result { return }
             logger.debug("export id not recorded", metadata: ["campaign": "\(campaign)", "reason": "\(logger.summarise(result))"])
         }
@@ -235,10 +234,11 @@ final class CampaignExportStore {
 
     /// Records a failed attempt, when the next may start, and releases the lease (`failScript`).
     /// A campaign Voucherify does not know leaves the background refresh.
-    func fail(campaign: String, token: [UInt8], now: Int64, reason: String, campaignMissing: Bool, keepExport: Bool, retryAt: Int64) {
+    func fail(campaign: String, token: [UInt8], now: Int64, reason: String, campaignMissing: Bool, keepExport: Bool, retryAt: Int64,
+              timing: ExportTiming) {
         redis.send([Self.eval, Self.failScript, Self.twoKeys, Array(CacheKey.exportJob(campaign: campaign).utf8),
                     Array(CacheKey.exportLease(campaign: campaign).utf8), token, digits(now), Array(reason.utf8),
-                    campaignMissing ? Self.oneKey : [], keepExport ? Self.oneKey : [], Self.jobLifetime, digits(retryAt)]) { [logger] result in
+                    campaignMissing ? Self.oneKey : [], keepExport ? Self.oneKey : [], digits(timing.jobLifetimeMilliseconds), digits(retryAt)]) { [logger] result in
             if case .success(.integer) = result { return }
             logger.debug("export failure not recorded", metadata: ["campaign": "\(campaign)", "reason": "\(logger.summarise(result))"])
         }

@@ -35,8 +35,6 @@ final class CampaignExports {
     /// Export jobs one worker runs at once (mostly waiting for Voucherify; downloads are limited
     /// per process by `ExportDownloadSlots`); more wait for the next sweep or request.
     static let maxJobs = 16
-    /// Campaigns one sweep looks at.
-    static let maxSweptCampaigns = 1000
     /// How often a worker re-registers a campaign it is asked for (a ZADD).
     static let registrationMilliseconds: Int64 = 60_000
 
@@ -143,11 +141,14 @@ final class CampaignExports {
         }
     }
 
-    /// No aggregate: not found (remembered for CACHE_NOT_FOUND_SECONDS), or `unavailable` with
+    /// No aggregate: not found (remembered for CACHE_NOT_FOUND_SECONDS, or until the next attempt
+    /// if later), or `unavailable` with
     /// `retry-after` while the first export runs (started here if it is not). Instants read from
     /// Redis are compared saturating: a damaged value must not trap.
     private func noExportYet(_ campaign: String, _ stored: StoredExport, now: Int64) -> RPCError {
-        if let notFoundAt = stored.notFoundAt, now.subtractingSaturating(notFoundAt) < notFoundMilliseconds {
+        // Not found until the next attempt may ask again (at least CACHE_NOT_FOUND_SECONDS).
+        if let notFoundAt = stored.notFoundAt,
+           now.subtractingSaturating(notFoundAt) < notFoundMilliseconds || (stored.retryAt ?? .min) > now {
             return RPCError(.notFound, "loyalty campaign \"\(campaign)\" was not found in Voucherify")
         }
         if !stored.jobRunning { refreshIfDue(campaign) }
@@ -161,18 +162,22 @@ final class CampaignExports {
                         retryAfterSeconds: seconds)
     }
 
+    /// What one claim came to, for the sweep: go on to the next campaign, or stop until the next
+    /// sweep (this worker runs its most jobs, or Redis cannot be asked).
+    enum ClaimStep { case next, stop }
+
     /// Starts an export job for `campaign` unless one runs here, this worker runs its most, or
     /// the claim script (fleet-wide) finds one running elsewhere, the data not due (`force`
-    /// skips that check) or a failure's cooldown not over. `claimed`: how it went.
-    private func refreshIfDue(_ campaign: String, force: Bool = false, claimed: ((Bool) -> Void)? = nil) {
-        guard !closed, !campaign.isEmpty, jobs[campaign] == nil, !claiming.contains(campaign), jobs.count + claiming.count < Self.maxJobs
-        else { claimed?(false); return }
+    /// skips that check) or a failure's cooldown not over. `then`: how the sweep goes on.
+    private func refreshIfDue(_ campaign: String, force: Bool = false, then: ((ClaimStep) -> Void)? = nil) {
+        guard !closed, jobs.count + claiming.count < Self.maxJobs else { then?(.stop); return }
+        guard !campaign.isEmpty, jobs[campaign] == nil, !claiming.contains(campaign) else { then?(.next); return }
         claiming.insert(campaign)
         let token = MemberCache.newToken()
         store.claim(campaign: campaign, token: token, timing: timing, now: loop.nowMilliseconds, force: force) { [weak self] claim in
             guard let self else { return }
             claiming.remove(campaign)
-            guard case .claimed(let grant) = claim, !closed else { claimed?(false); return }
+            guard case .claimed(let grant) = claim, !closed else { then?(claim == .unavailable || closed ? .stop : .next); return }
             let job = CampaignExportJob(campaign: campaign, token: token, loop: loop, voucherify: voucherify, admission: admission,
                                         store: store, downloadSlots: downloadSlots, timing: timing, schedule: schedule,
                                         logger: logger) { [weak self] outcome, rows in
@@ -180,7 +185,7 @@ final class CampaignExports {
             }
             jobs[campaign] = job
             job.start(grant)
-            claimed?(true)
+            then?(.next)
         }
     }
 
@@ -225,11 +230,19 @@ final class CampaignExports {
     }
 
     /// Claims the due campaigns one after another (a claim that finds one fresh costs one
-    /// script), until this worker runs its most jobs; then the next sweep is armed.
+    /// script), until this worker runs its most jobs or Redis cannot be asked; then the next
+    /// sweep is armed. Each step starts from the loop, so a run of answers that come at once
+    /// (Redis down) never deepens the stack.
     private func sweep(_ campaigns: ArraySlice<String>) {
         guard !closed else { return }
-        guard let campaign = campaigns.first, jobs.count < Self.maxJobs else { return startSweeping() }
-        refreshIfDue(campaign) { [weak self] _ in self?.sweep(campaigns.dropFirst()) }
+        guard let campaign = campaigns.first else { return startSweeping() }
+        refreshIfDue(campaign) { [weak self] step in
+            guard let self else { return }
+            switch step {
+            case .stop: startSweeping()
+            case .next: loop.nextTick { [weak self] in self?.sweep(campaigns.dropFirst()) }
+            }
+        }
     }
 
     /// Shutdown: stops the sweep and every job (their exports are followed by the next job).

@@ -16,6 +16,11 @@ struct ExportTiming: Equatable, Sendable {
     /// the wait after a failure that waiting will not cure soon (an unknown campaign, an export
     /// we cannot read).
     var maxFailureCooldownMilliseconds: Int64
+    /// How long the job state (the export under way, the failures and the next attempt's
+    /// instant) is kept: a day, and always past the longest cooldown it may hold.
+    var jobLifetimeMilliseconds: Int64
+    /// Failures in a row counted for the backoff (past this the cooldown is the longest anyway).
+    static let maxCountedFailures = 40
     /// How long a stored aggregate lives after its last refresh: a week past the last time anyone
     /// could still be refreshing it, and never less than two refresh intervals.
     var dataLifetimeMilliseconds: Int64
@@ -47,14 +52,14 @@ struct ExportTiming: Equatable, Sendable {
         failureCooldownMilliseconds = min(refreshMilliseconds, 60_000)
         maxFailureCooldownMilliseconds = max(refreshMilliseconds, failureCooldownMilliseconds)
         dataLifetimeMilliseconds = max(8 * 86_400_000, 2 * refreshMilliseconds)
+        jobLifetimeMilliseconds = max(86_400_000, maxFailureCooldownMilliseconds + leaseMilliseconds)
         sweepMilliseconds = min(max(refreshMilliseconds / 4, 1000), 60_000)
     }
 
     /// The wait before the next attempt after `failures` failed attempts in a row (at least 1).
     func failureCooldown(afterFailures failures: Int) -> Int64 {
-        var cooldown = failureCooldownMilliseconds
-        for _ in 1..<max(1, failures) where cooldown < maxFailureCooldownMilliseconds { cooldown *= 2 }
-        return min(cooldown, maxFailureCooldownMilliseconds)
+        let doublings = min(max(0, failures - 1), Self.maxCountedFailures)
+        return min(failureCooldownMilliseconds.multipliedSaturating(by: Int64(1) << Int64(doublings)), maxFailureCooldownMilliseconds)
     }
 
     /// Whether an export with these row counts is too damaged to replace the previous aggregate.
