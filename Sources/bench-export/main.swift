@@ -175,7 +175,7 @@ let aggregateSeconds = seconds(aggregating)
 print("bench-export: \(rows) rows, \(format(Double(exportBytes) / 1_048_576, 1)) MiB in \(chunkSize / 1024) KiB chunks,"
     + " \(generator.cards) cards")
 print("aggregator:   \(format(aggregateSeconds)) s, \(Int(Double(rows) / aggregateSeconds)) rows/s,"
-    + " peak RSS growth \(format(growthMiB, 1)) MiB; of it finish() (one call, on the job's loop) \(format(seconds(finishing))) s")
+    + " peak RSS growth \(format(growthMiB, 1)) MiB; of it the final finish() (one call; the service runs it off its loops) \(format(seconds(finishing))) s")
 
 switch (feedError.map { Result<CampaignAggregate, ExportFormatError>.failure($0) } ?? aggregateResult) {
 case .failure(let error):

@@ -146,7 +146,7 @@ import TestSupport
         #expect(Int64((generatedAt.timeIntervalSince1970 * 1000).rounded()) == storedAt)
         #expect(after.headers["x-cache"] == "stale")
         #expect(Int(after.headers["age"] ?? "") ?? 0 >= 3)
-        #expect(try service.app.metrics.render().contains(#"points_expiry_campaign_exports_total{result="export_error"}"#))
+        #expect(service.app.metrics.render().contains(#"points_expiry_campaign_exports_total{result="export_error"}"#))
     }
 
     /// A download token that has expired is renewed by asking for the export again, a bounded
@@ -243,7 +243,7 @@ import TestSupport
                                            fakeArguments: ["--members", "3", "--export-delay-ms", "100"])
         #expect(try Self.ask(service.baseURL).status == 503)
         try waitUntil("the budget refused the export's call") {
-            try service.app.metrics.render().contains(#"points_expiry_rate_budget_refusals_total{class="warming"} 1"#)
+            service.app.metrics.render().contains(#"points_expiry_rate_budget_refusals_total{class="warming"} 1"#)
         }
         #expect(try service.fake.exportsCreated() == 0)
         // Interactive reads still pass.

@@ -1,3 +1,4 @@
+import Dispatch
 import EventLoop
 import ExpiryDomain
 import Logging
@@ -248,12 +249,25 @@ final class CampaignExportJob {
         }
     }
 
+    /// The download is whole. The aggregate is finished off the loop (sorting every card's dates
+    /// takes about 0.25 s per million rows, which the loop's requests must not wait for) and
+    /// comes back to it through the loop's queue; the job lets go of the aggregator first.
     private func aggregated() {
+        nonisolated(unsafe) var handedOver = aggregator
+        aggregator = CampaignAggregator()
+        let job = LoopBound(self, loop: loop)
+        DispatchQueue.global(qos: .utility).async {
+            let result = Result { () throws(ExportFormatError) in try handedOver.finish() }
+            job.loop.execute { job.value.finishedAggregating(result) }
+        }
+    }
+
+    private func finishedAggregating(_ result: Result<CampaignAggregate, ExportFormatError>) {
+        guard !isFinished else { return }
         let aggregate: CampaignAggregate
-        do {
-            aggregate = try aggregator.finish()
-        } catch {
-            return fail(.failed, "the export is unreadable: \(error)", keepExport: false, lasting: true)
+        switch result {
+        case .success(let finished): aggregate = finished
+        case .failure(let error): return fail(.failed, "the export is unreadable: \(error)", keepExport: false, lasting: true)
         }
         // The aggregator's memory is gone; another export may download now.
         releaseDownloadSlot()
