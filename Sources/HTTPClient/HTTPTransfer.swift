@@ -1,5 +1,6 @@
 internal import CCurl
 internal import CShims
+import EventLoop
 import Glibc
 
 public struct HTTPClientRequest: Sendable {
@@ -36,6 +37,10 @@ public struct HTTPClientRequest: Sendable {
     /// PEM file of the certificate authorities to trust for https:// instead of the system's (a
     /// private CA). The peer is verified either way.
     public var caCertificateFile: String?
+    /// For large downloads, whose total time says little: the transfer fails as `.stalled` once
+    /// fewer than `bytesPerSecond` arrive per second for `seconds` in a row (curl's low-speed
+    /// limit), so it may take as long as it keeps moving. nil: only the total timeout.
+    public var stallLimit: StallLimit?
 
     public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
                 version: Version, connectTimeoutMilliseconds: Int = 2000, totalTimeoutMilliseconds: Int = 10000,
@@ -51,6 +56,17 @@ public struct HTTPClientRequest: Sendable {
         self.queueDeadline = queueDeadline
         self.deadline = deadline
         self.caCertificateFile = caCertificateFile
+    }
+}
+
+/// The slowest a transfer may go for how long (`HTTPClientRequest.stallLimit`).
+public struct StallLimit: Equatable, Sendable {
+    public var bytesPerSecond: Int
+    public var seconds: Int
+
+    public init(bytesPerSecond: Int, seconds: Int) {
+        self.bytesPerSecond = bytesPerSecond
+        self.seconds = seconds
     }
 }
 
@@ -83,6 +99,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
     case responseTooLarge(limit: Int)
     /// The body receiver asked to stop: the transfer ended there.
     case aborted
+    /// Slower than its `stallLimit` for that long.
+    case stalled(StallLimit)
     case transport(String)
     case setup(String)
 
@@ -93,6 +111,7 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         case .connectionFailed(let why): return "could not connect: \(why)"
         case .responseTooLarge(let limit): return "response larger than \(limit) bytes"
         case .aborted: return "the receiver of the response body stopped the transfer"
+        case .stalled(let limit): return "the transfer stalled: under \(limit.bytesPerSecond) bytes/s for \(limit.seconds) s"
         case .transport(let why): return why
         case .setup(let why): return "could not set up the request: \(why)"
         }
@@ -119,6 +138,8 @@ public final class HTTPTransfer {
     private enum BodyRefusal { case overflowed, receiverStopped }
     /// The total timeout curl was given when the transfer left the queue (for the error message).
     private var appliedTotalTimeoutMilliseconds: Int
+    /// When it left the queue (monotonic ms): a timeout well before the total one is the stall limit's.
+    private var handedToCurlAt: Int64 = 0
     /// When `CurlMulti.start` accepted it (monotonic ms): the wait in the queue is measured from here.
     let acceptedAt: Int64
     weak var multi: CurlMulti?
@@ -156,6 +177,7 @@ public final class HTTPTransfer {
             timeout = Int(min(Int64(timeout), deadline - now))
         }
         appliedTotalTimeoutMilliseconds = timeout
+        handedToCurlAt = now
         try set(CURLOPT_TIMEOUT_MS, timeout)
     }
 
@@ -204,6 +226,10 @@ public final class HTTPTransfer {
         case .http2PriorKnowledge: try set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
         }
         if let caCertificateFile = request.caCertificateFile { try set(CURLOPT_CAINFO, caCertificateFile) }
+        if let stall = request.stallLimit {
+            try set(CURLOPT_LOW_SPEED_LIMIT, max(1, stall.bytesPerSecond))
+            try set(CURLOPT_LOW_SPEED_TIME, max(1, stall.seconds))
+        }
         if request.method != "GET" { try set(CURLOPT_CUSTOMREQUEST, request.method) }
         if !request.body.isEmpty || request.method == "POST" {
             try set(CURLOPT_POSTFIELDSIZE, request.body.count)
@@ -340,6 +366,11 @@ public final class HTTPTransfer {
             let limit = min(request.connectTimeoutMilliseconds, appliedTotalTimeoutMilliseconds)
             return .failure(.connectionFailed("connect timed out after \(limit) ms"))
         case CURLE_OPERATION_TIMEDOUT:
+            // curl reports its low-speed limit as a timeout too; the total one cannot have passed yet.
+            if let stall = request.stallLimit,
+               Loop.monotonicMilliseconds() - handedToCurlAt < Int64(appliedTotalTimeoutMilliseconds) - 500 {
+                return .failure(.stalled(stall))
+            }
             return .failure(.timedOut(milliseconds: appliedTotalTimeoutMilliseconds))
         case CURLE_WRITE_ERROR where bodyRefused == .overflowed:
             return .failure(.responseTooLarge(limit: request.maxResponseBytes))

@@ -75,7 +75,7 @@ extension VoucherifyAPI {
     /// false to stop, and starts no other call from there). Only a URL on
     /// the download host or the API host is fetched (`.refusedURL` otherwise, nothing sent).
     /// Not retried (the receiver has taken bytes); limited by
-    /// `VoucherifyConfiguration.downloadTimeoutMilliseconds` and `deadline`. A 401/403 is
+    /// `VoucherifyConfiguration.downloadTimeoutMilliseconds`, its `downloadStallLimit` and `deadline`. A 401/403 is
     /// `.tokenRejected`: the URL's token expires, and the export read again gives a fresh one.
     public func downloadExport(url: String, deadline: Int64, admission: any UpstreamAdmission,
                                receive: @escaping (UnsafeRawBufferPointer) -> Bool,
@@ -88,9 +88,11 @@ extension VoucherifyAPI {
             return
         }
         var receiverStopped = false
+        var download = request(url: url, accept: "text/csv, */*", timeoutMilliseconds: configuration.downloadTimeoutMilliseconds,
+                               deadline: deadline, maxResponseBytes: Self.maxDownloadErrorBodyBytes)
+        download.stallLimit = configuration.downloadStallLimit
         let call = VoucherifyCall<Void>(
-            request: request(url: url, accept: "text/csv, */*", timeoutMilliseconds: configuration.downloadTimeoutMilliseconds,
-                             deadline: deadline, maxResponseBytes: Self.maxDownloadErrorBodyBytes),
+            request: download,
             admission: admission, circuitBreaker: downloadCircuitBreaker, retries: false, logMetadata: ["call": "export_download"],
             receiveBody: { bytes in
                 guard receive(bytes) else {

@@ -64,7 +64,7 @@ enum UpstreamCallKind: Equatable {
 
     init(_ error: HTTPClientError) {
         switch error {
-        case .timedOut: self = .timedOut
+        case .timedOut, .stalled: self = .timedOut
         case .queueTimedOut: self = .notSent
         case .connectionFailed, .transport: self = .network
         // The receiver stops a body it cannot use: Voucherify answered, with something unusable.

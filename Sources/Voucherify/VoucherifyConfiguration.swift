@@ -9,8 +9,11 @@ public struct VoucherifyConfiguration: Sendable {
     public var connectTimeoutMilliseconds = 2000
     /// One page request's own limit; a read's deadline may cut it shorter.
     public var requestTimeoutMilliseconds = 5000
-    /// One export download's own limit (the file may be large); the caller's deadline may cut it shorter.
-    public var downloadTimeoutMilliseconds = 600_000
+    /// One export download's own limit (the file may be large); the caller's deadline may cut it
+    /// shorter. Within it a download goes on as long as it keeps moving (`downloadStallLimit`).
+    public var downloadTimeoutMilliseconds = 1_800_000
+    /// A download slower than this for this long has stalled and ends.
+    public var downloadStallLimit = StallLimit(bytesPerSecond: 1024, seconds: 60)
     public var retry = RetryPolicy()
 
     /// Validates `baseURL`: `http://` or `https://`, a host, an optional port, and no path,

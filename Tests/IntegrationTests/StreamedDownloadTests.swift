@@ -32,7 +32,7 @@ final class BulkBodyServer: Sendable {
     }
 
     private static let script = """
-    import http.server, json, sys, threading, urllib.parse
+    import http.server, json, sys, threading, time, urllib.parse
     APP_ID, APP_TOKEN = sys.argv[1], sys.argv[2]
     BLOCK = bytes(range(251)) * 262  # 65,762 bytes, a whole number of patterns: byte i is i % 251
     requests = 0
@@ -75,6 +75,16 @@ final class BulkBodyServer: Sendable {
                 requests += 1
             if url.path == "/bytes":
                 return self.stream(int(query["size"]))
+            if url.path == "/stall":
+                # Half the body, then nothing (for at most 30 s): a transfer that stalls.
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(2 * len(BLOCK)))
+                self.end_headers()
+                self.wfile.write(BLOCK)
+                self.wfile.flush()
+                time.sleep(30)
+                return
             if url.path == "/download":
                 if (self.headers.get("X-App-Id") == APP_ID and self.headers.get("X-App-Token") == APP_TOKEN
                         and query.get("token") == "fresh"):
@@ -190,6 +200,22 @@ extension LoopCurl {
         #expect(response.status == 404)
         #expect(String(decoding: response.body, as: UTF8.self) == BulkBodyServer.notFoundBody)
         #expect(check.chunks == 0)
+    }
+
+    /// A download that stops moving ends at its stall limit, long before its total timeout.
+    @Test func aStalledTransferEndsAtItsStallLimit() throws {
+        let server = try BulkBodyServer()
+        defer { server.stop() }
+        let http = try LoopCurl()
+        var stalled = request(server, "/stall")
+        stalled.stallLimit = StallLimit(bytesPerSecond: 1000, seconds: 1)
+        let check = PatternCheck()
+        let started = Date()
+        let result = try http.stream(stalled, to: check)
+        #expect(result.failure == .stalled(StallLimit(bytesPerSecond: 1000, seconds: 1)))
+        #expect(check.bytes > 0)
+        // Well before the 60 s total timeout (curl judges the speed over its own window).
+        #expect(Date().timeIntervalSince(started) < 50)
     }
 
     @Test func withoutAReceiverTheBodyIsCollectedWithinItsLimit() throws {
