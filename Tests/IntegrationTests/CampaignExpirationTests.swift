@@ -126,6 +126,25 @@ import TestSupport
         #expect((refreshed["generatedAt"] as? String).map { $0 > firstGenerated } == true)
     }
 
+    /// An aggregate is due at the first deduction instant after its export (the midnight after
+    /// its earliest date, here in UTC), however long before EXPORT_REFRESH_SECONDS ends; once that
+    /// instant has passed the answer is stale and a new export runs.
+    @Test func theAggregateIsDueAtItsNextDeductionInstant() throws {
+        let service = try ServiceUnderTest(fakeArguments: ["--members", "5", "--export-delay-ms", "100"])
+        let first = try Self.answer(service.baseURL, extra: Self.wholeRange)
+        let earliest = try #require((first.json["expirations"] as? [[String: Any]])?.first?["date"] as? String)
+        let day = try #require(ISO8601DateFormatter.withFractionalSeconds.date(from: earliest + "T00:00:00.000Z"))
+        let data = "pe:export:{\(FakeVoucherify.campaignID)}:data"
+        #expect(try service.redis.cli("HGET", data, "deduction_due") == "\(Int64(day.timeIntervalSince1970 + 86_400) * 1000)")
+
+        // As if that midnight had just passed.
+        _ = try service.redis.cli("HSET", data, "deduction_due", "\(Int64(Date().timeIntervalSince1970 * 1000) - 1)")
+        let after = try Self.ask(service.baseURL)
+        #expect(after.headers["x-cache"] == "stale")
+        try waitUntil("a new export follows the deduction instant") { try service.fake.exportsCreated() == 2 }
+        try waitUntil("the new aggregate is current again") { try Self.ask(service.baseURL).headers["x-cache"] == "hit" }
+    }
+
     @Test func anExportThatEndsInErrorKeepsThePreviousAnswer() throws {
         let log = CapturedLog()
         let service = try ServiceUnderTest(environment: ["EXPORT_REFRESH_SECONDS": "3"],

@@ -103,9 +103,11 @@ final class CampaignExports {
             stored = read
         }
         guard let generatedAt = stored.generatedAt else { return .failure(noExportYet(campaign, stored, now: now)) }
-        let snapshot: CampaignSnapshot
+        var snapshot: CampaignSnapshot
         if let held, held.generatedAt == generatedAt {
             snapshot = held
+            // Redis is the one record of when the aggregate is due; the read brings it anyway.
+            snapshot.deductionDue = stored.deductionDue
         } else if let decoded = decode(campaign, stored, generatedAt: generatedAt) {
             snapshot = decoded
         } else {
