@@ -85,13 +85,13 @@ wait_for_own_listener() {
   return 1
 }
 
-# Waits until something accepts TCP connections on 127.0.0.1:$1 (up to ~10 s).
+# Waits until something accepts TCP connections on 127.0.0.1:$1 (up to $2 seconds, default 10).
 wait_for_port() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $(( ${2:-10} * 10 ))); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "nothing is listening on 127.0.0.1:$1" >&2
+  echo "nothing is listening on 127.0.0.1:$1 after ${2:-10} s" >&2
   return 1
 }
 
@@ -121,7 +121,7 @@ build_release() {
 
 # For the hit-path benchmarks: sets the taskset prefixes pin_server, pin_load and pin_redis from
 # SERVER_CPU, LOAD_CPU and REDIS_CPU (empty on a single CPU), then starts redis-server (on
-# pin_redis), the fake with $1 members and the service with WORKERS=1 (on pin_server). Appends
+# pin_redis), the fake with $1 members and the service with WORKERS=1 (start_service). Appends
 # their PIDs to `children` and sets redis_port, fake_port, service_port and service_pid. Extra
 # arguments for the fake come from the array `fake_arguments` (default: none).
 start_hit_path_stack() {
@@ -144,14 +144,28 @@ start_hit_path_stack() {
     --app-id bench-app-id --app-token bench-app-token --rate-limit 1000000 "${fake_arguments[@]}" > "$WORK/fake-voucherify.log" 2>&1 &
   children+=($!)
   wait_for_port "$fake_port"
+  start_service 1
+}
+
+# Starts one more service process with $1 worker threads against the stack's Redis and fake,
+# prefixed by the array `pin_service` (default: pin_server), logging to
+# $WORK/points-expiry-$1.log; appends its PID to `children` and sets service_port and
+# service_pid. The array `service_command` (default: the built service) may put a profiler in
+# front of it.
+start_service() {
+  local workers=$1 pin=("${pin_server[@]}")
+  [ -n "${pin_service+set}" ] && pin=("${pin_service[@]}")
+  # Under a profiler the service starts (and answers) many times slower.
+  local command=("$BIN/points-expiry") start_seconds=10
+  [ -n "${service_command+set}" ] && command=("${service_command[@]}") start_seconds=120
   service_port="$(free_port)"
-  env LISTEN="127.0.0.1:$service_port" WORKERS=1 LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
+  env LISTEN="127.0.0.1:$service_port" WORKERS="$workers" LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
     REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \
     VOUCHERIFY_APP_ID=bench-app-id VOUCHERIFY_APP_TOKEN=bench-app-token \
-    "${pin_server[@]}" "$BIN/points-expiry" serve > "$WORK/points-expiry.log" 2>&1 &
-  service_pid=$!   # env and taskset exec the program, so this is the service's own PID
+    "${pin[@]}" "${command[@]}" serve > "$WORK/points-expiry-$workers.log" 2>&1 &
+  service_pid=$!   # env, taskset and valgrind exec the program, so this is the service's own PID
   children+=($service_pid)
-  wait_for_port "$service_port"
+  wait_for_port "$service_port" "$start_seconds"
 }
 
 # Starts a benchmark run: creates $WORK and an empty `children`, and on exit (or INT/TERM) stops
