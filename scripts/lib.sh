@@ -154,10 +154,10 @@ start_hit_path_stack() {
 # front of it.
 start_service() {
   local workers=$1 pin=("${pin_server[@]}")
-  [ -n "${pin_service+set}" ] && pin=("${pin_service[@]}")
+  declare -p pin_service &> /dev/null && pin=("${pin_service[@]}")
   # Under a profiler the service starts (and answers) many times slower.
   local command=("$BIN/points-expiry") start_seconds=10
-  [ -n "${service_command+set}" ] && command=("${service_command[@]}") start_seconds=120
+  declare -p service_command &> /dev/null && command=("${service_command[@]}") start_seconds=120
   service_port="$(free_port)"
   env LISTEN="127.0.0.1:$service_port" WORKERS="$workers" LOG_LEVEL=warning CACHE_TTL_SECONDS=3600 \
     REDIS_URL="redis://127.0.0.1:$redis_port" VOUCHERIFY_API_URL="http://127.0.0.1:$fake_port" \

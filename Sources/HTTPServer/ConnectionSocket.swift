@@ -32,6 +32,12 @@ final class ConnectionSocket {
     private var isHalfClosed = false
     /// Set by `pauseInput`: reading is off on purpose, and no read timeout may turn it back on.
     private(set) var isInputPaused = false
+    /// Output gathered by `stage` for one `flushStaged`: a whole batch of frames leaves in one
+    /// system call, and libevent's write event (an epoll_ctl to arm, another to disarm) is only
+    /// used for what the kernel does not take at once.
+    private var staged: [UInt8] = []
+    /// The descriptor `flushStaged` writes to directly; -1 over TLS, where OpenSSL must write.
+    private let directFD: Int32
 
     /// Longest wait for the peer's EOF after our last answer, before the socket is closed anyway.
     private static let lingerSeconds = 2
@@ -43,6 +49,7 @@ final class ConnectionSocket {
     init(bufferEvent: OpaquePointer) {
         self.bufferEvent = bufferEvent
         peer = Self.peerAddress(of: bufferevent_getfd(bufferEvent))
+        directFD = bufferevent_openssl_get_ssl(bufferEvent) == nil ? bufferevent_getfd(bufferEvent) : -1
         // The callbacks recover this socket (freed only after the bufferevent, in close()).
         bufferevent_setcb(bufferEvent, { _, arg in
             guard let arg else { return }
@@ -98,6 +105,7 @@ final class ConnectionSocket {
     /// Frees the bufferevent (closing the socket) and lets go of the owner. Idempotent.
     func close() {
         owner = nil
+        staged = []
         if let bufferEvent { bufferevent_free(bufferEvent) }
         bufferEvent = nil
     }
@@ -107,8 +115,8 @@ final class ConnectionSocket {
     /// The input buffer (nil once closed).
     var input: OpaquePointer? { bufferEvent.map { bufferevent_get_input($0) } }
 
-    /// Bytes queued for the peer and not yet taken by the kernel.
-    var outputLength: Int { bufferEvent.map { evbuffer_get_length(bufferevent_get_output($0)) } ?? 0 }
+    /// Bytes queued for the peer (staged or buffered) and not yet taken by the kernel.
+    var outputLength: Int { bufferEvent.map { staged.count + evbuffer_get_length(bufferevent_get_output($0)) } ?? 0 }
 
     /// Stops reading from the peer until `resumeInput` (a connection that parses one request at a
     /// time stays bounded). Not a read high-watermark: libevent 2.1.12's OpenSSL bufferevent stops
@@ -138,12 +146,55 @@ final class ConnectionSocket {
         return bufferevent_write(bufferEvent, bytes, length) == 0
     }
 
+    /// Gathers `length` bytes for the next `flushStaged` (a copy: the caller's memory may go).
+    func stage(_ bytes: UnsafeRawPointer, _ length: Int) {
+        staged.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: length))
+    }
+
+    /// Sends what `stage` gathered: straight to the socket while nothing older waits in the output
+    /// buffer (cleartext), and whatever the kernel does not take (or all of it, over TLS) to the
+    /// bufferevent, which writes it when the socket allows and reports errors and the write
+    /// timeout as for `write`. False when closed or libevent refused.
+    func flushStaged() -> Bool {
+        guard let bufferEvent else { return false }
+        guard !staged.isEmpty else { return true }
+        let output = bufferevent_get_output(bufferEvent)
+        let queued = staged.withUnsafeBytes { bytes -> Bool in
+            var offset = 0
+            if directFD >= 0, evbuffer_get_length(output) == 0 {
+                while offset < bytes.count {
+                    let sent = Glibc.send(directFD, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                    if sent > 0 {
+                        offset += sent
+                    } else if sent < 0, errno == EINTR {
+                        continue
+                    } else {
+                        // EAGAIN, or an error libevent meets again on its own write and reports.
+                        break
+                    }
+                }
+            }
+            return offset == bytes.count || bufferevent_write(bufferEvent, bytes.baseAddress! + offset, bytes.count - offset) == 0
+        }
+        // A large batch (a big answer) does not keep its memory for the connection's lifetime.
+        if staged.capacity > Self.stagedCapacityKept {
+            staged = []
+        } else {
+            staged.removeAll(keepingCapacity: true)
+        }
+        return queued
+    }
+
+    private static let stagedCapacityKept = 64 * 1024
+
     /// Once the queued output is written, half-closes (shutdown SHUT_WR) and closes at the peer's
     /// EOF or after `lingerSeconds`, discarding input meanwhile. Closing at once with unread input
     /// would make the kernel reset the connection, which can destroy the answer still in flight.
     func closeAfterWriting() {
         guard !isLingering else { return }
         isLingering = true
+        // Staged output goes first; if libevent refused it, the linger timeout still ends the connection.
+        _ = flushStaged()
         if outputLength == 0 { halfClose() }
     }
 

@@ -20,14 +20,20 @@ final class HTTP2Connection: ServerConnection {
     private weak var server: HTTPServer?
     private let socket: ConnectionSocket
     private var session: OpaquePointer?
-    private var streams: [Int32: HTTP2Stream] = [:]
+    /// The open streams, unordered (each knows its `tableIndex`). Found by id through nghttp2's
+    /// own stream table (the stream's user data), so a request costs no hashing here.
+    private var streams: [HTTP2Stream] = []
     /// The stream the last callbacks were about: a request's callbacks (one per header field,
-    /// then its DATA) arrive in a run, so most lookups end here instead of hashing.
+    /// then its DATA) arrive in a run, so most lookups end here.
     private var currentStream: HTTP2Stream?
     private var glitches = 0
     /// True while nghttp2 is inside mem_recv/send: it must not be re-entered or freed then.
     private var inSession = false
     private var sendWanted = false
+    /// Queued with the server for a flush at the end of this loop pass (`flushSoon`).
+    var flushScheduled = false
+    /// The last `send` refused bytes because the output reached its cap (see `flush`).
+    private var blockedByOutputCap = false
     private(set) var isClosed = false
     /// `close()` was called inside nghttp2 and runs once it returns: answer nothing meanwhile.
     private var closeScheduled = false
@@ -135,7 +141,7 @@ final class HTTP2Connection: ServerConnection {
 
     /// Some complete request is with the application and not yet answered.
     var isAwaitingHandler: Bool {
-        streams.values.contains { $0.dispatched && !$0.hasResponded && !$0.isCancelled }
+        streams.contains { $0.dispatched && !$0.hasResponded && !$0.isCancelled }
     }
 
     /// Lets nghttp2 write what it has queued; once neither side has anything left to say, the
@@ -146,10 +152,19 @@ final class HTTP2Connection: ServerConnection {
             sendWanted = true
             return
         }
-        sendWanted = false
-        inSession = true
-        let rv = nghttp2_session_send(session)
-        inSession = false
+        // Frames are staged and leave in one write per pass. Another pass follows when nghttp2's
+        // own callbacks queued an answer meanwhile, or when the output cap stopped this one and
+        // the kernel took everything at once (nothing else would call back; with bytes left in
+        // the output buffer, `writable` resumes once they are gone).
+        var rv: Int32
+        repeat {
+            sendWanted = false
+            blockedByOutputCap = false
+            inSession = true
+            rv = nghttp2_session_send(session)
+            inSession = false
+            guard socket.flushStaged() else { return close() }
+        } while rv == 0 && !closeScheduled && (sendWanted || (blockedByOutputCap && socket.outputLength == 0))
         guard rv == 0 else {
             close()
             return
@@ -177,7 +192,7 @@ final class HTTP2Connection: ServerConnection {
         isClosed = true
         timer.cancel()
         currentStream = nil
-        let open = streams.values
+        let open = streams
         streams.removeAll()
         for stream in open { forget(stream) }
         for stream in open { stream.cancel() }
@@ -247,7 +262,7 @@ final class HTTP2Connection: ServerConnection {
         if drain == .noticeSent, now >= finalGoAwayDue { sendFinalGoAway() }
         var next = drain == .noticeSent ? finalGoAwayDue : Int64.max
         if arrivingStreams > 0 {
-            for stream in Array(streams.values) where !stream.dispatched {
+            for stream in streams where !stream.dispatched {
                 let deadline = stream.startedAt + arrivalMilliseconds
                 guard deadline <= now else {
                     next = min(next, deadline)
@@ -294,15 +309,37 @@ final class HTTP2Connection: ServerConnection {
     // MARK: nghttp2 callbacks (called from Nghttp2Callbacks)
 
     func send(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
-        if socket.outputLength >= limits.outputBufferLimit { return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue) }
-        guard socket.write(data, length) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+        guard hasOutputRoom else { return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue) }
+        socket.stage(data, length)
         return length
     }
 
+    /// A DATA frame whose payload nghttp2 left with the stream (NGHTTP2_DATA_FLAG_NO_COPY): its
+    /// header and the payload are staged straight from the answer's bytes, copied once.
+    func sendData(header: UnsafePointer<UInt8>, length: Int, of stream: HTTP2Stream) -> Int32 {
+        guard hasOutputRoom else { return NGHTTP2_ERR_WOULDBLOCK.rawValue }
+        socket.stage(header, 9)
+        stream.stageBody(length, to: socket)
+        return 0
+    }
+
+    /// Below the output cap; when not, nghttp2 is told to wait (NGHTTP2_ERR_WOULDBLOCK).
+    private var hasOutputRoom: Bool {
+        guard socket.outputLength < limits.outputBufferLimit else {
+            blockedByOutputCap = true
+            return false
+        }
+        return true
+    }
+
     func beginHeaders(streamID: Int32) {
+        guard let session else { return }
         let stream = HTTP2Stream(connection: self, streamID: streamID)
         stream.startedAt = receivedAt
-        streams[streamID] = stream
+        // nghttp2 holds the stream until it closes it (on_stream_close, where the table lets go).
+        guard nghttp2_session_set_stream_user_data(session, streamID, Unmanaged.passUnretained(stream).toOpaque()) == 0 else { return }
+        stream.tableIndex = streams.count
+        streams.append(stream)
         currentStream = stream
         arrivingStreams += 1
         stats?.streamOpened()
@@ -395,8 +432,15 @@ final class HTTP2Connection: ServerConnection {
     }
 
     func streamClosed(streamID: Int32) {
-        if currentStream?.streamID == streamID { currentStream = nil }
-        guard let stream = streams.removeValue(forKey: streamID) else { return }
+        guard let stream = stream(streamID) else { return }
+        currentStream = nil
+        if let session { nghttp2_session_set_stream_user_data(session, streamID, nil) }
+        // Swap-remove: the last stream takes the closed one's place.
+        let last = streams.removeLast()
+        if last !== stream {
+            streams[stream.tableIndex] = last
+            last.tableIndex = stream.tableIndex
+        }
         forget(stream)
         stream.cancel()
     }
@@ -430,7 +474,8 @@ final class HTTP2Connection: ServerConnection {
 
     private func stream(_ id: Int32) -> HTTP2Stream? {
         if let current = currentStream, current.streamID == id { return current }
-        currentStream = streams[id]
+        guard let session, let found = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+        currentStream = Unmanaged<HTTP2Stream>.fromOpaque(found).takeUnretainedValue()
         return currentStream
     }
 
@@ -542,7 +587,17 @@ final class HTTP2Connection: ServerConnection {
         }
         // Past the cap, the reader has `pendingResponseStallSeconds` to take some of it.
         if pendingAnswerBytesOverCap { armTimer(at: answersMovedAt + stallMilliseconds) }
-        flush()
+        flushSoon()
+    }
+
+    /// Flushes once at the end of this loop pass rather than per answer: inside nghttp2 the
+    /// caller's `flush` does it, and answers completing together elsewhere (replies read from
+    /// Redis in one go) leave in one write.
+    private func flushSoon() {
+        guard !inSession else { return flush() }
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.flushSoon(self)
     }
 
     /// Queues the trailer HEADERS frame that ends `stream` (called from its data source once the

@@ -12,6 +12,8 @@ final class HTTP2Stream: AnswersOnce {
     private let connection: HTTP2Connection
     let streamID: Int32
     var once = ResponseOnce()
+    /// Where the connection's stream table holds this stream.
+    var tableIndex = 0
 
     // Request state, filled by the connection while headers and body arrive.
     var method = ""
@@ -42,9 +44,12 @@ final class HTTP2Stream: AnswersOnce {
     /// The part of `reservedRequestBytes` set aside for the body (the declared length up front).
     var reservedBodyBytes = 0
 
-    /// Response body not yet handed to nghttp2, and the trailers that follow it.
+    /// The response body and the trailers that follow it. nghttp2 frames the body up to
+    /// `pendingOffset` (its data source) and leaves each frame's payload here
+    /// (NGHTTP2_DATA_FLAG_NO_COPY) until the frame is staged for the socket, up to `sentOffset`.
     var pendingBody: [UInt8] = []
     var pendingOffset = 0
+    private var sentOffset = 0
     var pendingTrailers: [(name: String, value: String)] = []
 
     init(connection: HTTP2Connection, streamID: Int32) {
@@ -58,19 +63,16 @@ final class HTTP2Stream: AnswersOnce {
         connection.submit(response, for: self)
     }
 
-    /// nghttp2's data source: copies the next piece of the response body into `buffer`. At the
-    /// end, trailers (if any) go out as a HEADERS frame that ends the stream instead of DATA.
-    func readBody(into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    /// nghttp2's data source: the size of the next piece of the response body, which stays here
+    /// (NO_COPY) until `stageBody` sends it. At the end, trailers (if any) go out as a HEADERS
+    /// frame that ends the stream instead of DATA.
+    func readBody(capacity: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         let count = min(capacity, pendingBody.count - pendingOffset)
-        pendingBody.withUnsafeBufferPointer { body in
-            guard let base = body.baseAddress, count > 0 else { return }
-            buffer.update(from: base + pendingOffset, count: count)
-        }
         pendingOffset += count
-        connection.responseBytesTaken(count)
+        // An empty frame (the body ended exactly on the previous one) has nothing to leave here.
+        if count > 0 { flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_NO_COPY.rawValue) }
         if pendingOffset == pendingBody.count {
             flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
-            pendingBody = []
             if !pendingTrailers.isEmpty {
                 // A refused trailer resets this stream only, not the whole connection.
                 guard connection.submitTrailers(pendingTrailers, for: self) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
@@ -81,8 +83,20 @@ final class HTTP2Stream: AnswersOnce {
         return count
     }
 
-    /// Response body bytes not yet handed to nghttp2 (still held for a peer's flow-control window).
-    var unsentResponseBytes: Int { pendingBody.count - min(pendingOffset, pendingBody.count) }
+    /// Stages the payload of the DATA frame nghttp2 is sending: the next `length` bytes of the
+    /// body, framed by the last `readBody`. The body is let go of once all of it is staged.
+    func stageBody(_ length: Int, to socket: ConnectionSocket) {
+        let count = min(length, pendingBody.count - sentOffset)
+        pendingBody.withUnsafeBytes { body in
+            if count > 0 { socket.stage(body.baseAddress! + sentOffset, count) }
+        }
+        sentOffset += count
+        connection.responseBytesTaken(count)
+        if sentOffset == pendingBody.count { pendingBody = [] }
+    }
+
+    /// Response body bytes not yet staged for the socket (still held for a peer's flow-control window).
+    var unsentResponseBytes: Int { pendingBody.count - min(sentOffset, pendingBody.count) }
 
     func cancel() {
         once.cancel()?()

@@ -33,6 +33,25 @@ final class ServerContext {
         callbacks = try Nghttp2Callbacks(configuration: configuration)
         requestBytes = RequestByteBudget(limit: configuration.maxBufferedRequestBytesPerWorker)
     }
+
+    /// HTTP/2 connections with answers to send at the end of this loop pass.
+    private var pendingFlushes: [HTTP2Connection] = []
+
+    /// Flushes `connection` after the callbacks of this loop pass: one write per connection for
+    /// all the answers completed in the pass (one deferral for them all, as Redis' own server
+    /// batches its writes before polling again).
+    func flushSoon(_ connection: HTTP2Connection) {
+        pendingFlushes.append(connection)
+        guard pendingFlushes.count == 1 else { return }
+        loop.nextTick { [self] in
+            let connections = pendingFlushes
+            pendingFlushes.removeAll(keepingCapacity: true)
+            for connection in connections {
+                connection.flushScheduled = false
+                connection.flush()
+            }
+        }
+    }
 }
 
 /// The listening socket every worker's server accepts from, bound once at start-up. Without

@@ -6,10 +6,12 @@ final class Nghttp2Callbacks {
     let pointer: OpaquePointer
     let options: OpaquePointer
     /// The data source's `ptr` is the stream (see HTTP2Connection.submit).
-    let readBody: nghttp2_data_source_read_callback = { _, _, buffer, length, flags, source, _ in
-        guard let buffer, let flags, let stream = source?.pointee.ptr else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    /// The body stays with the stream (NO_COPY): `buffer` is never written; the send-data
+    /// callback below stages each frame's payload.
+    let readBody: nghttp2_data_source_read_callback = { _, _, _, length, flags, source, _ in
+        guard let flags, let stream = source?.pointee.ptr else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
         return Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef {
-            $0.readBody(into: buffer, capacity: length, flags: flags)
+            $0.readBody(capacity: length, flags: flags)
         }
     }
 
@@ -36,6 +38,16 @@ final class Nghttp2Callbacks {
         nghttp2_session_callbacks_set_send_callback(callbacks) { _, data, length, _, userData in
             guard let userData, let data else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
             return withConnection(userData) { $0.send(data, length) }
+        }
+        // Only frames whose data source said NO_COPY come here. No padding callback is set, so
+        // nghttp2 adds no padding and the frame is its 9-byte header and the payload.
+        nghttp2_session_callbacks_set_send_data_callback(callbacks) { _, frame, header, length, source, userData in
+            guard let userData, let frame, let header, let stream = source?.pointee.ptr, frame.pointee.data.padlen == 0 else {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+            return withConnection(userData) { connection in
+                Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef { connection.sendData(header: header, length: length, of: $0) }
+            }
         }
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             guard let userData, let frame else { return 0 }
