@@ -557,14 +557,10 @@ final class HTTP2Connection: ServerConnection {
         releaseRequestBytes(of: stream)
         lastProgressAt = loop.monotonicMilliseconds
         let streamID = stream.streamID
-        var fields: [(name: String, value: String)] = []
-        fields.reserveCapacity(response.headers.count + 2)
-        fields.append((":status", String(response.status)))
-        fields.append(contentsOf: response.headers)
         // No content-length before trailers: a client that has its declared bytes may end the
         // exchange there and never read the trailers (libcurl does). HEAD: the length is the one
         // GET would have, and no DATA follows.
-        if !response.body.isEmpty, response.trailers.isEmpty { fields.append(("content-length", String(response.body.count))) }
+        let contentLength = !response.body.isEmpty && response.trailers.isEmpty ? response.body.count : nil
         let withoutData = stream.isHead || (response.body.isEmpty && response.trailers.isEmpty)
         if !withoutData {
             if pendingResponseBytes == 0 { answersMovedAt = lastProgressAt }
@@ -573,7 +569,7 @@ final class HTTP2Connection: ServerConnection {
             stream.pendingTrailers = response.trailers
             pendingResponseBytes += response.body.count
         }
-        let rv = withHeaderFields(fields) { nva, count -> Int32 in
+        let rv = withHeaderFields(status: response.status, response.headers, contentLength: contentLength) { nva, count -> Int32 in
             if withoutData { return nghttp2_submit_response(session, streamID, nva, count, nil) }
             // The stream rides along as the data source: nghttp2 only reads it while the stream is
             // open, and the stream table keeps it alive until then.
@@ -604,7 +600,7 @@ final class HTTP2Connection: ServerConnection {
     /// body is out, which nghttp2 allows). False when nghttp2 refused it.
     func submitTrailers(_ trailers: [(name: String, value: String)], for stream: HTTP2Stream) -> Bool {
         guard let session else { return false }
-        let rv = withHeaderFields(trailers) { nva, count in nghttp2_submit_trailer(session, stream.streamID, nva, count) }
+        let rv = withHeaderFields(status: nil, trailers, contentLength: nil) { nva, count in nghttp2_submit_trailer(session, stream.streamID, nva, count) }
         if rv != 0 {
             logger.error("nghttp2_submit_trailer failed", metadata: ["error": "\(String(cString: nghttp2_strerror(rv)))"])
         }
@@ -612,14 +608,29 @@ final class HTTP2Connection: ServerConnection {
     }
 }
 
-/// Lays header fields out as an `nghttp2_nv` array in stack scratch space (once per response).
-/// nghttp2 copies them during submit (no NO_COPY flags), so the memory only lives for the call.
-private func withHeaderFields<R>(_ fields: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
-    let total = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { nva in
+/// Lays header fields out as an `nghttp2_nv` array in stack scratch space (once per response):
+/// `:status` first when given, then `fields`, then `content-length` when given, the numbers
+/// written as digits in place. nghttp2 copies them during submit (no NO_COPY flags), so the
+/// memory only lives for the call.
+private func withHeaderFields<R>(status: Int?, _ fields: [(name: String, value: String)], contentLength: Int?,
+                                 _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    var total = 2 * maxDecimalDigits
+    for field in fields { total += field.name.utf8.count + field.value.utf8.count }
+    let count = fields.count + (status == nil ? 0 : 1) + (contentLength == nil ? 0 : 1)
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { storage in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(count, 1)) { nva in
             var offset = 0
-            for (index, field) in fields.enumerated() {
+            var index = 0
+            func append(_ name: StaticString, _ number: Int) {
+                let value = storage.baseAddress! + offset
+                let length = writeDecimal(number, to: value)
+                offset += length
+                nva[index] = nghttp2_nv(name: UnsafeMutablePointer(mutating: name.utf8Start), value: value, namelen: name.utf8CodeUnitCount,
+                                        valuelen: length, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                index += 1
+            }
+            if let status { append(":status", status) }
+            for field in fields {
                 let name = storage.baseAddress! + offset
                 offset += copyUTF8(field.name, to: name)
                 let value = storage.baseAddress! + offset
@@ -627,10 +638,31 @@ private func withHeaderFields<R>(_ fields: [(name: String, value: String)], _ bo
                 offset += valueLength
                 nva[index] = nghttp2_nv(name: name, value: value, namelen: value - name, valuelen: valueLength,
                                         flags: isUniquePerResponse(field.name) ? UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue) : UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                index += 1
             }
-            return body(nva.baseAddress!, fields.count)
+            if let contentLength { append("content-length", contentLength) }
+            return body(nva.baseAddress!, count)
         }
     }
+}
+
+/// Digits of the largest Int.
+private let maxDecimalDigits = 20
+
+/// Writes a non-negative `number` (a status, a length; a negative one as 0) in decimal; the count written.
+private func writeDecimal(_ number: Int, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+    var digits = 1
+    var rest = max(0, number)
+    while rest >= 10 {
+        rest /= 10
+        digits += 1
+    }
+    rest = max(0, number)
+    for position in stride(from: digits - 1, through: 0, by: -1) {
+        destination[position] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+        rest /= 10
+    }
+    return digits
 }
 
 /// A field whose value differs on every response (a request id): HPACK indexing it would only

@@ -116,7 +116,8 @@ struct CallShape {
     /// A successful answer: `body` is the response message in `codec`, gzip'd when `compressed`.
     func successResponse(_ body: [UInt8], codec: MessageCodec, headers extra: [(name: String, value: String)], compressed: Bool) -> HTTPResponse {
         var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(extra.count + 2)
+        // The content type, the encoding, and `x-request-id`, which the router adds.
+        headers.reserveCapacity(extra.count + 3)
         switch wire {
         case .connect:
             headers.append(("content-type", codec == .json ? "application/json" : "application/proto"))

@@ -165,7 +165,8 @@ public struct PlainRoute {
 /// Knows nothing of the methods it serves. Loop-confined.
 public final class RPCRouter: HTTPHandler {
     private let loop: Loop
-    private let methods: [String: (method: UnaryMethod, metrics: RouteMetrics)]
+    /// Found by comparing paths (a handful of methods): a request hashes no path to find its method.
+    private let methods: [(path: String, method: UnaryMethod, metrics: RouteMetrics)]
     private let plainRoutes: [String: (route: PlainRoute, metrics: RouteMetrics)]
     /// Routes with their own body limit, checked by plain comparison (there are one or two), so
     /// the RPC hot path pays no extra hash per request.
@@ -187,7 +188,8 @@ public final class RPCRouter: HTTPHandler {
                 defaultDeadlineMilliseconds: Int = 15_000, metrics: RouterMetrics, logger: Logger) {
         self.defaultDeadlineMilliseconds = defaultDeadlineMilliseconds
         self.loop = loop
-        self.methods = Dictionary(uniqueKeysWithValues: methods.map { ($0.path, ($0, metrics.method($0.name))) })
+        precondition(Set(methods.map(\.path)).count == methods.count, "two methods share a path")
+        self.methods = methods.map { ($0.path, $0, metrics.method($0.name)) }
         self.plainRoutes = Dictionary(uniqueKeysWithValues: plainRoutes.map { path, route in (path, (route, metrics.endpoint(path))) })
         bodyLimits = plainRoutes.compactMap { path, route in route.bodyLimit.map { (path, $0) } }
             + methods.compactMap { method in method.maxRequestBodyBytes.map { (method.path, $0) } }
@@ -211,8 +213,9 @@ public final class RPCRouter: HTTPHandler {
                                          unknownPath: nil)
         }
         let error = Self.limitError(violation)
-        let (name, routeMetrics) = methods[path].map { ($0.method.name, $0.metrics) } ?? ("unknown", unknownRoute)
-        let unknownPath = methods[path] == nil ? path : nil
+        let found = unaryMethod(at: path)
+        let (name, routeMetrics) = found.map { ($0.method.name, $0.metrics) } ?? ("unknown", unknownRoute)
+        let unknownPath = found == nil ? path : nil
         if let call = contentType.flatMap(CallShape.init(contentType:)), call.wire != .connect {
             if call.needsHTTP2(over: version) {
                 metrics.refused(.httpVersionNotSupported)
@@ -242,8 +245,8 @@ public final class RPCRouter: HTTPHandler {
     public func handle(_ request: HTTPRequest, writer: HTTPResponseWriter) {
         loop.assertInLoop()
         let started = Self.start(of: request)
-        // RPCs first: they are the hot path, and each lookup hashes the whole path.
-        guard let (method, routeMetrics) = methods[request.path] else {
+        // RPCs first: they are the hot path.
+        guard let (method, routeMetrics) = unaryMethod(at: request.path) else {
             return handleOther(request, started: started, writer: writer)
         }
         let record = RequestRecord(requestID: accessLog.requestID(request), routeName: method.name, metrics: routeMetrics, log: accessLog,
@@ -303,6 +306,11 @@ public final class RPCRouter: HTTPHandler {
             deadlineTimer?.cancel()
             self.finish(method, record, result, call: call, codec: message.codec, compressResponse: compressResponse, writer: writer)
         }
+    }
+
+    private func unaryMethod(at path: String) -> (method: UnaryMethod, metrics: RouteMetrics)? {
+        for entry in methods where entry.path == path { return (entry.method, entry.metrics) }
+        return nil
     }
 
     /// Where a request's deadline and logged duration start: when its headers arrived. A request

@@ -84,6 +84,12 @@ import TestSupport
         #"{"campaign":"c","member":"m","x":"# + String(repeating: "[", count: 70) + String(repeating: "]", count: 70) + "}",
         "{\"campaign\":\"c\tc\",\"member\":\"m\"}", "{\"campaign\":\"c\u{01}\",\"member\":\"m\"}",
         #"{"campaign":"c","member":"m","expiringBefore":"2026-12-01","expiringBefore":null}"#,
+        // Shapes at the edge of the in-place reader (plain strings and null under known keys).
+        #"{"campaign":"c","member":"m","member":null}"#, "\n{\"campaign\":\"c\",\r\n\t\"member\":\"m\"}\n",
+        #"{"campaign" "c","member":"m"}"#, #"{"campaign":"c" "member":"m"}"#, #"{"campaign":"c",,"member":"m"}"#, #"{,}"#,
+        #"{"campaign":nul}"#, #"{"campaign":nullx,"member":"m"}"#, #"{"campaign":"c","member":"m"}}"#, #"{"campaign":"c","member":"m""#,
+        #"{"campaign":"café","member":"m"}"#, #"{"campaign":"c","member":"m","expiring_before":"2026-01-01"}"#,
+        #"{"campaign":".","member":"m"}"#, #"{"Campaign":"c","member":"m"}"#,
     ])
     func theHandWrittenDecoderAgreesWithTheGeneratedOne(_ json: String) {
         let message = RPCMessage(codec: .json, bytes: Array(json.utf8))
