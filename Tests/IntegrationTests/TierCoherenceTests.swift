@@ -1,5 +1,7 @@
+import ExpiryDomain
 import Foundation
 import Testing
+@testable import PointsExpiryServer
 import TestSupport
 
 /// The in-process tier against real Redis and real processes: it answers hits without Redis,
@@ -201,6 +203,25 @@ import TestSupport
         // refuses at once: thirty requests cost a handful of timeouts, not thirty.
         let timeouts = metricValue(try metrics(service.baseURL), "points_expiry_redis_command_timeouts_total") - before
         #expect(timeouts <= 6)
+    }
+
+    @Test func aTierRecordIsNeverServedAtItsDeductionInstant() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-10", buckets: buckets(1))
+        // A record fresh for five minutes whose deduction instant comes in two seconds, as Redis
+        // would hold it on the eve of a midnight.
+        let now = Timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))
+        let deduction = now.adding(milliseconds: 2000)
+        let record = CachedAnswer(MemberExpiration(campaign: Self.campaign, member: "TIER-10", buckets: [], fetchedAt: now),
+                                  freshUntil: now.adding(milliseconds: 300_000), notAfter: deduction)
+        _ = try runWithInput("/usr/bin/redis-cli", ["-p", String(service.redis.port), "-x", "HSET", answersKey("TIER-10"), Self.campaign],
+                             Data(record.serialized()))
+        try warm(service.baseURL, member: "TIER-10", get: { try service.get(member: "TIER-10") })
+        try waitUntilPast(Date(timeIntervalSince1970: Double(deduction.millisecondsSince1970) / 1000 + 0.05))
+        try service.fake.resetStats()
+        #expect(try service.get(member: "TIER-10").headers["x-cache"] == "miss")
+        #expect(try service.fake.totalCalls() == 1)
     }
 
     @Test func aSmallBoundEvictsAndEveryAnswerStaysRight() throws {
