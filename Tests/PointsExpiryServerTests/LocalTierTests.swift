@@ -2,6 +2,7 @@ import Dispatch
 import EventLoop
 import ExpiryDomain
 import Testing
+import RPC
 @testable import PointsExpiryServer
 
 /// The in-process tier on its own: what it offers, what it keeps, what voids a fill, and its bound.
@@ -80,8 +81,19 @@ import Testing
         tier.fill(campaign: "c", member: "m", entry: entry(dates: 5), ticket: try #require(tier.fillTicket()))
         #expect(tier.servable(campaign: "c", member: "m")?.entry == entry(dates: 5))
         let record = try #require(tier.fallback(campaign: "c", member: "m"))
-        tier.recordGrew(by: record.keep(protoPrefix: [1, 2, 3]), campaign: "c", member: "m")
+        let before = tier.bytes
+        tier.record(record, grewBy: record.keep(protoPrefix: [1, 2, 3]), member: "m")
         #expect(record.keep(protoPrefix: [9]) == 0, "a record keeps its first binary form")
+        let memo = record.gzipMemo(in: tier, member: "m")
+        let body = Array(repeating: UInt8(ascii: "a"), count: 4096)
+        let gzipped = memo.compressed(body)
+        #expect(memo.compressed(body) == gzipped)
+        #expect(tier.bytes == before + 3 + memo.bytes, "both forms count against the bound")
+        // A record the tier no longer holds grows nobody's count.
+        tier.fill(campaign: "c", member: "m", entry: entry(dates: 2), ticket: try #require(tier.fillTicket()))
+        let replaced = tier.bytes
+        _ = memo.compressed(Array(body.dropLast()))
+        #expect(tier.bytes == replaced)
         tier.drop(member: "m")
         #expect(tier.bytes == 0)
     }

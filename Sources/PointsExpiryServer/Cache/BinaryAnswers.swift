@@ -37,7 +37,7 @@ final class BinaryAnswers {
            Self.sameStorage(held.bodyPrefix, answer.bodyPrefix) {
             if let prefix = record.protoPrefix { return answer.protoBody(prefix: prefix, expiringBefore: expiringBefore) }
             let prefix = try answer.protoPrefix()
-            tier.recordGrew(by: record.keep(protoPrefix: prefix), campaign: campaign, member: member)
+            tier.record(record, grewBy: record.keep(protoPrefix: prefix), member: member)
             return answer.protoBody(prefix: prefix, expiringBefore: expiringBefore)
         }
         let key = Key(campaign: campaign, member: member)

@@ -1,4 +1,5 @@
 import ExpiryDomain
+import RPC
 
 /// One worker's in-process copy of recent Redis records, so that a hit costs no Redis round trip.
 /// Loop-confined (one per worker, no locks); bounded by bytes.
@@ -114,9 +115,12 @@ final class LocalTier {
         return true
     }
 
-    /// A record grew (it made its binary form): counts it against the bound.
-    func recordGrew(by extra: Int, campaign: String, member: String) {
-        guard let position = index[member], slots[position] != nil else { return }
+    /// `record` grew (it made its binary or gzip form) by `extra` bytes (negative: shrank): counts it
+    /// against the bound while the tier still holds that very record.
+    func record(_ record: TierRecord, grewBy extra: Int, member: String) {
+        guard extra != 0, let position = index[member], let slot = slots[position], slot.records.contains(where: { $0.record === record }) else {
+            return
+        }
         slots[position]!.bytes += extra
         bytes += extra
         if bytes > maxBytes { makeRoom(for: 0) }
@@ -185,22 +189,35 @@ final class LocalTier {
 }
 
 /// One record held in the tier, with the encodings hits need made once: the JSON prefix is the
-/// record's own; the binary prefix is made on the first binary hit and kept.
+/// record's own; the binary prefix is made on the first binary hit, and the gzip form of the last
+/// body a caller asked compressed is kept in `gzipMemo`.
 final class TierRecord {
     let entry: CacheEntry
     private(set) var protoPrefix: [UInt8]?
+    private(set) var gzipMemo: GzipMemo?
 
     init(_ entry: CacheEntry) {
         self.entry = entry
     }
 
-    /// Bytes held (the binary prefix once made).
+    /// Bytes held (the binary prefix and gzip form once made).
     var bytes: Int {
         let recordBytes = switch entry {
         case .answer(let answer): answer.bodyPrefix.count + answer.expirations.count * CachedAnswer.expirationSize
         case .notFound: 24
         }
-        return recordBytes + (protoPrefix?.count ?? 0)
+        return recordBytes + (protoPrefix?.count ?? 0) + (gzipMemo?.bytes ?? 0)
+    }
+
+    /// The record's gzip memo, made on first use; its growth is counted in `tier` for `member`.
+    func gzipMemo(in tier: LocalTier, member: String) -> GzipMemo {
+        if let gzipMemo { return gzipMemo }
+        let memo = GzipMemo { [weak self, weak tier] extra in
+            guard let self, let tier else { return }
+            tier.record(self, grewBy: extra, member: member)
+        }
+        gzipMemo = memo
+        return memo
     }
 
     /// Keeps the binary prefix made from this record; returns the bytes it adds.

@@ -16,11 +16,14 @@ struct MemberAnswer {
     let answer: CachedAnswer
     let source: Source
     let ageSeconds: Int64
+    /// Where the answer's gzip form is kept, for an answer the worker's tier holds.
+    let gzipMemo: GzipMemo?
 
-    init(answer: CachedAnswer, source: Source, ageSeconds: Int64) {
+    init(answer: CachedAnswer, source: Source, ageSeconds: Int64, gzipMemo: GzipMemo? = nil) {
         self.answer = answer
         self.source = source
         self.ageSeconds = ageSeconds
+        self.gzipMemo = gzipMemo
     }
 
     /// Aged from the record's `fetchedAt` to `now`.
@@ -105,7 +108,8 @@ final class MemberAnswers {
             case .serve(.answer(let answer), let age):
                 metrics.cacheResults.increment("hit")
                 metrics.localCache.hits.increment()
-                return completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age)))
+                return completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age,
+                                                        gzipMemo: held.gzipMemo(in: tier, member: member))))
             case .serve(.notFound(let notFound), _):
                 metrics.cacheResults.increment("negative")
                 metrics.localCache.hits.increment()
