@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "RPCTests", dependencies: ["RPC", "HTTPServer", "EventLoop", "Codecs", "Gzip", "TestSupport", protobuf, logging]),
         .testTarget(name: "VoucherifyTests", dependencies: ["Voucherify", "ExpiryDomain", "Codecs", "TestSupport"]),
         .testTarget(name: "PointsExpiryServerTests", dependencies: [
-            "PointsExpiryServer", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport", "APIMessages", protobuf,
+            "PointsExpiryServer", "EventLoop", "ExpiryDomain", "Codecs", "RPC", "HTTPServer", "Voucherify", "TestSupport", "APIMessages", protobuf,
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "PointsExpiryServer", "ExpiryDomain", "Codecs", "EventLoop", "HTTPClient", "RedisClient", "Voucherify", "TestSupport", logging,

@@ -29,6 +29,8 @@ public final class Metrics: Sendable {
     /// Webhook deliveries by what became of them.
     public let webhookEvents: LabeledCounters
     public let rateBudget: RateBudgetCounters
+    /// The in-process tier.
+    public let localCache: LocalCacheCounters
     /// Campaign export jobs by how they ended.
     let campaignExports: LabeledCounters
     /// Rows of downloaded campaign exports: counted (ACTIVE), skipped (other statuses), malformed.
@@ -57,6 +59,7 @@ public final class Metrics: Sendable {
                                                                   "too_large", "unsupported_encoding", "cache_unavailable",
                                                                   "not_configured", "server_busy", "request_timeout"])
         rateBudget = RateBudgetCounters(registry)
+        localCache = LocalCacheCounters(registry, workers: workers)
         campaignExports = LabeledCounters(registry, "points_expiry_campaign_exports_total",
                                           help: "Campaign points-expiration export jobs by how they ended.",
                                           label: "result", values: CampaignExportJob.Outcome.allCases.map(\.rawValue))
@@ -116,7 +119,7 @@ public final class Metrics: Sendable {
 
 /// The registry's makers, by a family's whole name (spelled out so it can be searched for) and
 /// HELP text.
-private extension PrometheusCollectorRegistry {
+extension PrometheusCollectorRegistry {
     func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
         makeCounter(descriptor: Self.family(name, help), labels: labels)
     }

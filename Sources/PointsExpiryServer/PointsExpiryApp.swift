@@ -18,6 +18,8 @@ public final class PointsExpiryApp: @unchecked Sendable {
     private let localBudget: LocalRateBudget
     /// Campaign export downloads running at once in this process, over all workers.
     private let exportDownloads = ExportDownloadSlots()
+    /// Every worker's in-process tier, so an invalidation reaches all of them.
+    private let localTiers = LocalTierDirectory()
     /// Each worker belongs to its loop; this thread only hands them work through it.
     private var workers: [LoopBound<Worker>?]
     /// The port every worker accepts on (resolved when LISTEN asked for port 0).
@@ -72,9 +74,10 @@ public final class PointsExpiryApp: @unchecked Sendable {
         for (index, loop) in group.loops.enumerated() {
             let worker: LoopBound<Worker>
             do {
-                worker = try loop.runAndWait { [configuration, listening, voucherifyShared, localBudget, exportDownloads, metrics, logger] in
+                worker = try loop.runAndWait { [configuration, listening, voucherifyShared, localBudget, exportDownloads, localTiers, metrics, logger] in
                     LoopBound(try Worker(index: index, loop: loop, configuration: configuration, listening: listening, voucherifyShared: voucherifyShared,
-                                         localBudget: localBudget, exportDownloads: exportDownloads, metrics: metrics, logger: logger), loop: loop)
+                                         localBudget: localBudget, exportDownloads: exportDownloads, localTiers: localTiers, metrics: metrics,
+                                         logger: logger), loop: loop)
                 }
             } catch {
                 // Close the workers already built on their own loops, then stop: a failed start

@@ -28,6 +28,9 @@ public struct ServiceConfiguration: Sendable {
     public var interactiveReserve = InteractiveReserve.standard
     /// `EXPORT_REFRESH_SECONDS`: how old a campaign's export may get before it is asked for again.
     public var exportRefreshSeconds = defaultExportRefreshSeconds
+    /// `LOCAL_CACHE_BYTES`: the in-process tiers' bound for the whole process, shared evenly by
+    /// the workers; 0 turns the tier off (every hit asks Redis).
+    public var localCacheBytes = defaultLocalCacheBytes
 
     public init(server: HTTPServerConfiguration, workers: Int, redis: RedisConfiguration, voucherify: VoucherifyConfiguration,
                 timeZone: String, cacheWindows: CacheWindows = CacheWindows()) throws(ConfigurationError) {
@@ -49,6 +52,9 @@ public struct ServiceConfiguration: Sendable {
     public static let defaultVoucherifyAPIURL = "https://api.voucherify.io"
     public static let defaultTimeZone = "UTC"
     public static let defaultExportRefreshSeconds = 3600
+    public static let defaultLocalCacheBytes = 64 << 20
+    /// The most LOCAL_CACHE_BYTES may be (1 TiB): beyond any machine this runs on, and far from overflow.
+    public static let maxLocalCacheBytes = 1 << 40
 
     /// Reads the contract's environment variables (see README). `cores` is the WORKERS default.
     public static func fromEnvironment(_ environment: [String: String], cores: Int) throws(ConfigurationError) -> ServiceConfiguration {
@@ -100,6 +106,7 @@ public struct ServiceConfiguration: Sendable {
         if let rate = value("VOUCHERIFY_RATE_LIMIT") { configuration.rateLimit = try RateLimitSetting(parsing: rate) }
         if let reserve = value("VOUCHERIFY_INTERACTIVE_RESERVE") { configuration.interactiveReserve = try InteractiveReserve(parsing: reserve) }
         configuration.exportRefreshSeconds = try wholeNumber("EXPORT_REFRESH_SECONDS", default: defaultExportRefreshSeconds, max: month)
+        configuration.localCacheBytes = try wholeNumber("LOCAL_CACHE_BYTES", default: defaultLocalCacheBytes, min: 0, max: maxLocalCacheBytes)
         configuration.server.tls = try tlsContext(certificateFile: value("TLS_CERT_FILE"), keyFile: value("TLS_KEY_FILE"))
         return configuration
     }

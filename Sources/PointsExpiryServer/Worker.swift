@@ -25,6 +25,7 @@ final class Worker {
     private var router: RPCRouter?
     private var warmMembers: WarmMembers?
     private var campaignExports: CampaignExports?
+    private let tierTracking: TierTracking?
     private let lifecycle = WorkerLifecycle()
 
     var port: Int { server?.port ?? 0 }
@@ -34,7 +35,8 @@ final class Worker {
 
     /// `index` names this worker in per-worker metrics.
     init(index: Int, loop: Loop, configuration: ServiceConfiguration, listening: ListeningSocket, voucherifyShared: VoucherifyShared,
-         localBudget: LocalRateBudget, exportDownloads: ExportDownloadSlots, metrics: Metrics, logger: Logger) throws {
+         localBudget: LocalRateBudget, exportDownloads: ExportDownloadSlots, localTiers: LocalTierDirectory, metrics: Metrics,
+         logger: Logger) throws {
         self.loop = loop
         redis = try RedisConnection(loop: loop, configuration: configuration.redis, logger: logger)
         redis.observer = RedisConnectionObserver(
@@ -42,16 +44,20 @@ final class Worker {
             readinessChanged: { ready in metrics.setRedisConnected(worker: index, ready) })
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
+        let tier = LocalTier(maxBytes: configuration.localCacheBytes / max(1, configuration.workers))
+        localTiers.register(tier, loop: loop)
+        tierTracking = tier.maxBytes > 0
+            ? try TierTracking(loop: loop, redis: configuration.redis, tier: tier, worker: index, metrics: metrics, logger: logger) : nil
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)
         let budget = try RateBudget(loop: loop, redis: redis, local: localBudget, metrics: metrics, logger: logger)
         self.budget = budget
-        let answers = MemberAnswers(loop: loop, cache: cache, voucherify: voucherify, budget: budget.interactive, warmingBudget: budget.warming,
+        let answers = MemberAnswers(loop: loop, cache: cache, tier: tier, tiers: localTiers, voucherify: voucherify, budget: budget.interactive, warmingBudget: budget.warming,
                                     policy: MemberAnswerPolicy(schedule: configuration.schedule, windows: configuration.cacheWindows),
                                     lifecycle: lifecycle, metrics: metrics, logger: logger)
-        let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), cache: cache,
+        let webhook = VoucherifyWebhook(signer: configuration.webhookSecret.map(WebhookSigner.init(secret:)), answers: answers,
                                         bodyLimit: configuration.maxWebhookBodyBytes, metrics: metrics, logger: logger)
         let readiness = Readiness(redis: redis, lifecycle: lifecycle)
-        let binary = BinaryAnswers()
+        let binary = BinaryAnswers(tier: tier)
         let warmMembers = WarmMembers(loop: loop, answers: answers, metrics: metrics, logger: logger)
         self.warmMembers = warmMembers
         let campaignExports = CampaignExports(loop: loop, store: CampaignExportStore(redis: redis, logger: logger),
@@ -64,7 +70,7 @@ final class Worker {
             loop: loop,
             methods: [GetMemberExpiration(answers: answers, binary: binary),
                       BatchGetMemberExpirations(loop: loop, answers: answers, binary: binary, logger: logger),
-                      InvalidateMember(cache: cache), warmMembers,
+                      InvalidateMember(answers: answers), warmMembers,
                       GetCampaignExpiration(exports: campaignExports, schedule: configuration.schedule),
                       HealthCheck(readiness: readiness), HealthWatch()],
             plainRoutes: [
@@ -77,6 +83,7 @@ final class Worker {
         self.router = router
         server = try HTTPServer(loop: loop, listeningOn: listening, configuration: configuration.server, handler: router, logger: logger)
         redis.start()
+        tierTracking?.start()
         // One sweep per replica keeps the campaigns asked for lately refreshed.
         if index == 0 { campaignExports.startSweeping() }
     }
@@ -104,6 +111,7 @@ final class Worker {
         campaignExports = nil
         budget?.close()
         curl.cancelAll()
+        tierTracking?.close()
         redis.close()
     }
 }

@@ -10,10 +10,13 @@ import SwiftProtobuf
 public struct UnaryReply {
     public var body: [UInt8]
     public var headers: [(name: String, value: String)]
+    /// Where a cached answer keeps its compressed form, when the caller asks for gzip.
+    public var gzipMemo: GzipMemo?
 
-    public init(body: [UInt8], headers: [(name: String, value: String)] = []) {
+    public init(body: [UInt8], headers: [(name: String, value: String)] = [], gzipMemo: GzipMemo? = nil) {
         self.body = body
         self.headers = headers
+        self.gzipMemo = gzipMemo
     }
 }
 
@@ -363,7 +366,7 @@ public final class RPCRouter: HTTPHandler {
         case .success(let reply):
             var body = reply.body
             let compressed = compressResponse && body.count >= gzipThreshold
-            if compressed { body = Gzip.compress(body) }
+            if compressed { body = reply.gzipMemo?.compressed(body) ?? Gzip.compress(body) }
             record.answer(call.successResponse(body, codec: codec, headers: reply.headers, compressed: compressed), .rpc(nil), writer: writer)
         case .failure(let error):
             if error.code == .internal {

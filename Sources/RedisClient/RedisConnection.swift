@@ -98,9 +98,9 @@ public struct RedisConnectionObserver {
     }
 }
 
-/// One hiredis async connection attached to a loop. Owns the `redisAsyncContext*` (hiredis frees
-/// it itself after a failed connect or a disconnect; we free it on timeouts and in `close`).
-/// Enforces connect and command timeouts (on the monotonic clock) and reconnects with backoff.
+/// One hiredis async connection attached to a loop, through a `RedisLink` (which owns the
+/// `redisAsyncContext*`, the connect timeout and the reconnects with backoff). Enforces command
+/// timeouts (on the monotonic clock).
 ///
 /// The connection is *ready* only once Redis answered the set-up handshake (AUTH and SELECT from
 /// the URL, then PING): until then, and from the moment a command is overdue, `send` fails at
@@ -111,9 +111,7 @@ public final class RedisConnection {
     private let loop: Loop
     private let configuration: RedisConfiguration
     private let logger: Logger
-    private var context: UnsafeMutablePointer<redisAsyncContext>?
-    /// TCP connected; commands may be written (the handshake goes first).
-    private var connected = false
+    private let link: RedisLink
     /// The handshake was answered and no command timed out since.
     private var ready = false {
         didSet {
@@ -130,10 +128,8 @@ public final class RedisConnection {
     /// queued steps it also refuses.
     private var handshakeRefused = false
     private var closed = false
-    private var reconnectDelay: Int
     /// Both timers capture `self` unowned (a weak reference would slow every retain of this
     /// object on the request path); `close()`, also run by `deinit`, cancels them.
-    private let connectTimer: Timer
     private let sweepTimer: Timer
     private let healthTimer: Timer
     /// When the last command was sent (monotonic ms): a command sent since the last health check
@@ -148,10 +144,10 @@ public final class RedisConnection {
         self.loop = loop
         self.configuration = configuration
         self.logger = logger
-        reconnectDelay = configuration.reconnectBackoffMilliseconds.first
-        connectTimer = try Timer(loop: loop)
+        link = try RedisLink(loop: loop, configuration: configuration, logger: logger)
         sweepTimer = try Timer(loop: loop)
         healthTimer = try Timer(loop: loop)
+        link.delegate = self
     }
 
     deinit { close() }
@@ -172,7 +168,7 @@ public final class RedisConnection {
     /// shortly; until then nothing new should queue behind it).
     private var hasOverdueCommand: Bool {
         skipAnswered()
-        return connected && inflightHead < inflight.count && inflight[inflightHead].deadline <= loop.monotonicMilliseconds
+        return link.isConnected && inflightHead < inflight.count && inflight[inflightHead].deadline <= loop.monotonicMilliseconds
     }
 
     /// Moves past the answered commands at the head of the queue.
@@ -183,76 +179,20 @@ public final class RedisConnection {
     /// Starts connecting (and keeps reconnecting until `close`).
     public func start() {
         loop.assertInLoop()
-        guard !closed, context == nil else { return }
-        guard let context = redisAsyncConnect(configuration.host, Int32(configuration.port)) else {
-            scheduleReconnect(reason: "redisAsyncConnect returned nothing")
-            return
-        }
-        if context.pointee.err != 0 {
-            let reason = context.pointee.errstr.map { String(cString: $0) } ?? "connect failed"
-            redisAsyncFree(context)
-            scheduleReconnect(reason: reason)
-            return
-        }
-        context.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        guard pe_redis_libevent_attach(context, loop.base) == REDIS_OK else {
-            redisAsyncFree(context)
-            scheduleReconnect(reason: "redisLibeventAttach failed")
-            return
-        }
-        redisAsyncSetConnectCallback(context) { context, status in
-            guard let owner = RedisConnection.owner(of: context) else { return }
-            owner.connectFinished(ok: status == REDIS_OK, reason: context?.pointee.errstr.map { String(cString: $0) })
-        }
-        redisAsyncSetDisconnectCallback(context) { context, _ in
-            RedisConnection.owner(of: context)?.disconnected()
-        }
-        self.context = context
-        // The connect timeout covers the whole handshake: a server that accepts the connection
-        // and never answers is as unusable as one that refuses it.
-        armConnectTimer(milliseconds: configuration.connectTimeoutMilliseconds) { [unowned self] in
-            guard !ready else { return }
-            unreadyReason = notAnswering(configuration.connectTimeoutMilliseconds)
-            dropContext(reason: "no answer to the connection set-up within \(self.configuration.connectTimeoutMilliseconds) ms")
-        }
-        // Queued now, sent once connected, answered in order before anything sent later. The
-        // completions hold `self` strongly: freeing the context (close, or a drop) fails them
-        // synchronously, so they must never reach a deinitialising object; `close()` ends them.
-        handshakeRefused = false
-        if let password = configuration.password { enqueue([Array("AUTH".utf8), Array(password.utf8)], completion: { [self] in handshakeReply($0) }) }
-        if configuration.database != 0 { enqueue([Array("SELECT".utf8), Array(String(configuration.database).utf8)], completion: { [self] in handshakeReply($0) }) }
-        enqueue([Array("PING".utf8)]) { [self] result in
-            // A refused AUTH/SELECT may still let PING through: such a connection is not ready.
-            guard handshakeReply(result), !handshakeRefused, !closed else { return }
-            connectTimer.cancel()
-            ready = true
-            reconnectDelay = configuration.reconnectBackoffMilliseconds.first
-            armHealthCheck()
-            logger.info("connected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
-        }
+        guard !closed else { return }
+        link.start()
     }
 
     /// Closes for good; pending commands fail with `connectionLost`.
     public func close() {
         closed = true
         unreadyReason = "closed"
-        connectTimer.cancel()
         sweepTimer.cancel()
         healthTimer.cancel()
-        freeContext()
-        failInflight()
-    }
-
-    /// Frees the hiredis context, which fails its pending callbacks (nil replies) and may call
-    /// the disconnect callback. `data` is cleared first so no callback reaches this object while
-    /// it is closing or being deinitialised.
-    private func freeContext() {
-        guard let context else { return }
-        self.context = nil
-        connected = false
         ready = false
-        context.pointee.data = nil
-        redisAsyncFree(context)
+        // Freeing the context fails its pending callbacks (nil replies) synchronously.
+        link.close()
+        failInflight()
     }
 
     /// Sends one command (binary-safe arguments). Fails at once when the connection is not ready.
@@ -263,59 +203,26 @@ public final class RedisConnection {
     }
 
     private func enqueue(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
-        guard let context, !closed else { return completion(.failure(.notConnected)) }
+        guard link.context != nil, !closed else { return completion(.failure(.notConnected)) }
         let now = loop.monotonicMilliseconds
         lastActivity = now
         let command = PendingCommand(deadline: now + Int64(configuration.commandTimeoutMilliseconds), sentAt: now, loop: loop,
                                      observer: observer?.commandFinished, completion: completion)
-        // hiredis formats the command into its own buffer during the call: our buffers need only live that long.
-        let rc = withArgv(arguments) { argv, lengths in
-            redisAsyncCommandArgv(context, { _, reply, privdata in
-                guard let privdata else { return }
-                let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
-                command.complete(reply.map { .success(RedisReply(parsing: $0.assumingMemoryBound(to: redisReply.self))) } ?? .failure(.connectionLost))
-            }, Unmanaged.passRetained(command).toOpaque(), Int32(arguments.count), argv, lengths)
-        }
-        guard rc == REDIS_OK else {
+        // Each command's callback owns one retain of its PendingCommand: hiredis calls it
+        // exactly once (a reply, or NULL when the context is freed). This connection never
+        // subscribes, so hiredis never hands a reply to a stale callback copy.
+        let sent = link.send(arguments, callback: { _, reply, privdata in
+            guard let privdata else { return }
+            let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
+            command.complete(reply.map { .success(RedisReply(parsing: $0.assumingMemoryBound(to: redisReply.self))) } ?? .failure(.connectionLost))
+        }, privdata: Unmanaged.passRetained(command).toOpaque())
+        guard sent else {
             // hiredis did not take the callback: balance the retain it would have released.
             Unmanaged.passUnretained(command).release()
             return completion(.failure(.notConnected))
         }
         inflight.append(command)
         if !sweepTimer.isArmed { armSweep() }
-    }
-
-    // MARK: hiredis callbacks
-
-    private static func owner(of context: UnsafePointer<redisAsyncContext>?) -> RedisConnection? {
-        guard let data = context?.pointee.data else { return nil }
-        return Unmanaged<RedisConnection>.fromOpaque(data).takeUnretainedValue()
-    }
-
-    private func connectFinished(ok: Bool, reason: String?) {
-        guard ok else {
-            connectTimer.cancel()
-            unreadyReason = "cannot connect to Redis: \(reason ?? "connect failed")"
-            // hiredis frees the context after this callback returns.
-            context = nil
-            failInflight()
-            scheduleReconnect(reason: reason ?? "connect failed")
-            return
-        }
-        connected = true
-        // The handshake queued while connecting gets its full command timeout from now.
-        let deadline = loop.monotonicMilliseconds + Int64(configuration.commandTimeoutMilliseconds)
-        for command in inflight[inflightHead...] { command.deadline = deadline }
-    }
-
-    private func disconnected() {
-        // hiredis frees the context after this callback returns.
-        context = nil
-        connected = false
-        ready = false
-        unreadyReason = "Redis closed the connection"
-        failInflight()
-        if !closed { scheduleReconnect(reason: "disconnected") }
     }
 
     /// True for an accepted handshake step. A refusal (wrong password, no such database) leaves
@@ -329,7 +236,7 @@ public final class RedisConnection {
             unreadyReason = "Redis refused the connection set-up (check REDIS_URL)"
             logger.error("Redis rejected the connection set-up (check REDIS_URL)", metadata: ["error": "\(message)"])
             // Not from inside hiredis' reply callback: drop on the next tick.
-            loop.nextTick { [self] in dropContext(reason: "connection set-up rejected") }
+            link.dropSoon(reason: "connection set-up rejected")
             return false
         case .success:
             return true
@@ -338,37 +245,7 @@ public final class RedisConnection {
         }
     }
 
-    // MARK: timeouts and reconnects
-
-    /// Frees the context (if any) and schedules the next attempt. Whatever timer called this,
-    /// the connect timer is re-armed for the reconnect, so no path can leave us unscheduled.
-    private func dropContext(reason: String) {
-        guard !closed else { return }
-        logger.warning("dropping Redis connection", metadata: ["reason": "\(reason)"])
-        connectTimer.cancel()
-        freeContext()
-        failInflight()
-        scheduleReconnect(reason: reason)
-    }
-
-    private func scheduleReconnect(reason: String) {
-        guard !closed, !connectTimer.isArmed else { return }
-        logger.warning("Redis unavailable; retrying", metadata: ["reason": "\(reason)", "retry_ms": "\(reconnectDelay)"])
-        let delay = reconnectDelay
-        reconnectDelay = min(reconnectDelay * 2, configuration.reconnectBackoffMilliseconds.limit)
-        armConnectTimer(milliseconds: delay) { [unowned self] in start() }
-    }
-
-    /// The connect timer drives both the handshake deadline and reconnects. Arming a libevent
-    /// timer fails only when out of memory; then the next reconnect is tried at once instead.
-    private func armConnectTimer(milliseconds: Int, _ action: @escaping () -> Void) {
-        do {
-            try connectTimer.arm(milliseconds: milliseconds, action)
-        } catch {
-            logger.error("could not arm the Redis connect timer", metadata: ["error": "\(error)"])
-            loop.nextTick(action)
-        }
-    }
+    // MARK: timeouts
 
     private func armSweep() {
         do {
@@ -391,7 +268,7 @@ public final class RedisConnection {
             return
         }
         // Before the connection is up, the connect timeout governs (AUTH/SELECT wait in the queue).
-        if connected, inflight[inflightHead].deadline <= loop.monotonicMilliseconds {
+        if link.isConnected, inflight[inflightHead].deadline <= loop.monotonicMilliseconds {
             let timeout = configuration.commandTimeoutMilliseconds
             // Not ready from now on: a completion that sends again fails at once rather than
             // queueing on the context about to be freed.
@@ -400,7 +277,7 @@ public final class RedisConnection {
             for command in inflight[inflightHead...] { command.complete(.failure(.timedOut(milliseconds: timeout))) }
             inflight.removeAll()
             inflightHead = 0
-            dropContext(reason: "no answer within \(timeout) ms")
+            if !closed { link.drop(reason: "no answer within \(timeout) ms") }
             return
         }
         armSweep()
@@ -428,6 +305,41 @@ public final class RedisConnection {
         inflight = []
         inflightHead = 0
         for command in pending { command.complete(.failure(.connectionLost)) }
+    }
+}
+
+extension RedisConnection: RedisLinkDelegate {
+    func linkOpened() {
+        // Queued now, sent once connected, answered in order before anything sent later. The
+        // completions hold `self` strongly: freeing the context (close, or a drop) fails them
+        // synchronously, so they must never reach a deinitialising object; `close()` ends them.
+        handshakeRefused = false
+        for command in configuration.setUpCommands { enqueue(command, completion: { [self] in handshakeReply($0) }) }
+        enqueue([Array("PING".utf8)]) { [self] result in
+            // A refused AUTH/SELECT may still let PING through: such a connection is not ready.
+            guard handshakeReply(result), !handshakeRefused, !closed else { return }
+            link.setUpFinished()
+            ready = true
+            armHealthCheck()
+            logger.info("connected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
+        }
+    }
+
+    func linkConnected() {
+        // The handshake queued while connecting gets its full command timeout from now.
+        let deadline = loop.monotonicMilliseconds + Int64(configuration.commandTimeoutMilliseconds)
+        for command in inflight[inflightHead...] { command.deadline = deadline }
+    }
+
+    func linkDown(_ loss: RedisLinkLoss) {
+        ready = false
+        switch loss {
+        case .connectFailed(let reason): unreadyReason = "cannot connect to Redis: \(reason)"
+        case .closedByServer: unreadyReason = "Redis closed the connection"
+        case .setUpTimedOut: unreadyReason = notAnswering(configuration.connectTimeoutMilliseconds)
+        case .dropped: break  // the reason was set where the drop was decided
+        }
+        failInflight()
     }
 }
 
@@ -465,47 +377,5 @@ private final class PendingCommand {
             observer(outcome, Double(max(0, loop.monotonicMilliseconds - sentAt)) / 1000)
         }
         completion(result)
-    }
-}
-
-private extension RedisReply {
-    init(parsing reply: UnsafeMutablePointer<redisReply>) {
-        let value = reply.pointee
-        func bytes() -> [UInt8] {
-            guard let str = value.str else { return [] }
-            return str.withMemoryRebound(to: UInt8.self, capacity: value.len) { Array(UnsafeBufferPointer(start: $0, count: value.len)) }
-        }
-        switch value.type {
-        case REDIS_REPLY_STRING: self = .bulk(bytes())
-        case REDIS_REPLY_STATUS: self = .status(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_ERROR: self = .error(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_INTEGER: self = .integer(Int64(value.integer))
-        case REDIS_REPLY_ARRAY:
-            self = .array((0..<value.elements).compactMap { index in value.element?[index].map { RedisReply(parsing: $0) } })
-        default: self = .null
-        }
-    }
-}
-
-/// `argv` and `argvlen` over Swift byte arrays for the duration of `body`, in stack scratch
-/// space (this runs once per Redis command).
-private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-    let total = arguments.reduce(0) { $0 + $1.count }
-    return withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(total, 1)) { flat in
-        withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: arguments.count) { argv in
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: arguments.count) { lengths in
-                var offset = 0
-                for (index, argument) in arguments.enumerated() {
-                    let start = flat.baseAddress! + offset
-                    argument.withUnsafeBytes { bytes in
-                        UnsafeMutableRawPointer(start).copyMemory(from: bytes.baseAddress ?? UnsafeRawPointer(start), byteCount: bytes.count)
-                    }
-                    argv[index] = UnsafePointer(start)
-                    lengths[index] = argument.count
-                    offset += argument.count
-                }
-                return body(argv.baseAddress!, lengths.baseAddress!)
-            }
-        }
     }
 }

@@ -68,6 +68,8 @@ struct Serve: ParsableCommand {
     var cacheNotFoundSeconds: Int?
     @Option(help: ArgumentHelp("Seconds between refreshes of a campaign's points-expiration export, for GetCampaignExpiration (EXPORT_REFRESH_SECONDS, default \(ServiceConfiguration.defaultExportRefreshSeconds)).", valueName: "seconds"))
     var exportRefreshSeconds: Int?
+    @Option(help: ArgumentHelp("Bytes of recent answers kept in process, over all workers; 0 turns the in-process tier off (LOCAL_CACHE_BYTES, default \(ServiceConfiguration.defaultLocalCacheBytes)).", valueName: "bytes"))
+    var localCacheBytes: Int?
     @Option(help: ArgumentHelp("PEM certificate chain; with --tls-key-file the port speaks TLS, re-read on SIGHUP (TLS_CERT_FILE, default: none, cleartext).", valueName: "file"))
     var tlsCertFile: String?
     @Option(help: ArgumentHelp("PEM private key of that certificate (TLS_KEY_FILE, default: none).", valueName: "file"))
@@ -87,6 +89,7 @@ struct Serve: ParsableCommand {
             ("CACHE_STALE_IF_ERROR_SECONDS", cacheStaleIfErrorSeconds.map(String.init)),
             ("CACHE_NOT_FOUND_SECONDS", cacheNotFoundSeconds.map(String.init)),
             ("EXPORT_REFRESH_SECONDS", exportRefreshSeconds.map(String.init)),
+            ("LOCAL_CACHE_BYTES", localCacheBytes.map(String.init)),
             ("VOUCHERIFY_RATE_LIMIT", voucherifyRateLimit), ("VOUCHERIFY_INTERACTIVE_RESERVE", voucherifyInteractiveReserve),
             ("TLS_CERT_FILE", tlsCertFile), ("TLS_KEY_FILE", tlsKeyFile), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
         ]

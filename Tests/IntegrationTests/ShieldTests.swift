@@ -16,11 +16,6 @@ import Testing
         try pageCalls(fleet, member: member).values.reduce(0, +)
     }
 
-    /// Waits until the wall clock is past `instant` (a record's window ends by the clock).
-    func waitUntilPast(_ instant: Date) throws {
-        try waitUntil("the clock passes \(instant)") { Date() > instant }
-    }
-
     @Test func concurrentCallersShareOneReadPerPageAcrossTheFleet() throws {
         let fleet = try Fleet()
         try fleet.fake.putMember("SF-1", buckets: buckets(250)) // three pages of 100

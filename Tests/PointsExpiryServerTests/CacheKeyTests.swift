@@ -51,3 +51,18 @@ import Testing
         #expect(CacheKey.exportLease(campaign: "a}") != CacheKey.exportLease(campaign: "a%7D"))
     }
 }
+
+/// The tier hears Redis key names; it must find the member of exactly the answers hashes.
+@Suite struct AnswersKeyTests {
+    @Test(arguments: ["CARD-1", "b}c", "{x}", "%", "100%25", "zażółć", "a:answers", ""])
+    func everyAnswersKeyGivesBackItsMember(_ member: String) {
+        #expect(CacheKey.member(answersKey: Array(CacheKey.answers(member: member).utf8)) == member)
+    }
+
+    @Test func otherKeysAreNotAnswers() {
+        let keys = [CacheKey.generation(member: "m"), CacheKey.lease(member: "m", campaign: "c}:answers"),
+                    CacheKey.handledEvent(member: "m", eventID: "e}:answers"), CacheKey.exportData(campaign: "c"),
+                    "pe:{a}b}:answers", "pe:{%zz}:answers", "pe:{:answers", "x:{m}:answers", "pe:{%FF}:answers"]
+        for key in keys { #expect(CacheKey.member(answersKey: Array(key.utf8)) == nil, "\(key)") }
+    }
+}

@@ -10,6 +10,22 @@ enum CacheKey {
         key(member: member, suffix: "}:answers")
     }
 
+    /// Every member key starts so (`pe:{`): the prefix Redis tracks for the in-process tiers.
+    static let memberKeyPrefix = "pe:{"
+
+    /// The member whose answers hash `key` is (`answers(member:)` reversed); nil for any other key.
+    static func member(answersKey key: some Collection<UInt8>) -> String? {
+        let prefix = memberKeyPrefix.utf8, suffix = "}:answers".utf8
+        guard key.count >= prefix.count + suffix.count, key.starts(with: prefix), key.reversed().starts(with: suffix.reversed()) else {
+            return nil
+        }
+        let escaped = key.dropFirst(prefix.count).dropLast(suffix.count)
+        // An unescaped brace cannot be in a member's part: not a key this service wrote.
+        guard !escaped.contains(UInt8(ascii: "{")), !escaped.contains(UInt8(ascii: "}")),
+              let member = PercentEncoding.decodePathSegment(escaped) else { return nil }
+        return String(validating: member, as: UTF8.self)
+    }
+
     /// `pe:{<member>}:gen` — a unique token replaced by every invalidation, fencing off refills
     /// that started before it.
     static func generation(member: String) -> String {
@@ -50,7 +66,7 @@ enum CacheKey {
     static let exportedCampaigns = "pe:export:campaigns"
 
     private static func key(member: String, suffix: StaticString) -> String {
-        key(prefix: "pe:{", tagged: member, suffix: suffix)
+        key(prefix: "pe:{", tagged: member, suffix: suffix) // memberKeyPrefix
     }
 
     private static func key(prefix: StaticString, tagged: String, suffix: StaticString) -> String {

@@ -2,6 +2,7 @@ import EventLoop
 import ExpiryDomain
 import Logging
 import RPC
+import RedisClient
 import Voucherify
 
 /// One member's answer, with where it came from.
@@ -15,11 +16,14 @@ struct MemberAnswer {
     let answer: CachedAnswer
     let source: Source
     let ageSeconds: Int64
+    /// Where the answer's gzip form is kept, for an answer the worker's tier holds.
+    let gzipMemo: GzipMemo?
 
-    init(answer: CachedAnswer, source: Source, ageSeconds: Int64) {
+    init(answer: CachedAnswer, source: Source, ageSeconds: Int64, gzipMemo: GzipMemo? = nil) {
         self.answer = answer
         self.source = source
         self.ageSeconds = ageSeconds
+        self.gzipMemo = gzipMemo
     }
 
     /// Aged from the record's `fetchedAt` to `now`.
@@ -48,6 +52,10 @@ struct MemberAnswer {
 final class MemberAnswers {
     private let loop: Loop
     private let cache: MemberCache
+    /// This worker's copy of recent Redis records (hits without a Redis round trip).
+    private let tier: LocalTier
+    /// Every worker's tier, for invalidations.
+    private let tiers: LocalTierDirectory
     private let voucherify: VoucherifyAPI
     private let budget: UpstreamAdmission
     private let warmingBudget: UpstreamAdmission
@@ -69,10 +77,12 @@ final class MemberAnswers {
 
     /// `budget` admits callers' reads, `warmingBudget` WarmMembers' reads (only above the
     /// interactive reserve).
-    init(loop: Loop, cache: MemberCache, voucherify: VoucherifyAPI, budget: UpstreamAdmission, warmingBudget: UpstreamAdmission,
+    init(loop: Loop, cache: MemberCache, tier: LocalTier, tiers: LocalTierDirectory, voucherify: VoucherifyAPI, budget: UpstreamAdmission, warmingBudget: UpstreamAdmission,
          policy: MemberAnswerPolicy, lifecycle: WorkerLifecycle, metrics: Metrics, logger: Logger) {
         self.loop = loop
         self.cache = cache
+        self.tier = tier
+        self.tiers = tiers
         self.voucherify = voucherify
         self.budget = budget
         self.warmingBudget = warmingBudget
@@ -91,14 +101,34 @@ final class MemberAnswers {
     func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64, record: RequestRecord? = nil,
                 completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
+        if let held = tier.servable(campaign: campaign, member: member) {
+            // Answered here and now, without Redis. Anything but a fresh record asks Redis, which
+            // may hold a newer one.
+            switch policy.decide(held.entry, directives: directives, now: now) {
+            case .serve(.answer(let answer), let age):
+                metrics.cacheResults.increment("hit")
+                metrics.localCache.hits.increment()
+                return completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age,
+                                                        gzipMemo: held.gzipMemo(in: tier, member: member))))
+            case .serve(.notFound(let notFound), _):
+                metrics.cacheResults.increment("negative")
+                metrics.localCache.hits.increment()
+                return completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+            case .serveStaleAndRefresh, .read: break
+            }
+        }
+        let ticket = tier.fillTicket()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             let entry: CacheEntry?
             switch lookup {
-            case .found(let found): entry = found
+            case .found(let found):
+                entry = found
+                if let ticket { keep(found, campaign: campaign, member: member, ticket: ticket) }
             case .absent: entry = nil
             case .unavailable:
                 metrics.cacheUnavailable.increment()
-                entry = nil
+                // Redis cannot be asked: what this worker holds still answers inside its windows.
+                entry = tier.fallback(campaign: campaign, member: member)?.entry
             }
             switch policy.decide(entry, directives: directives, now: now) {
             case .serve(.answer(let answer), let age):
@@ -114,6 +144,24 @@ final class MemberAnswers {
             case .read(let fallback):
                 join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, record: record, completion: completion))
             }
+        }
+    }
+
+    /// Keeps a record Redis just returned in the tier, unless an invalidation arrived meanwhile.
+    private func keep(_ entry: CacheEntry, campaign: String, member: String, ticket: LocalTier.FillTicket) {
+        let evictionsBefore = tier.evictions
+        let kept = tier.fill(campaign: campaign, member: member, entry: entry, ticket: ticket)
+        metrics.localCache.fills.increment(kept ? "kept" : "discarded")
+        if tier.evictions != evictionsBefore { metrics.localCache.evictions.increment(by: Int64(tier.evictions - evictionsBefore)) }
+    }
+
+    /// Drops `member`'s answers under every campaign spelling: in Redis (fencing refills in flight;
+    /// with `eventID`, once per webhook event), then from every worker's tier in this process,
+    /// whatever Redis said, and only then completes, on this loop.
+    func invalidate(member: String, eventID: String?, completion: @escaping (Result<InvalidationOutcome, RedisError>) -> Void) {
+        loop.assertInLoop()
+        cache.invalidate(member: member, eventID: eventID) { [self] result in
+            tiers.drop(member: member, from: loop) { completion(result) }
         }
     }
 

@@ -27,7 +27,7 @@ final class GetMemberExpiration: UnaryMethod {
                     case .proto: try binary.body(found.answer, campaign: request.campaign, member: request.member,
                                                  expiringBefore: request.expiringBefore)
                     }
-                    return UnaryReply(body: body, headers: found.cacheHeaders)
+                    return UnaryReply(body: body, headers: found.cacheHeaders, gzipMemo: found.gzipMemo)
                 }
             })
         }

@@ -5,22 +5,22 @@ import RPC
 import Voucherify
 
 /// `POST /webhooks/voucherify`: verifies the signature over the body as received, then drops the
-/// member named by a `points_expired` event (the same `MemberCache.invalidate` as InvalidateMember). The relay sees 200 only
-/// once the invalidation happened; 503 asks it to retry; 4xx means the delivery can never succeed.
+/// member named by a `points_expired` event (the same `MemberAnswers.invalidate` as InvalidateMember: Redis,
+/// then every worker's tier). The relay sees 200 only once the invalidation happened; 503 asks it to retry; 4xx means the delivery can never succeed.
 /// Each delivery is counted and logged once, at `info`, by its result (never its signature).
 final class VoucherifyWebhook {
     static let path = "/webhooks/voucherify"
 
     private let signer: WebhookSigner?
-    private let cache: MemberCache
+    private let answers: MemberAnswers
     private let bodyLimit: Int
     private let metrics: Metrics
     private let logger: Logger
 
     /// `signer` nil: no `WEBHOOK_SECRET`, the endpoint is off.
-    init(signer: WebhookSigner?, cache: MemberCache, bodyLimit: Int, metrics: Metrics, logger: Logger) {
+    init(signer: WebhookSigner?, answers: MemberAnswers, bodyLimit: Int, metrics: Metrics, logger: Logger) {
         self.signer = signer
-        self.cache = cache
+        self.answers = answers
         self.bodyLimit = bodyLimit
         self.metrics = metrics
         self.logger = logger
@@ -92,7 +92,7 @@ final class VoucherifyWebhook {
     /// client's command timeout bounds the wait (500 ms, checked every quarter of it: at most
     /// about 625 ms, far inside the 10 s Voucherify allows).
     private func invalidate(_ event: PointsExpiredEvent, respond: @escaping (HTTPResponse) -> Void) {
-        cache.invalidate(member: event.member, eventID: event.eventID) { [self] result in
+        answers.invalidate(member: event.member, eventID: event.eventID) { [self] result in
             switch result {
             case .success(.alreadyHandled):
                 delivered("duplicate", type: WebhookEvent.pointsExpiredType, event: event)

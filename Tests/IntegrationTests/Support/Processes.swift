@@ -232,3 +232,8 @@ func reap(_ process: Process) {
     var status: Int32 = 0
     _ = waitpid(process.processIdentifier, &status, 0)
 }
+
+/// Waits until the wall clock is past `instant` (a record's window ends by the clock).
+func waitUntilPast(_ instant: Date) throws {
+    try waitUntil("the clock passes \(instant)") { Date() > instant }
+}

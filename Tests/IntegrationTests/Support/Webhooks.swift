@@ -16,11 +16,14 @@ extension ServiceUnderTest {
     /// without whitespace (as Voucherify signs; vectors checked in VoucherifyTests);
     /// "" = no header; anything else is sent as is.
     func deliver(_ body: String, signature: String? = nil, headers: [String] = []) throws -> HTTPResult {
-        let bytes = Array(body.utf8)
-        let signer = WebhookSigner(secret: Self.webhookSecret)
-        let header = signature ?? signer.signature(of: WebhookPayload.removingWhitespace(bytes))
-        return try CurlClient.request("POST", baseURL + Self.webhookPath, body: Data(bytes),
+        let header = signature ?? Self.webhookSignature(body)
+        return try CurlClient.request("POST", baseURL + Self.webhookPath, body: Data(body.utf8),
                                       headers: ["content-type: application/json"] + (header.isEmpty ? [] : ["x-voucherify-signature: \(header)"]) + headers)
+    }
+
+    /// The test secret's signature of `body` without whitespace, as Voucherify signs.
+    static func webhookSignature(_ body: String) -> String {
+        WebhookSigner(secret: webhookSecret).signature(of: WebhookPayload.removingWhitespace(Array(body.utf8)))
     }
 
     /// InvalidateMember over Connect.

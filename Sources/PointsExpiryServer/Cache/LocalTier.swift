@@ -1,0 +1,229 @@
+import ExpiryDomain
+import RPC
+
+/// One worker's in-process copy of recent Redis records, so that a hit costs no Redis round trip.
+/// Loop-confined (one per worker, no locks); bounded by bytes.
+///
+/// It only ever holds what Redis held: entries come from Redis replies (`fill`), never from this
+/// worker's own Voucherify reads, and whether an entry may be served is still the policy's call
+/// (windows, deduction instant). Coherence comes from outside: invalidations (this replica's, by
+/// `drop`; every replica's, by Redis tracking) drop members, and a fill whose Redis read was in
+/// flight when any invalidation arrived is discarded (`FillTicket`).
+///
+/// While tracking is down the tier cannot hear invalidations, so its entries are *unconfirmed*:
+/// `servable` offers none of them and they are only a fallback while Redis cannot be asked
+/// (`fallback`). When tracking comes back they are flushed, since changes made while it was down
+/// were never heard.
+///
+/// Eviction is CLOCK over members: a hit only sets a bit (no list to relink, nothing to
+/// allocate), and the hand gives every member that was asked for since its last pass a second
+/// chance, so the members callers keep asking for stay while one-off reads go first. Scans do not
+/// reach the tier: WarmMembers never fills it.
+final class LocalTier {
+    /// One member's records, one per campaign spelling as callers asked (as Redis keeps them).
+    private struct Slot {
+        var member: String
+        var records: [(campaign: String, record: TierRecord)]
+        var bytes: Int
+        var referenced: Bool
+    }
+
+    /// Given out before a Redis read that may fill the tier; the fill is kept only while no
+    /// invalidation, flush or tracking change happened since.
+    struct FillTicket {
+        fileprivate let epoch: UInt64
+    }
+
+    let maxBytes: Int
+    private(set) var bytes = 0
+    private var slots: [Slot?] = []
+    private var freeSlots: [Int] = []
+    private var index: [String: Int] = [:]
+    private var hand = 0
+    /// Bumped by every invalidation, flush and tracking change: fills begun before are stale.
+    private var epoch: UInt64 = 0
+    /// Tracking is on: invalidations are heard, so entries may be served.
+    private(set) var isTracking = false
+    /// Entries evicted to make room, for metrics.
+    private(set) var evictions = 0
+
+    /// What an entry costs beside its bytes: the slot, the index entry, the record's fields.
+    static let overheadBytes = 160
+
+    init(maxBytes: Int) {
+        self.maxBytes = max(0, maxBytes)
+    }
+
+    var memberCount: Int { index.count }
+
+    /// The record for `member` under `campaign` when tracking is on (nil otherwise), marked as used.
+    func servable(campaign: String, member: String) -> TierRecord? {
+        guard isTracking else { return nil }
+        return record(campaign: campaign, member: member, markUsed: true)
+    }
+
+    /// The record held for `member` under `campaign`, confirmed or not: what may be served while
+    /// Redis cannot be asked.
+    func fallback(campaign: String, member: String) -> TierRecord? {
+        record(campaign: campaign, member: member, markUsed: false)
+    }
+
+    private func record(campaign: String, member: String, markUsed: Bool) -> TierRecord? {
+        guard let position = index[member], let slot = slots[position] else { return nil }
+        for held in slot.records where held.campaign == campaign {
+            if markUsed && !slot.referenced { slots[position]!.referenced = true }
+            return held.record
+        }
+        return nil
+    }
+
+    /// A ticket for a Redis read that may fill the tier; nil while tracking is off or the tier
+    /// holds nothing (size 0).
+    func fillTicket() -> FillTicket? {
+        isTracking && maxBytes > 0 ? FillTicket(epoch: epoch) : nil
+    }
+
+    /// Keeps `entry` (just read from Redis under `ticket`) unless anything was invalidated since
+    /// the ticket was taken. Returns whether it was kept.
+    @discardableResult
+    func fill(campaign: String, member: String, entry: CacheEntry, ticket: FillTicket) -> Bool {
+        guard isTracking, ticket.epoch == epoch else { return false }
+        let record = TierRecord(entry)
+        let size = Self.footprint(campaign: campaign, record: record)
+        guard size <= maxBytes else { return false }
+        if let position = index[member] {
+            removeRecord(campaign: campaign, at: position)
+        }
+        makeRoom(for: size)
+        if let position = index[member], slots[position] != nil {
+            slots[position]!.records.append((campaign, record))
+            slots[position]!.bytes += size
+        } else {
+            let slot = Slot(member: member, records: [(campaign, record)], bytes: size + member.utf8.count, referenced: false)
+            let position: Int
+            if let free = freeSlots.popLast() {
+                slots[free] = slot
+                position = free
+            } else {
+                slots.append(slot)
+                position = slots.count - 1
+            }
+            index[member] = position
+            bytes += member.utf8.count
+        }
+        bytes += size
+        return true
+    }
+
+    /// `record` grew (it made its binary or gzip form) by `extra` bytes (negative: shrank): counts it
+    /// against the bound while the tier still holds that very record.
+    func record(_ record: TierRecord, grewBy extra: Int, member: String) {
+        guard extra != 0, let position = index[member], let slot = slots[position], slot.records.contains(where: { $0.record === record }) else {
+            return
+        }
+        slots[position]!.bytes += extra
+        bytes += extra
+        if bytes > maxBytes { makeRoom(for: 0) }
+    }
+
+    /// Drops every campaign spelling of `member` and voids fills in flight.
+    func drop(member: String) {
+        epoch &+= 1
+        guard let position = index.removeValue(forKey: member), let slot = slots[position] else { return }
+        bytes -= slot.bytes
+        slots[position] = nil
+        freeSlots.append(position)
+    }
+
+    /// Drops everything (FLUSHALL, an invalidation too big to list) and voids fills in flight.
+    func flush() {
+        epoch &+= 1
+        slots.removeAll(keepingCapacity: true)
+        freeSlots.removeAll(keepingCapacity: true)
+        index.removeAll(keepingCapacity: true)
+        bytes = 0
+        hand = 0
+    }
+
+    /// Tracking went on (flush what was kept while it was off: changes then were never heard) or
+    /// off (keep entries as unconfirmed fallbacks only).
+    func trackingChanged(_ tracking: Bool) {
+        if tracking { flush() } else { epoch &+= 1 }
+        isTracking = tracking
+    }
+
+    // MARK: Bound
+
+    private func removeRecord(campaign: String, at position: Int) {
+        guard let slot = slots[position], let found = slot.records.firstIndex(where: { $0.campaign == campaign }) else { return }
+        let size = Self.footprint(campaign: campaign, record: slot.records[found].record)
+        slots[position]!.records.remove(at: found)
+        slots[position]!.bytes -= size
+        bytes -= size
+    }
+
+    /// Evicts members by CLOCK until `size` more bytes fit.
+    private func makeRoom(for size: Int) {
+        // Two full turns at most: the first clears every reference bit, the second evicts.
+        var steps = 2 * slots.count + 1
+        while bytes + size > maxBytes, !index.isEmpty, steps > 0 {
+            steps -= 1
+            if hand >= slots.count { hand = 0 }
+            defer { hand += 1 }
+            guard let slot = slots[hand] else { continue }
+            if slot.referenced {
+                slots[hand]!.referenced = false
+                continue
+            }
+            index[slot.member] = nil
+            bytes -= slot.bytes
+            slots[hand] = nil
+            freeSlots.append(hand)
+            evictions += 1
+        }
+    }
+
+    private static func footprint(campaign: String, record: TierRecord) -> Int {
+        overheadBytes + campaign.utf8.count + record.bytes
+    }
+}
+
+/// One record held in the tier, with the encodings hits need made once: the JSON prefix is the
+/// record's own; the binary prefix is made on the first binary hit, and the gzip form of the last
+/// body a caller asked compressed is kept in `gzipMemo`.
+final class TierRecord {
+    let entry: CacheEntry
+    private(set) var protoPrefix: [UInt8]?
+    private(set) var gzipMemo: GzipMemo?
+
+    init(_ entry: CacheEntry) {
+        self.entry = entry
+    }
+
+    /// Bytes held (the binary prefix and gzip form once made).
+    var bytes: Int {
+        let recordBytes = switch entry {
+        case .answer(let answer): answer.bodyPrefix.count + answer.expirations.count * CachedAnswer.expirationSize
+        case .notFound: 24
+        }
+        return recordBytes + (protoPrefix?.count ?? 0) + (gzipMemo?.bytes ?? 0)
+    }
+
+    /// The record's gzip memo, made on first use; its growth is counted in `tier` for `member`.
+    func gzipMemo(in tier: LocalTier, member: String) -> GzipMemo {
+        if let gzipMemo { return gzipMemo }
+        let memo = GzipMemo { [weak self, weak tier] extra in
+            guard let self, let tier else { return }
+            tier.record(self, grewBy: extra, member: member)
+        }
+        gzipMemo = memo
+        return memo
+    }
+
+    /// Keeps the binary prefix made from this record; returns the bytes it adds.
+    func keep(protoPrefix prefix: [UInt8]) -> Int {
+        guard protoPrefix == nil else { return 0 }
+        protoPrefix = prefix
+        return prefix.count
+    }
+}

@@ -1,0 +1,242 @@
+import ExpiryDomain
+import Foundation
+import Testing
+@testable import PointsExpiryServer
+import TestSupport
+
+/// The in-process tier against real Redis and real processes: it answers hits without Redis,
+/// drops what is invalidated here, elsewhere in the fleet, or by Redis itself (FLUSHALL, expiry),
+/// stops answering while it cannot hear invalidations, stays within its bytes, and keeps serving
+/// inside the windows while Redis is down or hung.
+@Suite(.serialized) struct TierCoherenceTests {
+    static let campaign = FakeVoucherify.campaignID
+
+    func metrics(_ baseURL: String) throws -> String { try CurlClient.request("GET", baseURL + "/metrics").text }
+
+    /// Waits until both workers hear Redis' invalidations (their tiers answer).
+    func waitUntilTracking(_ baseURL: String) throws {
+        try waitUntil("both workers of \(baseURL) track Redis invalidations") {
+            let text = try metrics(baseURL)
+            return (0..<2).allSatisfy { metricValue(text, #"points_expiry_local_cache_tracking{worker="\#($0)"}"#) == 1 }
+        }
+    }
+
+    func tierHits(_ baseURL: String) throws -> Int { metricValue(try metrics(baseURL), "points_expiry_local_cache_hits_total") }
+
+    /// Reads `member` until the tier has answered it `hits` times (both workers' tiers hold it by
+    /// then, in all likelihood; every check below holds whichever worker answers).
+    func warm(_ baseURL: String, member: String, get: () throws -> HTTPResult, hits: Int = 6) throws {
+        let before = try tierHits(baseURL)
+        try waitUntil("the tier of \(baseURL) answers \(member)", timeout: 30) {
+            #expect(try get().status == 200)
+            return try tierHits(baseURL) - before >= hits
+        }
+    }
+
+    func activePoints(_ result: HTTPResult) -> String? { result.json["activePoints"] as? String }
+
+    /// Redis commands of one kind served so far (INFO commandstats).
+    func commandCalls(_ redis: RedisServer, _ command: String) throws -> Int {
+        let stats = try redis.cli("INFO", "commandstats")
+        guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):calls=") }) else { return 0 }
+        return Int(line.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) ?? 0
+    }
+
+    @Test func hitsAreAnsweredWithoutAskingRedis() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-1", buckets: buckets(2))
+        #expect(try service.get(member: "TIER-1").headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: "TIER-1")
+        try warm(service.baseURL, member: "TIER-1", get: { try service.get(member: "TIER-1") })
+        let lookups = try commandCalls(service.redis, "hget")
+        for _ in 0..<20 {
+            let answer = try service.get(member: "TIER-1")
+            #expect(answer.status == 200 && answer.headers["x-cache"] == "hit")
+        }
+        // At most one fill per worker that did not hold it yet; never a lookup per hit.
+        #expect(try commandCalls(service.redis, "hget") - lookups <= 2)
+        // gRPC (binary) hits come from the tier too, with the same data.
+        let grpc = try CurlClient.request("POST", service.baseURL + ServiceUnderTest.rpc,
+                                          body: grpcGetMemberExpirationFrame(campaign: Self.campaign, member: "TIER-1"),
+                                          headers: ["content-type: application/grpc", "te: trailers"])
+        #expect(grpc.headers["grpc-status"] == "0" && grpc.headers["x-cache"] == "hit")
+    }
+
+    @Test func anInvalidationHereDropsTheMemberFromEveryWorkerBeforeItsAnswer() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-2", buckets: buckets(1, points: 10))
+        _ = try service.get(member: "TIER-2")
+        try service.waitUntilCached(member: "TIER-2")
+        try warm(service.baseURL, member: "TIER-2", get: { try service.get(member: "TIER-2") }, hits: 10)
+        try service.fake.putMember("TIER-2", buckets: buckets(1, points: 70))
+        #expect(try service.invalidate(member: "TIER-2", campaign: Self.campaign).json["invalidated"] as? Bool == true)
+        // Whichever worker answers next, right after the 200, has dropped it: the new data.
+        for _ in 0..<10 { #expect(activePoints(try service.get(member: "TIER-2")) == "70") }
+    }
+
+    @Test func anotherReplicasWebhookIsHeardWithinATenthOfASecond() throws {
+        let fleet = try Fleet(environment: ["WEBHOOK_SECRET": ServiceUnderTest.webhookSecret])
+        let (here, there) = (fleet.replicas[0], fleet.replicas[1])
+        try waitUntilTracking(here.baseURL)
+        try fleet.fake.putMember("TIER-3", buckets: buckets(1, points: 10))
+        _ = try here.get(member: "TIER-3")
+        try waitUntil("Redis holds TIER-3") { try fleet.redis.cli("HEXISTS", answersKey("TIER-3"), Self.campaign) == "1" }
+        try warm(here.baseURL, member: "TIER-3", get: { try here.get(member: "TIER-3") }, hits: 10)
+        try fleet.fake.putMember("TIER-3", buckets: buckets(1, points: 70))
+        let body = pointsExpiredEnvelope(member: "TIER-3")
+        let delivered = try CurlClient.request("POST", there.baseURL + ServiceUnderTest.webhookPath, body: Data(body.utf8),
+                                               headers: ["content-type: application/json",
+                                                         "x-voucherify-signature: \(ServiceUnderTest.webhookSignature(body))"])
+        #expect(delivered.status == 200)
+        let acknowledged = Date()
+        var seenAfter: TimeInterval?
+        for _ in 0..<200 where seenAfter == nil {
+            if activePoints(try here.get(member: "TIER-3")) == "70" { seenAfter = Date().timeIntervalSince(acknowledged) }
+        }
+        let elapsed = try #require(seenAfter, "the other replica never showed the new data")
+        print("tier: another replica's webhook visible after \(Int(elapsed * 1000)) ms (curl start included)")
+        #expect(elapsed < 0.1)
+        for _ in 0..<5 { #expect(activePoints(try here.get(member: "TIER-3")) == "70") }
+    }
+
+    @Test func flushallInRedisFlushesTheTiers() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-4", buckets: buckets(1))
+        _ = try service.get(member: "TIER-4")
+        try service.waitUntilCached(member: "TIER-4")
+        try warm(service.baseURL, member: "TIER-4", get: { try service.get(member: "TIER-4") })
+        let flushes = metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="flush"}"#)
+        _ = try service.redis.cli("FLUSHALL")
+        try waitUntil("both workers flushed their tiers") {
+            metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="flush"}"#) >= flushes + 2
+        }
+        try service.fake.resetStats()
+        #expect(try service.get(member: "TIER-4").headers["x-cache"] == "miss")
+        #expect(try service.fake.totalCalls() >= 1)
+    }
+
+    @Test func aKeyThatExpiresInRedisLeavesTheTiers() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-5", buckets: buckets(1))
+        _ = try service.get(member: "TIER-5")
+        try service.waitUntilCached(member: "TIER-5")
+        try warm(service.baseURL, member: "TIER-5", get: { try service.get(member: "TIER-5") })
+        let dropped = metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="member"}"#)
+        _ = try service.redis.cli("PEXPIRE", answersKey("TIER-5"), "1")
+        try waitUntil("both workers dropped the expired member") {
+            // Redis expires a key lazily or in its cycle; asking for it makes the expiry happen now.
+            _ = try service.redis.cli("EXISTS", answersKey("TIER-5"))
+            return metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="member"}"#) >= dropped + 2
+        }
+        #expect(try service.get(member: "TIER-5").headers["x-cache"] == "miss")
+    }
+
+    @Test func losingTheSubscriptionFlushesAndAnswersFromRedisUntilTrackingIsBack() throws {
+        let log = CapturedLog()
+        let service = try ServiceUnderTest(log: log)
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-6", buckets: buckets(1))
+        _ = try service.get(member: "TIER-6")
+        try service.waitUntilCached(member: "TIER-6")
+        try warm(service.baseURL, member: "TIER-6", get: { try service.get(member: "TIER-6") })
+        let resumed = log.entries(TierCoherenceTests.trackingOnMessage).count
+        // The invalidation connections go; a change made now is never heard by this service.
+        _ = try service.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+        _ = try service.redis.cli("DEL", answersKey("TIER-6"))
+        try waitUntil("both workers track again") { log.entries(TierCoherenceTests.trackingOnMessage).count >= resumed + 2 }
+        #expect(log.entries(TierCoherenceTests.trackingOffMessage).count >= 2)
+        try service.fake.resetStats()
+        #expect(try service.get(member: "TIER-6").headers["x-cache"] == "miss", "the tiers were flushed: Redis has nothing")
+        #expect(try service.fake.totalCalls() == 1)
+    }
+
+    static let trackingOnMessage = "local tier on: Redis invalidations are heard"
+    static let trackingOffMessage = "local tier off until Redis invalidations are heard again; answering from Redis"
+
+    @Test func withRedisDownTheTierServesInsideItsWindowsAndMissesStillShareOneRead() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-7", buckets: buckets(1))
+        _ = try service.get(member: "TIER-7")
+        try service.waitUntilCached(member: "TIER-7")
+        try warm(service.baseURL, member: "TIER-7", get: { try service.get(member: "TIER-7") }, hits: 10)
+        service.redis.stop()
+        try service.fake.resetStats()
+        var cached = 0
+        for _ in 0..<20 {
+            let answer = try service.get(member: "TIER-7")
+            #expect(answer.status == 200)
+            if answer.headers["x-cache"] == "hit" { cached += 1 }
+        }
+        // Both workers held it (warmed with 10 tier hits); a worker that did not reads once.
+        #expect(cached >= 18)
+        #expect(try service.fake.totalCalls() <= 2)
+        // A member nobody holds: concurrent callers share one read per worker.
+        try service.fake.putMember("TIER-7B", buckets: buckets(1))
+        try service.fake.hold(member: "TIER-7B", holdMilliseconds: 500)
+        let burst = try CurlClient.burst(service.baseURL + ServiceUnderTest.rpc + "?encoding=json&message="
+                                         + (#"{"campaign":"\#(Self.campaign)","member":"TIER-7B"}"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""),
+                                         count: 20)
+        #expect(burst.allSatisfy { $0.status == 200 })
+        #expect((try service.fake.stats().byMember["\(Self.campaign)|TIER-7B"] ?? 0) <= 2)
+    }
+
+    @Test func aHungRedisCostsTierHitsNothingAndIsNotAskedPerRequest() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-8", buckets: buckets(1))
+        _ = try service.get(member: "TIER-8")
+        try service.waitUntilCached(member: "TIER-8")
+        try warm(service.baseURL, member: "TIER-8", get: { try service.get(member: "TIER-8") }, hits: 10)
+        let before = metricValue(try metrics(service.baseURL), "points_expiry_redis_command_timeouts_total")
+        service.redis.suspend()
+        defer { service.redis.resume() }
+        var answers: [HTTPResult] = []
+        for _ in 0..<30 { answers.append(try service.get(member: "TIER-8")) }
+        #expect(answers.allSatisfy { $0.status == 200 && activePoints($0) != nil })
+        #expect(answers.filter { $0.headers["x-cache"] == "hit" }.count >= 28)
+        // The connection notices the hang once (a command or a health check times out) and then
+        // refuses at once: thirty requests cost a handful of timeouts, not thirty.
+        let timeouts = metricValue(try metrics(service.baseURL), "points_expiry_redis_command_timeouts_total") - before
+        #expect(timeouts <= 6)
+    }
+
+    @Test func aTierRecordIsNeverServedAtItsDeductionInstant() throws {
+        let service = try ServiceUnderTest()
+        try waitUntilTracking(service.baseURL)
+        try service.fake.putMember("TIER-10", buckets: buckets(1))
+        // A record fresh for five minutes whose deduction instant comes in two seconds, as Redis
+        // would hold it on the eve of a midnight.
+        let now = Timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))
+        let deduction = now.adding(milliseconds: 2000)
+        let record = CachedAnswer(MemberExpiration(campaign: Self.campaign, member: "TIER-10", buckets: [], fetchedAt: now),
+                                  freshUntil: now.adding(milliseconds: 300_000), notAfter: deduction)
+        _ = try runWithInput("/usr/bin/redis-cli", ["-p", String(service.redis.port), "-x", "HSET", answersKey("TIER-10"), Self.campaign],
+                             Data(record.serialized()))
+        try warm(service.baseURL, member: "TIER-10", get: { try service.get(member: "TIER-10") })
+        try waitUntilPast(Date(timeIntervalSince1970: Double(deduction.millisecondsSince1970) / 1000 + 0.05))
+        try service.fake.resetStats()
+        #expect(try service.get(member: "TIER-10").headers["x-cache"] == "miss")
+        #expect(try service.fake.totalCalls() == 1)
+    }
+
+    @Test func aSmallBoundEvictsAndEveryAnswerStaysRight() throws {
+        let service = try ServiceUnderTest(environment: ["LOCAL_CACHE_BYTES": "8192"])
+        try waitUntilTracking(service.baseURL)
+        let members = (0..<30).map { "TIER-9-\($0)" }
+        for (number, member) in members.enumerated() { try service.fake.putMember(member, buckets: buckets(1, points: 10 + number)) }
+        for _ in 0..<3 {
+            for (number, member) in members.enumerated() {
+                let answer = try service.get(member: member)
+                #expect(answer.status == 200 && activePoints(answer) == String(10 + number))
+            }
+        }
+        let text = try metrics(service.baseURL)
+        #expect(metricValue(text, "points_expiry_local_cache_evictions_total") > 0)
+        #expect(metricValue(text, #"points_expiry_local_cache_fills_total{result="kept"}"#) > 0)
+    }
+}
