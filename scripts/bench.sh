@@ -119,9 +119,11 @@ start_nghttpd 1 "${pin_server[@]}"
 ng_port=$nghttpd_port ng_pid=$nghttpd_pid
 ng_url="http://127.0.0.1:$ng_port$RPC_PATH"
 
-# h2o: one worker thread, cleartext HTTP/2 (prior knowledge) and no access log.
+# h2o: one worker thread, cleartext HTTP/2 (prior knowledge) and no access log; as this user
+# (started as root it would become nobody, who cannot read $WORK).
 h2o_port="$(free_port)"
 cat > "$WORK/h2o.conf" <<EOF
+user: $(id -un)
 num-threads: 1
 listen:
   host: 127.0.0.1
@@ -228,6 +230,9 @@ ok_answers() {  # $1: port; GetMemberExpiration's ok answers over Connect (HTTP/
 not_hits() {  # $1: port; member answers not served as hits
   metrics_of "$1" | awk '/^points_expiry_cache_results_total\{/ && !/result="hit"/ { n += $2 } END { print n + 0 }'
 }
+tier_hits() {  # $1: port; hits the in-process tier answered (0 without a tier)
+  metrics_of "$1" | awk '/^points_expiry_local_cache_hits_total/ { n += $2 } END { print n + 0 }'
+}
 
 # The loads: name, service or server URL, method; one round runs each once.
 loads=(
@@ -238,7 +243,7 @@ loads=(
 )
 echo "bench: $ROUNDS rounds of h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS -t 1 over ${#loads[@]} loads (warm-up: $WARMUP_REQUESTS requests each)" >&2
 one_before="$(ok_answers "$one_port")" many_before="$(ok_answers "$many_port")"
-one_misses="$(not_hits "$one_port")" many_misses="$(not_hits "$many_port")"
+one_misses="$(not_hits "$one_port")" many_misses="$(not_hits "$many_port")" one_tier="$(tier_hits "$one_port")"
 for load in "${loads[@]}"; do
   read -r name url method <<< "$load"
   run_load "$name-warmup" "$url" "$method" "$WARMUP_REQUESTS"
@@ -284,6 +289,7 @@ for side in one many; do
   [ "$ok" = "${!sent_var}" ] || die "the service ($side) counted $ok ok answers for ${!sent_var} requests"
   [ "$(not_hits "${!port_var}")" = "${!misses_var}" ] || die "the service ($side) answered some requests other than as hits during the load"
 done
+one_tier=$(( $(tier_hits "$one_port") - one_tier ))
 
 # --- report -----------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
@@ -310,7 +316,8 @@ row "points-expiry POST (WORKERS=$WORKERS_MANY, unpinned)" many-service-post "${
 row "nghttpd -n $WORKERS_MANY $ng_post (unpinned)" many-nghttpd-post "${rss[many-nghttpd]}" ""
 echo "(ratio: against the nghttpd line below it; gRPC and HTTP/1.1 against nghttpd POST, which sends no trailers and"
 echo " speaks no HTTP/1.1. RSS: VmHWM of the process, the WORKERS=1 service's shared by its four loads. The $WORKERS_MANY-worker"
-echo " pair shares this machine's $(nproc) CPUs with h2load and each other's idle threads.)"
+echo " pair shares this machine's $(nproc) CPUs with h2load and each other's idle threads. The WORKERS=1 service answered"
+echo " $one_tier of its $one_sent requests from its in-process tier, the others from Redis.)"
 echo
 headline="$(ratio "${rps[service-post]}" "${rps[nghttpd-post]}")"
 verdict="$(awk -v r="$headline" 'BEGIN { print (r >= 1.0 ? "met" : "NOT met") }')"

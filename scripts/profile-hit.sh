@@ -66,17 +66,22 @@ load() {  # $1: request count
   grep -q "^status codes: $1 2xx" "$WORK/h2load.out" || { cat "$WORK/h2load.out" >&2; die "not every request got a 2xx"; }
 }
 # Every profiled request must be a hit: the service's own count of other results must not move.
-not_hits() {
+# Where the service has an in-process tier, it says how many of them the tier answered.
+counts() {  # prints "not-hits tier-hits" (tier-hits empty without a tier)
   curl -sS --http2-prior-knowledge --max-time 60 "http://127.0.0.1:$service_port/metrics" |
-    awk '/^points_expiry_cache_results_total/ && !/result="hit"/ { n += $2 } END { print n + 0 }'
+    awk '/^points_expiry_cache_results_total/ && !/result="hit"/ { n += $2 }
+         /^points_expiry_local_cache_hits_total/ { tier += $2; has_tier = 1 }
+         END { print n + 0, (has_tier ? tier + 0 : "") }'
 }
 load "$WARMUP_REQUESTS"
-before="$(not_hits)"
+read -r before tier_before < <(counts)
 callgrind_control -z "$service_pid" > /dev/null
 load "$REQUESTS"
 callgrind_control -d "$service_pid" > /dev/null
-after="$(not_hits)"
+read -r after tier_after < <(counts)
 [ "$before" = "$after" ] || die "$((after - before)) of the profiled requests were not cache hits (Redis too slow under callgrind?)"
+served="Redis"
+[ -n "$tier_after" ] && served="the in-process tier $((tier_after - tier_before)) times, Redis $((REQUESTS - tier_after + tier_before))"
 profile="$(ls -t "$WORK"/callgrind.out* | head -n 1)"
 [ -n "${PROFILE_OUT:-}" ] && cp "$profile" "$PROFILE_OUT"
 
@@ -91,7 +96,7 @@ table() {
       table && NF > 1 && shown < top { ir = $1; gsub(",", "", ir); if (ir + 0 < 0.99 * total) { print; shown++ } }' |
     swift demangle --simplified | cut -c1-220
 }
-echo "GetMemberExpiration hit ($MODE), WORKERS=1, $REQUESTS requests after $WARMUP_REQUESTS (h2load -c $CONNECTIONS -m $STREAMS)"
+echo "GetMemberExpiration hit ($MODE), WORKERS=1, $REQUESTS requests after $WARMUP_REQUESTS (h2load -c $CONNECTIONS -m $STREAMS); answered from $served"
 echo "instructions: $total total, $(awk -v t="$total" -v n="$REQUESTS" 'BEGIN { printf "%.0f", t / n }') per request"
 echo
 echo "top $TOP by self cost (Ir, file:function)"

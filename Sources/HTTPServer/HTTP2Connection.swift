@@ -71,7 +71,9 @@ final class HTTP2Connection: ServerConnection {
     var loop: Loop { context.loop }
     var logger: Logger { context.logger }
     var handler: HTTPHandler { context.handler }
-    var limits: HTTPServerConfiguration { context.configuration }
+    /// The server's configuration, held here: read for every header field and frame, a stored
+    /// copy costs no retain and release of the context's.
+    let limits: HTTPServerConfiguration
 
     /// Sets up HTTP/2 on a socket whose peer is known to speak it (the server attaches the socket
     /// once this exists). Throws before the object exists, so no half-built one is left for
@@ -92,6 +94,7 @@ final class HTTP2Connection: ServerConnection {
             throw HTTPServerError("nghttp2_submit_settings", code: Int(settingsRV))
         }
         self.context = context
+        limits = context.configuration
         self.server = server
         self.socket = socket
         self.session = session
