@@ -46,7 +46,8 @@ final class HTTP1Connection: ServerConnection {
 
     var loop: Loop { context.loop }
     private var handler: HTTPHandler { context.handler }
-    private var limits: HTTPServerConfiguration { context.configuration }
+    /// A stored copy of the server's configuration (see HTTP2Connection.limits).
+    private let limits: HTTPServerConfiguration
 
     /// Unparsed input held while a request is with the application or its answer is going out
     /// (pipelined requests, or a body sent in a burst): past this, reading pauses until the
@@ -89,6 +90,7 @@ final class HTTP1Connection: ServerConnection {
     /// already buffered.
     init(socket: ConnectionSocket, context: ServerContext, server: HTTPServer) throws {
         self.context = context
+        limits = context.configuration
         self.server = server
         self.socket = socket
         arrivalDeadline = try Timer(loop: context.loop)
