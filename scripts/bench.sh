@@ -45,12 +45,7 @@ STREAMS="${STREAMS:-16}"
 WARMUP_REQUESTS="${WARMUP_REQUESTS:-20000}"
 LATENCY_SECONDS="${LATENCY_SECONDS:-4}"
 LOAD_TIMEOUT="${LOAD_TIMEOUT:-120}"
-SERVER_CPU="${SERVER_CPU:-0}"
-LOAD_CPU="${LOAD_CPU:-1}"
-REDIS_CPU="${REDIS_CPU:-1}"
 WORKERS_MANY="${WORKERS_MANY:-8}"
-RPC_PATH="/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
-REQUEST_BODY='{"campaign":"camp_fake_loyalty","member":"MEMBER-000001"}'
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -59,11 +54,10 @@ build_release
 begin_run bench
 start_hit_path_stack 1000
 one_port=$service_port one_pid=$service_pid
-one_url="http://127.0.0.1:$one_port$RPC_PATH"
-query="encoding=json&message=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$REQUEST_BODY")"
+one_url="http://127.0.0.1:$one_port$HIT_PATH"
+write_hit_requests
 
 # --- warm the cache and check every form answers the same bytes --------------------------------
-printf '%s' "$REQUEST_BODY" > "$WORK/request.json"
 post() {  # $1: URL, $2: headers file, $3: body file; prints the HTTP status
   curl -sS --http2-prior-knowledge --max-time 10 -X POST -H 'content-type: application/json' \
     --data-binary "@$WORK/request.json" -D "$2" -o "$3" -w '%{http_code}' "$1"
@@ -75,21 +69,9 @@ status="$(post "$one_url" "$WORK/hit.headers" "$WORK/hit.body")"
 grep -qi '^x-cache: *hit' "$WORK/hit.headers" || die "second call was not a cache hit: $(tr -d '\r' < "$WORK/hit.headers")"
 body_bytes="$(wc -c < "$WORK/hit.body")"
 echo "bench: cache warmed; hit response is $body_bytes bytes" >&2
-status="$(curl -sS --http2-prior-knowledge --max-time 10 -o "$WORK/get.body" -w '%{http_code}' "$one_url?$query")"
+status="$(curl -sS --http2-prior-knowledge --max-time 10 -o "$WORK/get.body" -w '%{http_code}' "$one_url?$hit_query")"
 [ "$status" = 200 ] && cmp -s "$WORK/get.body" "$WORK/hit.body" || die "the Connect GET answered HTTP $status, or other bytes than the POST"
 
-# The same request as one gRPC message: GetMemberExpirationRequest in binary (campaign = field 1,
-# member = field 2, both strings) behind the 5-byte length prefix.
-python3 - "$WORK/request.grpc" "$REQUEST_BODY" <<'PY'
-import json, sys
-request = json.loads(sys.argv[2])
-def field(number, text):
-    data = text.encode()
-    assert len(data) < 128
-    return bytes([number << 3 | 2, len(data)]) + data
-message = field(1, request["campaign"]) + field(2, request["member"])
-open(sys.argv[1], "wb").write(b"\0" + len(message).to_bytes(4, "big") + message)
-PY
 curl -sS --http2-prior-knowledge --max-time 10 -X POST -H 'content-type: application/grpc' -H 'te: trailers' \
   --data-binary "@$WORK/request.grpc" -D "$WORK/grpc.headers" -o "$WORK/grpc.body" "$one_url"
 grep -qi '^grpc-status: *0' "$WORK/grpc.headers" && grep -qi '^x-cache: *hit' "$WORK/grpc.headers" ||
@@ -101,8 +83,8 @@ status="$(curl -sS --http1.1 --max-time 10 -X POST -H 'content-type: application
 # --- reference servers ------------------------------------------------------------------------
 # The same body as a static file at the same path, so the request line can be identical.
 htdocs="$WORK/htdocs"
-mkdir -p "$htdocs$(dirname "$RPC_PATH")"
-cp "$WORK/hit.body" "$htdocs$RPC_PATH"
+mkdir -p "$htdocs$(dirname "$HIT_PATH")"
+cp "$WORK/hit.body" "$htdocs$HIT_PATH"
 nghttpd_supports_workers=false
 nghttpd --help 2>&1 | grep -q -- '--workers' && nghttpd_supports_workers=true
 start_nghttpd() {  # $1: workers; the rest: the pinning prefix. Sets nghttpd_port, nghttpd_pid.
@@ -117,7 +99,7 @@ start_nghttpd() {  # $1: workers; the rest: the pinning prefix. Sets nghttpd_por
 }
 start_nghttpd 1 "${pin_server[@]}"
 ng_port=$nghttpd_port ng_pid=$nghttpd_pid
-ng_url="http://127.0.0.1:$ng_port$RPC_PATH"
+ng_url="http://127.0.0.1:$ng_port$HIT_PATH"
 
 # h2o: one worker thread, cleartext HTTP/2 (prior knowledge) and no access log; as this user
 # (started as root it would become nobody, who cannot read $WORK).
@@ -139,8 +121,8 @@ EOF
 h2o_pid=$!
 children+=($h2o_pid)
 wait_for_port "$h2o_port"
-h2o_url="http://127.0.0.1:$h2o_port$RPC_PATH"
-for url in "$ng_url?$query" "$h2o_url?$query"; do
+h2o_url="http://127.0.0.1:$h2o_port$HIT_PATH"
+for url in "$ng_url?$hit_query" "$h2o_url?$hit_query"; do
   status="$(curl -sS --http2-prior-knowledge --max-time 10 -o "$WORK/reference.body" -w '%{http_code}' "$url")"
   [ "$status" = 200 ] && cmp -s "$WORK/reference.body" "$WORK/hit.body" || die "$url does not serve the response file (HTTP $status)"
 done
@@ -157,30 +139,25 @@ echo "bench: nghttpd answers $ng_post with the same body" >&2
 pin_service=()
 start_service "$WORKERS_MANY"
 many_port=$service_port many_pid=$service_pid
-many_url="http://127.0.0.1:$many_port$RPC_PATH"
+many_url="http://127.0.0.1:$many_port$HIT_PATH"
 status="$(post "$many_url" /dev/null "$WORK/many.body")"
 [ "$status" = 200 ] && cmp -s "$WORK/many.body" "$WORK/hit.body" || die "the $WORKERS_MANY-worker service answered HTTP $status or other bytes"
 start_nghttpd "$WORKERS_MANY"
 ng_many_port=$nghttpd_port ng_many_pid=$nghttpd_pid
-ng_many_url="http://127.0.0.1:$ng_many_port$RPC_PATH"
+ng_many_url="http://127.0.0.1:$ng_many_port$HIT_PATH"
 
 # --- load -------------------------------------------------------------------------------------
 # Requests sent to each service process, to hold against its own ok count at the end.
 one_sent=0 many_sent=0
 
 # run_load NAME URL METHOD REQUESTS [LOG_FILE [RPS_PER_CLIENT]]: one h2load run; fails unless every
-# request got 2xx. METHOD is GET (URL with the Connect GET query), POST (Connect JSON over h2c),
-# GRPC (binary gRPC) or H1 (Connect JSON over HTTP/1.1 keep-alive, one request at a time per
-# connection). Names starting "many-" run unpinned.
+# request got 2xx. METHOD as for hit_load_args (lib.sh). Names starting "many-" run unpinned.
 run_load() {
   local name="$1" url="$2" method="$3" count="$4" log="${5:-}" rps="${6:-}" out="$WORK/h2load-$1.out"
-  local args=(-n "$count" -c "$CONNECTIONS" -m "$STREAMS" -t 1) pin=("${pin_load[@]}")
-  case "$method" in
-    GET) url="$url?$query" ;;
-    POST) args+=(-d "$WORK/request.json" -H 'content-type: application/json') ;;
-    GRPC) args+=(-d "$WORK/request.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
-    H1) args=(--h1 -n "$count" -c "$CONNECTIONS" -m 1 -t 1 -d "$WORK/request.json" -H 'content-type: application/json') ;;
-  esac
+  local pin=("${pin_load[@]}")
+  hit_load_args "$method" "$count"
+  local args=("${load_args[@]}")
+  [ "$method" = GET ] && url="$url?$hit_query"
   [[ "$name" == many-* ]] && pin=()
   [ -n "$log" ] && args+=(--log-file "$log")
   [ -n "$rps" ] && args+=(--rps "$rps")

@@ -119,12 +119,50 @@ build_release() {
   BIN="$(swift build -c release "${scratch[@]}" --show-bin-path)"
 }
 
+# The hit-path benchmarks' request (bench.sh, profile-hit.sh): one member of the fake's campaign.
+HIT_PATH="/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
+HIT_REQUEST='{"campaign":"camp_fake_loyalty","member":"MEMBER-000001"}'
+
+# Writes HIT_REQUEST as the benchmarks send it: $WORK/request.json (Connect JSON) and
+# $WORK/request.grpc (one binary gRPC message: campaign = field 1, member = field 2, both strings,
+# behind the 5-byte length prefix); sets hit_query to the Connect GET query of the same request.
+write_hit_requests() {
+  printf '%s' "$HIT_REQUEST" > "$WORK/request.json"
+  hit_query="encoding=json&message=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$HIT_REQUEST")"
+  python3 - "$WORK/request.grpc" "$HIT_REQUEST" <<'PY'
+import json, sys
+request = json.loads(sys.argv[2])
+def field(number, text):
+    data = text.encode()
+    assert len(data) < 128
+    return bytes([number << 3 | 2, len(data)]) + data
+message = field(1, request["campaign"]) + field(2, request["member"])
+open(sys.argv[1], "wb").write(b"\0" + len(message).to_bytes(4, "big") + message)
+PY
+}
+
+# Sets load_args to h2load's arguments for $2 hit requests of kind $1 over CONNECTIONS connections
+# of STREAMS streams: POST (Connect JSON over h2c), GET (Connect GET: the caller puts ?$hit_query
+# on the URL), GRPC (binary gRPC) or H1 (Connect JSON over HTTP/1.1 keep-alive, one request at a
+# time per connection).
+hit_load_args() {
+  load_args=(-n "$2" -c "$CONNECTIONS" -m "$STREAMS" -t 1)
+  case "$1" in
+    POST) load_args+=(-d "$WORK/request.json" -H 'content-type: application/json') ;;
+    GET) ;;
+    GRPC) load_args+=(-d "$WORK/request.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
+    H1) load_args=(--h1 -n "$2" -c "$CONNECTIONS" -m 1 -t 1 -d "$WORK/request.json" -H 'content-type: application/json') ;;
+    *) echo "no such load: $1 (POST, GET, GRPC or H1)" >&2; return 1 ;;
+  esac
+}
+
 # For the hit-path benchmarks: sets the taskset prefixes pin_server, pin_load and pin_redis from
-# SERVER_CPU, LOAD_CPU and REDIS_CPU (empty on a single CPU), then starts redis-server (on
+# SERVER_CPU, LOAD_CPU and REDIS_CPU (0, 1 and 1 unless set; empty on a single CPU), then starts redis-server (on
 # pin_redis), the fake with $1 members and the service with WORKERS=1 (start_service). Appends
 # their PIDs to `children` and sets redis_port, fake_port, service_port and service_pid. Extra
 # arguments for the fake come from the array `fake_arguments` (default: none).
 start_hit_path_stack() {
+  : "${SERVER_CPU:=0}" "${LOAD_CPU:=1}" "${REDIS_CPU:=1}"
   pin_server=(taskset -c "$SERVER_CPU")
   pin_load=(taskset -c "$LOAD_CPU")
   pin_redis=(taskset -c "$REDIS_CPU")

@@ -24,11 +24,6 @@ WARMUP_REQUESTS="${WARMUP_REQUESTS:-2000}"
 CONNECTIONS="${CONNECTIONS:-8}"
 STREAMS="${STREAMS:-8}"
 TOP="${TOP:-15}"
-SERVER_CPU="${SERVER_CPU:-0}"
-LOAD_CPU="${LOAD_CPU:-1}"
-REDIS_CPU="${REDIS_CPU:-1}"
-RPC_PATH="/pointsexpiry.v1.PointsExpiryService/GetMemberExpiration"
-REQUEST_BODY='{"campaign":"camp_fake_loyalty","member":"MEMBER-000001"}'
 
 die() { echo "profile: $*" >&2; exit 1; }
 
@@ -38,31 +33,17 @@ cp "$BIN/points-expiry" "$WORK/points-expiry"
 strip --strip-debug "$WORK/points-expiry"
 service_command=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" "$WORK/points-expiry")
 start_hit_path_stack 1000
-url="http://127.0.0.1:$service_port$RPC_PATH"
-printf '%s' "$REQUEST_BODY" > "$WORK/request.json"
-encoded="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$REQUEST_BODY")"
-get_url="$url?encoding=json&message=$encoded"
-python3 - "$WORK/request.grpc" <<'PY'
-import sys
-def field(number, text):
-    return bytes([number << 3 | 2, len(text)]) + text.encode()
-message = field(1, "camp_fake_loyalty") + field(2, "MEMBER-000001")
-open(sys.argv[1], "wb").write(b"\0" + len(message).to_bytes(4, "big") + message)
-PY
+url="http://127.0.0.1:$service_port$HIT_PATH"
+write_hit_requests
 # The first call reads the member from the fake; every later one is a hit.
 curl -sS --http2-prior-knowledge --max-time 60 -X POST -H 'content-type: application/json' --data-binary "@$WORK/request.json" \
   -o /dev/null "$url" || die "the warming call failed"
 
 load() {  # $1: request count
-  local args=(-n "$1" -c "$CONNECTIONS" -m "$STREAMS" -t 1) target="$url"
-  case "$MODE" in
-    POST) args+=(-d "$WORK/request.json" -H 'content-type: application/json') ;;
-    GET) target="$get_url" ;;
-    GRPC) args+=(-d "$WORK/request.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
-    H1) args=(--h1 -n "$1" -c "$CONNECTIONS" -m 1 -t 1 -d "$WORK/request.json" -H 'content-type: application/json') ;;
-    *) die "MODE must be POST, GET, GRPC or H1, not $MODE" ;;
-  esac
-  "${pin_load[@]}" h2load "${args[@]}" "$target" > "$WORK/h2load.out" 2>&1 || { cat "$WORK/h2load.out" >&2; die "h2load failed"; }
+  local target="$url"
+  hit_load_args "$MODE" "$1" || die "MODE must be POST, GET, GRPC or H1, not $MODE"
+  [ "$MODE" = GET ] && target="$url?$hit_query"
+  "${pin_load[@]}" h2load "${load_args[@]}" "$target" > "$WORK/h2load.out" 2>&1 || { cat "$WORK/h2load.out" >&2; die "h2load failed"; }
   grep -q "^status codes: $1 2xx" "$WORK/h2load.out" || { cat "$WORK/h2load.out" >&2; die "not every request got a 2xx"; }
 }
 # Every profiled request must be a hit: the service's own count of other results must not move.
