@@ -33,6 +33,20 @@ import TestSupport
         }
     }
 
+    /// A service (WORKERS as `environment` says, default 2) whose tiers hold `member` (read once
+    /// from the fake with `points` active points, stored in Redis, then answered `hits` times by
+    /// a tier).
+    func serviceHolding(_ member: String, points: Int = 10, environment: [String: String] = [:], hits: Int = 6,
+                        log: CapturedLog? = nil) throws -> ServiceUnderTest {
+        let service = try ServiceUnderTest(environment: environment, log: log)
+        try waitUntilTracking(service.baseURL, workers: Int(environment["WORKERS"] ?? "2") ?? 2)
+        try service.fake.putMember(member, buckets: buckets(1, points: points))
+        #expect(try service.get(member: member).headers["x-cache"] == "miss")
+        try service.waitUntilCached(member: member)
+        try warm(service.baseURL, member: member, get: { try service.get(member: member) }, hits: hits)
+        return service
+    }
+
     func activePoints(_ result: HTTPResult) -> String? { result.json["activePoints"] as? String }
 
     /// Redis commands of one kind served so far (INFO commandstats).
@@ -43,12 +57,7 @@ import TestSupport
     }
 
     @Test func hitsAreAnsweredWithoutAskingRedis() throws {
-        let service = try ServiceUnderTest(environment: ["WORKERS": "1"])
-        try waitUntilTracking(service.baseURL, workers: 1)
-        try service.fake.putMember("TIER-1", buckets: buckets(2))
-        #expect(try service.get(member: "TIER-1").headers["x-cache"] == "miss")
-        try service.waitUntilCached(member: "TIER-1")
-        try warm(service.baseURL, member: "TIER-1", get: { try service.get(member: "TIER-1") })
+        let service = try serviceHolding("TIER-1", environment: ["WORKERS": "1"])
         let lookups = try commandCalls(service.redis, "hget")
         for _ in 0..<20 {
             let answer = try service.get(member: "TIER-1")
@@ -64,12 +73,7 @@ import TestSupport
     }
 
     @Test func anInvalidationHereDropsTheMemberFromEveryWorkerBeforeItsAnswer() throws {
-        let service = try ServiceUnderTest()
-        try waitUntilTracking(service.baseURL)
-        try service.fake.putMember("TIER-2", buckets: buckets(1, points: 10))
-        _ = try service.get(member: "TIER-2")
-        try service.waitUntilCached(member: "TIER-2")
-        try warm(service.baseURL, member: "TIER-2", get: { try service.get(member: "TIER-2") }, hits: 10)
+        let service = try serviceHolding("TIER-2", hits: 10)
         try service.fake.putMember("TIER-2", buckets: buckets(1, points: 70))
         #expect(try service.invalidate(member: "TIER-2", campaign: Self.campaign).json["invalidated"] as? Bool == true)
         // Whichever worker answers next, right after the 200, has dropped it: the new data.
@@ -106,12 +110,7 @@ import TestSupport
     }
 
     @Test func flushallInRedisFlushesTheTiers() throws {
-        let service = try ServiceUnderTest()
-        try waitUntilTracking(service.baseURL)
-        try service.fake.putMember("TIER-4", buckets: buckets(1))
-        _ = try service.get(member: "TIER-4")
-        try service.waitUntilCached(member: "TIER-4")
-        try warm(service.baseURL, member: "TIER-4", get: { try service.get(member: "TIER-4") })
+        let service = try serviceHolding("TIER-4")
         let flushes = metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="flush"}"#)
         _ = try service.redis.cli("FLUSHALL")
         try waitUntil("both workers flushed their tiers") {
@@ -123,12 +122,7 @@ import TestSupport
     }
 
     @Test func aKeyThatExpiresInRedisLeavesTheTiers() throws {
-        let service = try ServiceUnderTest()
-        try waitUntilTracking(service.baseURL)
-        try service.fake.putMember("TIER-5", buckets: buckets(1))
-        _ = try service.get(member: "TIER-5")
-        try service.waitUntilCached(member: "TIER-5")
-        try warm(service.baseURL, member: "TIER-5", get: { try service.get(member: "TIER-5") })
+        let service = try serviceHolding("TIER-5")
         let dropped = metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_invalidations_total{kind="member"}"#)
         _ = try service.redis.cli("PEXPIRE", answersKey("TIER-5"), "1")
         try waitUntil("both workers dropped the expired member") {
@@ -141,12 +135,7 @@ import TestSupport
 
     @Test func losingTheSubscriptionFlushesAndAnswersFromRedisUntilTrackingIsBack() throws {
         let log = CapturedLog()
-        let service = try ServiceUnderTest(log: log)
-        try waitUntilTracking(service.baseURL)
-        try service.fake.putMember("TIER-6", buckets: buckets(1))
-        _ = try service.get(member: "TIER-6")
-        try service.waitUntilCached(member: "TIER-6")
-        try warm(service.baseURL, member: "TIER-6", get: { try service.get(member: "TIER-6") })
+        let service = try serviceHolding("TIER-6", log: log)
         let resumed = log.entries(TierCoherenceTests.trackingOnMessage).count
         // The invalidation connections go; a change made now is never heard by this service.
         _ = try service.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
@@ -162,12 +151,7 @@ import TestSupport
     static let trackingOffMessage = "local tier off until Redis invalidations are heard again; answering from Redis"
 
     @Test func withRedisDownTheTierServesInsideItsWindowsAndMissesStillShareOneRead() throws {
-        let service = try ServiceUnderTest()
-        try waitUntilTracking(service.baseURL)
-        try service.fake.putMember("TIER-7", buckets: buckets(1))
-        _ = try service.get(member: "TIER-7")
-        try service.waitUntilCached(member: "TIER-7")
-        try warm(service.baseURL, member: "TIER-7", get: { try service.get(member: "TIER-7") }, hits: 10)
+        let service = try serviceHolding("TIER-7", hits: 10)
         service.redis.stop()
         try service.fake.resetStats()
         var cached = 0
@@ -190,12 +174,7 @@ import TestSupport
     }
 
     @Test func aHungRedisCostsTierHitsNothingAndIsNotAskedPerRequest() throws {
-        let service = try ServiceUnderTest(environment: ["WORKERS": "1"])
-        try waitUntilTracking(service.baseURL, workers: 1)
-        try service.fake.putMember("TIER-8", buckets: buckets(1))
-        _ = try service.get(member: "TIER-8")
-        try service.waitUntilCached(member: "TIER-8")
-        try warm(service.baseURL, member: "TIER-8", get: { try service.get(member: "TIER-8") }, hits: 10)
+        let service = try serviceHolding("TIER-8", environment: ["WORKERS": "1"], hits: 10)
         service.redis.suspend()
         defer { service.redis.resume() }
         let started = Date()
