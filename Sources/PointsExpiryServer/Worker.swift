@@ -44,10 +44,15 @@ final class Worker {
             readinessChanged: { ready in metrics.setRedisConnected(worker: index, ready) })
         curl = try CurlMulti(loop: loop)
         let cache = MemberCache(redis: redis, logger: logger)
-        let tier = LocalTier(maxBytes: configuration.localCacheBytes / max(1, configuration.workers))
-        localTiers.register(tier, loop: loop)
-        tierTracking = tier.maxBytes > 0
-            ? try TierTracking(loop: loop, redis: configuration.redis, tier: tier, worker: index, metrics: metrics, logger: logger) : nil
+        let tier = LocalTier(maxBytes: configuration.localCacheBytes / max(1, configuration.workers)) {
+            metrics.localCache.evictions.increment()
+        }
+        if tier.maxBytes > 0 {
+            localTiers.register(tier, loop: loop)
+            tierTracking = try TierTracking(loop: loop, redis: configuration.redis, tier: tier, worker: index, metrics: metrics, logger: logger)
+        } else {
+            tierTracking = nil
+        }
         let voucherify = VoucherifyAPI(curl: curl, configuration: configuration.voucherify, shared: voucherifyShared, logger: logger)
         let budget = try RateBudget(loop: loop, redis: redis, local: localBudget, metrics: metrics, logger: logger)
         self.budget = budget

@@ -256,7 +256,8 @@ import Testing
     }
 }
 
-/// The value of one sample line (`name{labels} value`) in Prometheus text; 0 when absent.
+/// The value of one sample line (`name{labels} value`) in Prometheus text, whole (gauges print
+/// `1.0`); 0 when absent.
 func metricValue(_ text: String, _ sample: String) -> Int {
-    text.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+    text.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
 }

@@ -49,8 +49,8 @@ import RPC
         #expect(tier.bytes == 0)
     }
 
-    @Test func anyInvalidationDuringTheReadVoidsTheFill() throws {
-        for void in [{ (tier: LocalTier) in tier.drop(member: "other") }, { $0.flush() },
+    @Test func anInvalidationOfTheMemberOrAFlushDuringTheReadVoidsTheFill() throws {
+        for void in [{ (tier: LocalTier) in tier.drop(member: "m") }, { $0.flush() },
                      { $0.trackingChanged(false); $0.trackingChanged(true) }] {
             let tier = tracking()
             let ticket = try #require(tier.fillTicket())
@@ -59,6 +59,51 @@ import RPC
             #expect(tier.fallback(campaign: "c", member: "m") == nil)
             #expect(tier.fill(campaign: "c", member: "m", entry: entry(), ticket: try #require(tier.fillTicket())))
         }
+    }
+
+    @Test func anotherMembersInvalidationLeavesTheFillAlone() throws {
+        let tier = tracking()
+        let ticket = try #require(tier.fillTicket())
+        let later = try #require(tier.fillTicket())
+        tier.drop(member: "other")
+        #expect(tier.fill(campaign: "c", member: "m", entry: entry(), ticket: ticket))
+        tier.drop(member: "n")
+        #expect(!tier.fill(campaign: "c", member: "n", entry: entry(member: "n"), ticket: later))
+        // With no read in flight nothing is remembered: a fill after the drop is kept.
+        #expect(tier.fill(campaign: "c", member: "n", entry: entry(member: "n"), ticket: try #require(tier.fillTicket())))
+    }
+
+    @Test func tooManyDropsDuringAReadVoidItWhole() throws {
+        let tier = tracking()
+        let ticket = try #require(tier.fillTicket())
+        for number in 0...LocalTier.maxRememberedDrops { tier.drop(member: "x\(number)") }
+        #expect(!tier.fill(campaign: "c", member: "m", entry: entry(), ticket: ticket))
+    }
+
+    @Test func membersAreTheirExactBytes() throws {
+        let tier = tracking()
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        #expect(composed == decomposed, "Swift deems them equal")
+        tier.fill(campaign: "c", member: composed, entry: entry(), ticket: try #require(tier.fillTicket()))
+        #expect(tier.servable(campaign: "c", member: decomposed) == nil, "Redis and Voucherify do not")
+        #expect(tier.servable(campaign: "c", member: composed) != nil)
+        tier.fill(campaign: composed, member: "m", entry: entry(), ticket: try #require(tier.fillTicket()))
+        #expect(tier.servable(campaign: decomposed, member: "m") == nil)
+        #expect(tier.servable(campaign: composed, member: "m") != nil)
+    }
+
+    @Test func whileDeafTheLatestRedisAnswerIsTheFallback() throws {
+        let tier = tracking()
+        tier.fill(campaign: "c", member: "m", entry: entry(dates: 1), ticket: try #require(tier.fillTicket()))
+        tier.trackingChanged(false)
+        tier.holdUnconfirmed(campaign: "c", member: "m", entry: entry(dates: 3))
+        #expect(tier.fallback(campaign: "c", member: "m")?.entry == entry(dates: 3))
+        #expect(tier.servable(campaign: "c", member: "m") == nil)
+        tier.holdUnconfirmed(campaign: "c", member: "m", entry: nil)
+        #expect(tier.fallback(campaign: "c", member: "m") == nil, "Redis had nothing: no older fallback either")
+        tier.trackingChanged(true)
+        tier.holdUnconfirmed(campaign: "c", member: "m", entry: entry())
+        #expect(tier.fallback(campaign: "c", member: "m") == nil, "only while deaf")
     }
 
     @Test func dropTakesEveryCampaignSpellingOfTheMember() throws {
@@ -81,6 +126,8 @@ import RPC
         tier.fill(campaign: "c", member: "m", entry: entry(dates: 5), ticket: try #require(tier.fillTicket()))
         #expect(tier.servable(campaign: "c", member: "m")?.entry == entry(dates: 5))
         let record = try #require(tier.fallback(campaign: "c", member: "m"))
+        tier.fill(campaign: "c", member: "m", entry: entry(dates: 5), ticket: try #require(tier.fillTicket()))
+        #expect(tier.fallback(campaign: "c", member: "m") === record, "the same record read again keeps its encodings")
         let before = tier.bytes
         tier.record(record, grewBy: record.keep(protoPrefix: [1, 2, 3]), member: "m")
         #expect(record.keep(protoPrefix: [9]) == 0, "a record keeps its first binary form")
@@ -130,6 +177,11 @@ import RPC
         let small = tracking(maxBytes: 100)
         #expect(!small.fill(campaign: "c", member: "m", entry: entry(dates: 20), ticket: try #require(small.fillTicket())))
         #expect(small.bytes == 0)
+        let probe = tracking()
+        probe.fill(campaign: "c", member: "m", entry: entry(), ticket: try #require(probe.fillTicket()))
+        // The member's own bytes count too: one byte short of record and name, nothing is kept.
+        let tight = tracking(maxBytes: probe.bytes - 1)
+        #expect(!tight.fill(campaign: "c", member: "m", entry: entry(), ticket: try #require(tight.fillTicket())))
         let off = tracking(maxBytes: 0)
         #expect(off.fillTicket() == nil)
     }
@@ -153,9 +205,15 @@ import RPC
                 return LoopBound(tier, loop: loop)
             }
         }
+        // The other loops are kept busy: the invalidation must wait for them to drop it.
+        let parked = DispatchSemaphore(value: 0)
+        for loop in group.loops where loop !== group.loops[1] { loop.execute { parked.wait() } }
         let done = DispatchSemaphore(value: 0)
         let origin = group.loops[1]
         origin.execute { directory.drop(member: "m", from: origin) { done.signal() } }
+        #expect(done.wait(timeout: .now() + .milliseconds(300)) == .timedOut, "answered before every tier dropped the member")
+        parked.signal()
+        parked.signal()
         #expect(done.wait(timeout: .now() + 30) == .success)
         for tier in tiers {
             let held = try tier.loop.runAndWait { (tier.value.fallback(campaign: "c", member: "m") == nil, tier.value.fallback(campaign: "c", member: "n") != nil) }

@@ -66,13 +66,13 @@ enum CacheKey {
     static let exportedCampaigns = "pe:export:campaigns"
 
     private static func key(member: String, suffix: StaticString) -> String {
-        key(prefix: "pe:{", tagged: member, suffix: suffix) // memberKeyPrefix
+        key(prefix: memberKeyPrefix, tagged: member, suffix: suffix)
     }
 
-    private static func key(prefix: StaticString, tagged: String, suffix: StaticString) -> String {
+    private static func key(prefix: String, tagged: String, suffix: StaticString) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity(tagged.utf8.count + prefix.utf8CodeUnitCount + suffix.utf8CodeUnitCount)
-        prefix.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.reserveCapacity(tagged.utf8.count + prefix.utf8.count + suffix.utf8CodeUnitCount)
+        out.append(contentsOf: prefix.utf8)
         appendEscaped(tagged, to: &out)
         suffix.withUTF8Buffer { out.append(contentsOf: $0) }
         return String(decoding: out, as: UTF8.self)

@@ -22,36 +22,48 @@ import RPC
 final class LocalTier {
     /// One member's records, one per campaign spelling as callers asked (as Redis keeps them).
     private struct Slot {
-        var member: String
+        var member: ExactText
         var records: [(campaign: String, record: TierRecord)]
         var bytes: Int
         var referenced: Bool
     }
 
-    /// Given out before a Redis read that may fill the tier; the fill is kept only while no
-    /// invalidation, flush or tracking change happened since.
+    /// Given out before a Redis read that may fill the tier; the fill is kept only if, since,
+    /// the member was not invalidated and the tier was neither flushed nor deaf for a moment.
     struct FillTicket {
         fileprivate let epoch: UInt64
+        fileprivate let drops: UInt64
     }
 
     let maxBytes: Int
     private(set) var bytes = 0
     private var slots: [Slot?] = []
     private var freeSlots: [Int] = []
-    private var index: [String: Int] = [:]
+    /// Keyed by the member's exact bytes, as Redis keys are (not by Unicode equivalence).
+    private var index: [ExactText: Int] = [:]
     private var hand = 0
-    /// Bumped by every invalidation, flush and tracking change: fills begun before are stale.
+    /// Bumped by every flush and tracking change: every fill begun before is void.
     private var epoch: UInt64 = 0
+    /// Counts member drops; `droppedAt` keeps each member's last one while tickets are out, so a
+    /// drop voids only the fills of its own member.
+    private var drops: UInt64 = 0
+    private var droppedAt: [ExactText: UInt64] = [:]
+    private var ticketsOut = 0
+    /// Beyond this many members dropped while reads were in flight, all of those reads are voided
+    /// instead (`droppedAt` stays small whatever the fleet's invalidation rate).
+    static let maxRememberedDrops = 4096
     /// Tracking is on: invalidations are heard, so entries may be served.
     private(set) var isTracking = false
-    /// Entries evicted to make room, for metrics.
+    /// Members evicted to make room (tests; `evicted` reports each eviction for metrics).
     private(set) var evictions = 0
+    private let evicted: (() -> Void)?
 
     /// What an entry costs beside its bytes: the slot, the index entry, the record's fields.
     static let overheadBytes = 160
 
-    init(maxBytes: Int) {
+    init(maxBytes: Int, evicted: (() -> Void)? = nil) {
         self.maxBytes = max(0, maxBytes)
+        self.evicted = evicted
     }
 
     var memberCount: Int { index.count }
@@ -69,8 +81,8 @@ final class LocalTier {
     }
 
     private func record(campaign: String, member: String, markUsed: Bool) -> TierRecord? {
-        guard let position = index[member], let slot = slots[position] else { return nil }
-        for held in slot.records where held.campaign == campaign {
+        guard let position = index[ExactText(member)], let slot = slots[position] else { return nil }
+        for held in slot.records where held.campaign.utf8.elementsEqual(campaign.utf8) {
             if markUsed && !slot.referenced { slots[position]!.referenced = true }
             return held.record
         }
@@ -78,28 +90,62 @@ final class LocalTier {
     }
 
     /// A ticket for a Redis read that may fill the tier; nil while tracking is off or the tier
-    /// holds nothing (size 0).
+    /// holds nothing (size 0). Every ticket must come back through `fill` or `returnTicket`.
     func fillTicket() -> FillTicket? {
-        isTracking && maxBytes > 0 ? FillTicket(epoch: epoch) : nil
+        guard isTracking, maxBytes > 0 else { return nil }
+        ticketsOut += 1
+        return FillTicket(epoch: epoch, drops: drops)
     }
 
-    /// Keeps `entry` (just read from Redis under `ticket`) unless anything was invalidated since
-    /// the ticket was taken. Returns whether it was kept.
+    /// A read that fills nothing (Redis did not answer a record) gives its ticket back.
+    func returnTicket(_ ticket: FillTicket) {
+        ticketsOut -= 1
+        if ticketsOut == 0 { droppedAt.removeAll(keepingCapacity: true) }
+    }
+
+    /// Keeps `entry` (just read from Redis under `ticket`) unless the member was invalidated (or
+    /// the tier flushed) since the ticket was taken. Returns whether it is held now.
     @discardableResult
     func fill(campaign: String, member: String, entry: CacheEntry, ticket: FillTicket) -> Bool {
-        guard isTracking, ticket.epoch == epoch else { return false }
+        defer { returnTicket(ticket) }
+        let key = ExactText(member)
+        guard isTracking, ticket.epoch == epoch, (droppedAt[key] ?? 0) <= ticket.drops else { return false }
+        return hold(campaign: campaign, member: key, entry: entry)
+    }
+
+    /// While tracking is off: keeps what this worker learnt last of `member` under `campaign` —
+    /// a Redis reply (nil: Redis has nothing), or its own Voucherify read while Redis could not be
+    /// asked — as the unconfirmed fallback, so a later outage never falls back to older data.
+    func holdUnconfirmed(campaign: String, member: String, entry: CacheEntry?) {
+        guard !isTracking, maxBytes > 0 else { return }
+        let key = ExactText(member)
+        guard let entry else {
+            if let position = index[key] { removeRecord(campaign: campaign, at: position) }
+            return
+        }
+        hold(campaign: campaign, member: key, entry: entry)
+    }
+
+    @discardableResult
+    private func hold(campaign: String, member: ExactText, entry: CacheEntry) -> Bool {
+        if let position = index[member], let slot = slots[position],
+           let held = slot.records.first(where: { $0.campaign.utf8.elementsEqual(campaign.utf8) })?.record, held.entry == entry {
+            return true // the very record held (a stale one read again): keep it with its encodings
+        }
         let record = TierRecord(entry)
         let size = Self.footprint(campaign: campaign, record: record)
-        guard size <= maxBytes else { return false }
+        let memberBytes = member.text.utf8.count
+        guard size + memberBytes <= maxBytes else { return false }
         if let position = index[member] {
             removeRecord(campaign: campaign, at: position)
         }
-        makeRoom(for: size)
+        let isNewMember = index[member] == nil
+        makeRoom(for: size + (isNewMember ? memberBytes : 0))
         if let position = index[member], slots[position] != nil {
             slots[position]!.records.append((campaign, record))
             slots[position]!.bytes += size
         } else {
-            let slot = Slot(member: member, records: [(campaign, record)], bytes: size + member.utf8.count, referenced: false)
+            let slot = Slot(member: member, records: [(campaign, record)], bytes: size + memberBytes, referenced: false)
             let position: Int
             if let free = freeSlots.popLast() {
                 slots[free] = slot
@@ -109,7 +155,7 @@ final class LocalTier {
                 position = slots.count - 1
             }
             index[member] = position
-            bytes += member.utf8.count
+            bytes += memberBytes
         }
         bytes += size
         return true
@@ -118,7 +164,8 @@ final class LocalTier {
     /// `record` grew (it made its binary or gzip form) by `extra` bytes (negative: shrank): counts it
     /// against the bound while the tier still holds that very record.
     func record(_ record: TierRecord, grewBy extra: Int, member: String) {
-        guard extra != 0, let position = index[member], let slot = slots[position], slot.records.contains(where: { $0.record === record }) else {
+        guard extra != 0, let position = index[ExactText(member)], let slot = slots[position],
+              slot.records.contains(where: { $0.record === record }) else {
             return
         }
         slots[position]!.bytes += extra
@@ -126,10 +173,19 @@ final class LocalTier {
         if bytes > maxBytes { makeRoom(for: 0) }
     }
 
-    /// Drops every campaign spelling of `member` and voids fills in flight.
+    /// Drops every campaign spelling of `member` and voids its fills in flight.
     func drop(member: String) {
-        epoch &+= 1
-        guard let position = index.removeValue(forKey: member), let slot = slots[position] else { return }
+        let key = ExactText(member)
+        drops &+= 1
+        if ticketsOut > 0 {
+            if droppedAt.count >= Self.maxRememberedDrops {
+                epoch &+= 1
+                droppedAt.removeAll(keepingCapacity: true)
+            } else {
+                droppedAt[key] = drops
+            }
+        }
+        guard let position = index.removeValue(forKey: key), let slot = slots[position] else { return }
         bytes -= slot.bytes
         slots[position] = nil
         freeSlots.append(position)
@@ -138,6 +194,7 @@ final class LocalTier {
     /// Drops everything (FLUSHALL, an invalidation too big to list) and voids fills in flight.
     func flush() {
         epoch &+= 1
+        droppedAt.removeAll(keepingCapacity: true)
         slots.removeAll(keepingCapacity: true)
         freeSlots.removeAll(keepingCapacity: true)
         index.removeAll(keepingCapacity: true)
@@ -155,7 +212,9 @@ final class LocalTier {
     // MARK: Bound
 
     private func removeRecord(campaign: String, at position: Int) {
-        guard let slot = slots[position], let found = slot.records.firstIndex(where: { $0.campaign == campaign }) else { return }
+        guard let slot = slots[position], let found = slot.records.firstIndex(where: { $0.campaign.utf8.elementsEqual(campaign.utf8) }) else {
+            return
+        }
         let size = Self.footprint(campaign: campaign, record: slot.records[found].record)
         slots[position]!.records.remove(at: found)
         slots[position]!.bytes -= size
@@ -180,6 +239,7 @@ final class LocalTier {
             slots[hand] = nil
             freeSlots.append(hand)
             evictions += 1
+            evicted?()
         }
     }
 
@@ -225,5 +285,22 @@ final class TierRecord {
         guard protoPrefix == nil else { return 0 }
         protoPrefix = prefix
         return prefix.count
+    }
+}
+
+/// Text compared and hashed by its exact UTF-8 bytes, as Redis compares keys: two spellings Swift
+/// deems equal (NFC and NFD) are two members, as they are in Redis and Voucherify.
+struct ExactText: Hashable {
+    let text: String
+
+    init(_ text: String) {
+        self.text = text
+    }
+
+    static func == (lhs: ExactText, rhs: ExactText) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

@@ -101,58 +101,68 @@ final class MemberAnswers {
     func answer(campaign: String, member: String, directives: CacheDirectives, deadline: Int64, record: RequestRecord? = nil,
                 completion: @escaping (Result<MemberAnswer, RPCError>) -> Void) {
         loop.assertInLoop()
-        if let held = tier.servable(campaign: campaign, member: member) {
-            // Answered here and now, without Redis. Anything but a fresh record asks Redis, which
-            // may hold a newer one.
-            switch policy.decide(held.entry, directives: directives, now: now) {
-            case .serve(.answer(let answer), let age):
-                metrics.cacheResults.increment("hit")
-                metrics.localCache.hits.increment()
-                return completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age,
-                                                        gzipMemo: held.gzipMemo(in: tier, member: member))))
-            case .serve(.notFound(let notFound), _):
-                metrics.cacheResults.increment("negative")
-                metrics.localCache.hits.increment()
-                return completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
-            case .serveStaleAndRefresh, .read: break
-            }
+        // Answered here and now, without Redis, while the record is fresh. Anything else asks
+        // Redis, which may hold a newer one.
+        if let held = tier.servable(campaign: campaign, member: member),
+           case .serve(let fresh, let age) = policy.decide(held.entry, directives: directives, now: now) {
+            metrics.localCache.hits.increment()
+            return serve(fresh, ageSeconds: age, gzipMemo: held.gzipMemo(in: tier, member: member), campaign: campaign, member: member,
+                         completion: completion)
         }
         let ticket = tier.fillTicket()
         cache.lookup(campaign: campaign, member: member) { [self] lookup in
             let entry: CacheEntry?
+            var fromTier = false
             switch lookup {
             case .found(let found):
                 entry = found
-                if let ticket { keep(found, campaign: campaign, member: member, ticket: ticket) }
-            case .absent: entry = nil
+                keep(found, campaign: campaign, member: member, ticket: ticket)
+            case .absent:
+                entry = nil
+                keep(nil, campaign: campaign, member: member, ticket: ticket)
             case .unavailable:
+                if let ticket { tier.returnTicket(ticket) }
                 metrics.cacheUnavailable.increment()
                 // Redis cannot be asked: what this worker holds still answers inside its windows.
                 entry = tier.fallback(campaign: campaign, member: member)?.entry
+                fromTier = entry != nil
             }
             switch policy.decide(entry, directives: directives, now: now) {
-            case .serve(.answer(let answer), let age):
-                metrics.cacheResults.increment("hit")
-                completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: age)))
-            case .serve(.notFound(let notFound), _):
-                metrics.cacheResults.increment("negative")
-                completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+            case .serve(let fresh, let age):
+                serve(fresh, ageSeconds: age, gzipMemo: nil, campaign: campaign, member: member, completion: completion)
             case .serveStaleAndRefresh(let answer, let age):
                 metrics.cacheResults.increment("stale")
                 completion(.success(MemberAnswer(answer: answer, source: .stale, ageSeconds: age)))
-                refresh(FlightKey(campaign: campaign, member: member), seen: entry)
+                // Without Redis a refresh could store nothing: the held record stays until its
+                // stale-while-revalidate window ends, then a read (kept here) replaces it.
+                if !fromTier { refresh(FlightKey(campaign: campaign, member: member), seen: entry) }
             case .read(let fallback):
                 join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, record: record, completion: completion))
             }
         }
     }
 
-    /// Keeps a record Redis just returned in the tier, unless an invalidation arrived meanwhile.
-    private func keep(_ entry: CacheEntry, campaign: String, member: String, ticket: LocalTier.FillTicket) {
-        let evictionsBefore = tier.evictions
+    /// A fresh record answers: an answer (hit) or a remembered not-found.
+    private func serve(_ entry: CacheEntry, ageSeconds: Int64, gzipMemo: GzipMemo?, campaign: String, member: String,
+                       completion: (Result<MemberAnswer, RPCError>) -> Void) {
+        switch entry {
+        case .answer(let answer):
+            metrics.cacheResults.increment("hit")
+            completion(.success(MemberAnswer(answer: answer, source: .hit, ageSeconds: ageSeconds, gzipMemo: gzipMemo)))
+        case .notFound(let notFound):
+            metrics.cacheResults.increment("negative")
+            completion(.failure(notFound.subject.error.rpcError(campaign: campaign, member: member)))
+        }
+    }
+
+    /// Keeps what Redis just answered (a record, or nil for none) in the tier: under `ticket`
+    /// unless an invalidation of the member arrived meanwhile; without one (tracking off) as the
+    /// unconfirmed fallback.
+    private func keep(_ entry: CacheEntry?, campaign: String, member: String, ticket: LocalTier.FillTicket?) {
+        guard let ticket else { return tier.holdUnconfirmed(campaign: campaign, member: member, entry: entry) }
+        guard let entry else { return tier.returnTicket(ticket) }
         let kept = tier.fill(campaign: campaign, member: member, entry: entry, ticket: ticket)
         metrics.localCache.fills.increment(kept ? "kept" : "discarded")
-        if tier.evictions != evictionsBefore { metrics.localCache.evictions.increment(by: Int64(tier.evictions - evictionsBefore)) }
     }
 
     /// Drops `member`'s answers under every campaign spelling: in Redis (fencing refills in flight;
@@ -322,7 +332,13 @@ final class MemberAnswers {
             case .success(let buckets):
                 let expiration = MemberExpiration(campaign: campaign, member: member, buckets: buckets, fetchedAt: now)
                 let (entry, lifetime) = policy.entry(for: expiration, jitterMilliseconds: .random(in: 0...policy.maxJitterMilliseconds))
-                if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
+                if let lease {
+                    cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil)
+                } else {
+                    // Redis could not be asked: while the tier cannot hear invalidations either,
+                    // the worker keeps what it read, so the next callers do not read it again.
+                    tier.holdUnconfirmed(campaign: campaign, member: member, entry: entry)
+                }
                 outcome = .read(entry)
             case .failure(let error):
                 if let subject = NotFoundSubject(error) {
