@@ -137,6 +137,15 @@ extension RPCRequest {
     }
 }
 
+/// A call's deadline timer, shared by what ends the call (its answer, its caller going away) and
+/// set once the call is still unanswered after `UnaryMethod.call` returned. Loop-confined.
+private final class CallTimer {
+    var timer: Timer?
+
+    /// Disarms it; the timer itself stays (this may run inside its own action).
+    func cancel() { timer?.cancel() }
+}
+
 /// A plain HTTP endpoint beside the Connect methods: health, metrics, the webhook.
 public struct PlainRoute {
     /// The one HTTP method served; others get 405 with `allow`.
@@ -286,19 +295,9 @@ public final class RPCRouter: HTTPHandler {
         // Strong captures: the timer is cancelled (dropping its closure) as soon as the call
         // answers or the stream ends, so nothing outlives the request.
         let cancellation = method.observesCancellation ? RPCCancellation() : nil
-        var deadlineTimer: Timer?
-        if let deadline {
-            do {
-                deadlineTimer = try Timer.schedule(on: loop, after: Int(clamping: max(0, deadlineAt - loop.monotonicMilliseconds))) { [self] in
-                    // The caller has its answer: a call that watches for its caller stops too.
-                    cancellation?.cancel()
-                    self.finish(method, record, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
-                                call: call, codec: message.codec, compressResponse: false, writer: writer)
-                }
-            } catch {
-                logger.error("could not arm a deadline timer", metadata: ["error": "\(error)", "request_id": "\(record.requestID)"])
-            }
-        }
+        // Only a caller's own deadline gets a timer, and only once the method returned without
+        // answering: a hit answered within `call` (the in-process tier) arms none.
+        let deadlineTimer = deadline == nil ? nil : CallTimer()
         writer.onCancel = { [deadlineTimer, cancellation] in
             deadlineTimer?.cancel()
             cancellation?.cancel()
@@ -308,6 +307,17 @@ public final class RPCRouter: HTTPHandler {
         method.call(message, context: context) { [self, deadlineTimer] result in
             deadlineTimer?.cancel()
             self.finish(method, record, result, call: call, codec: message.codec, compressResponse: compressResponse, writer: writer)
+        }
+        guard let deadline, let deadlineTimer, !writer.hasResponded, !writer.isCancelled else { return }
+        do {
+            deadlineTimer.timer = try Timer.schedule(on: loop, after: Int(clamping: max(0, deadlineAt - loop.monotonicMilliseconds))) { [self] in
+                // The caller has its answer: a call that watches for its caller stops too.
+                cancellation?.cancel()
+                self.finish(method, record, .failure(RPCError(.deadlineExceeded, "the call's deadline of \(deadline) ms was exceeded")),
+                            call: call, codec: message.codec, compressResponse: false, writer: writer)
+            }
+        } catch {
+            logger.error("could not arm a deadline timer", metadata: ["error": "\(error)", "request_id": "\(record.requestID)"])
         }
     }
 
