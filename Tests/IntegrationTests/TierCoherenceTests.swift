@@ -137,9 +137,10 @@ import TestSupport
         let log = CapturedLog()
         let service = try serviceHolding("TIER-6", log: log)
         let resumed = log.entries(TierCoherenceTests.trackingOnMessage).count
-        // The invalidation connections go; a change made now is never heard by this service.
-        _ = try service.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
-        _ = try service.redis.cli("DEL", answersKey("TIER-6"))
+        // The invalidation connections go, and a change made in the same breath (one redis-cli, one
+        // connection; the listener waits 100 ms before reconnecting) is never heard by this service.
+        _ = try runWithInput("/usr/bin/redis-cli", ["-p", String(service.redis.port)],
+                             Data("CLIENT KILL TYPE pubsub\nDEL \(answersKey("TIER-6"))\n".utf8))
         try waitUntil("both workers track again") { log.entries(TierCoherenceTests.trackingOnMessage).count >= resumed + 2 }
         #expect(log.entries(TierCoherenceTests.trackingOffMessage).count >= 2)
         try service.fake.resetStats()
@@ -177,6 +178,11 @@ import TestSupport
         let service = try serviceHolding("TIER-8", environment: ["WORKERS": "1"], hits: 10)
         service.redis.suspend()
         defer { service.redis.resume() }
+        // Once the hang is noticed the tier no longer vouches for its records; every request now
+        // tries Redis and falls back to what the tier holds.
+        try waitUntil("the worker noticed the hang") {
+            metricValue(try metrics(service.baseURL), #"points_expiry_local_cache_tracking{worker="0"}"#) == 0
+        }
         let started = Date()
         var answers: [HTTPResult] = []
         for _ in 0..<30 { answers.append(try service.get(member: "TIER-8")) }

@@ -4,16 +4,17 @@ import RPC
 /// One worker's in-process copy of recent Redis records, so that a hit costs no Redis round trip.
 /// Loop-confined (one per worker, no locks); bounded by bytes.
 ///
-/// It only ever holds what Redis held: entries come from Redis replies (`fill`), never from this
-/// worker's own Voucherify reads, and whether an entry may be served is still the policy's call
-/// (windows, deduction instant). Coherence comes from outside: invalidations (this replica's, by
-/// `drop`; every replica's, by Redis tracking) drop members, and a fill whose Redis read was in
-/// flight when any invalidation arrived is discarded (`FillTicket`).
+/// While tracking is on it holds only what Redis held: entries come from Redis replies (`fill`),
+/// and whether an entry may be served is still the policy's call (windows, deduction instant).
+/// Coherence comes from outside: invalidations (this replica's, by `drop`; every replica's, by
+/// Redis tracking) drop members, and a fill whose read was in flight when its member was
+/// invalidated is discarded (`FillTicket`).
 ///
 /// While tracking is down the tier cannot hear invalidations, so its entries are *unconfirmed*:
 /// `servable` offers none of them and they are only a fallback while Redis cannot be asked
-/// (`fallback`). When tracking comes back they are flushed, since changes made while it was down
-/// were never heard.
+/// (`fallback`); what the worker learns meanwhile (a Redis reply, or its own Voucherify read
+/// while Redis cannot be asked) replaces them, under the same tickets. When tracking comes back
+/// they are flushed, since changes made while it was down were never heard.
 ///
 /// Eviction is CLOCK over members: a hit only sets a bit (no list to relink, nothing to
 /// allocate), and the hand gives every member that was asked for since its last pass a second
@@ -33,6 +34,8 @@ final class LocalTier {
     struct FillTicket {
         fileprivate let epoch: UInt64
         fileprivate let drops: UInt64
+        /// Taken while tracking was on: a fill will be servable (else only a fallback).
+        let whileTracking: Bool
     }
 
     let maxBytes: Int
@@ -89,12 +92,12 @@ final class LocalTier {
         return nil
     }
 
-    /// A ticket for a Redis read that may fill the tier; nil while tracking is off or the tier
-    /// holds nothing (size 0). Every ticket must come back through `fill` or `returnTicket`.
+    /// A ticket for a read that may fill the tier; nil when the tier holds nothing (size 0).
+    /// Every ticket must come back through `fill` or `returnTicket`.
     func fillTicket() -> FillTicket? {
-        guard isTracking, maxBytes > 0 else { return nil }
+        guard maxBytes > 0 else { return nil }
         ticketsOut += 1
-        return FillTicket(epoch: epoch, drops: drops)
+        return FillTicket(epoch: epoch, drops: drops, whileTracking: isTracking)
     }
 
     /// A read that fills nothing (Redis did not answer a record) gives its ticket back.
@@ -103,27 +106,20 @@ final class LocalTier {
         if ticketsOut == 0 { droppedAt.removeAll(keepingCapacity: true) }
     }
 
-    /// Keeps `entry` (just read from Redis under `ticket`) unless the member was invalidated (or
-    /// the tier flushed) since the ticket was taken. Returns whether it is held now.
+    /// Keeps `entry` (just read under `ticket`) unless the member was invalidated, the tier
+    /// flushed, or tracking turned on or off since the ticket was taken (each change bumps the
+    /// epoch, so a ticket taken while deaf fills an unconfirmed fallback, never a servable entry).
+    /// `entry` nil (Redis has nothing) forgets what was held. Returns whether `entry` is held now.
     @discardableResult
-    func fill(campaign: String, member: String, entry: CacheEntry, ticket: FillTicket) -> Bool {
+    func fill(campaign: String, member: String, entry: CacheEntry?, ticket: FillTicket) -> Bool {
         defer { returnTicket(ticket) }
-        let key = ExactText(member)
-        guard isTracking, ticket.epoch == epoch, (droppedAt[key] ?? 0) <= ticket.drops else { return false }
-        return hold(campaign: campaign, member: key, entry: entry)
-    }
-
-    /// While tracking is off: keeps what this worker learnt last of `member` under `campaign` —
-    /// a Redis reply (nil: Redis has nothing), or its own Voucherify read while Redis could not be
-    /// asked — as the unconfirmed fallback, so a later outage never falls back to older data.
-    func holdUnconfirmed(campaign: String, member: String, entry: CacheEntry?) {
-        guard !isTracking, maxBytes > 0 else { return }
         let key = ExactText(member)
         guard let entry else {
             if let position = index[key] { removeRecord(campaign: campaign, at: position) }
-            return
+            return false
         }
-        hold(campaign: campaign, member: key, entry: entry)
+        guard ticket.epoch == epoch, (droppedAt[key] ?? 0) <= ticket.drops else { return false }
+        return hold(campaign: campaign, member: key, entry: entry)
     }
 
     @discardableResult
@@ -132,15 +128,15 @@ final class LocalTier {
            let held = slot.records.first(where: { $0.campaign.utf8.elementsEqual(campaign.utf8) })?.record, held.entry == entry {
             return true // the very record held (a stale one read again): keep it with its encodings
         }
+        if let position = index[member] {
+            removeRecord(campaign: campaign, at: position)
+        }
         let record = TierRecord(entry)
         let size = Self.footprint(campaign: campaign, record: record)
         let memberBytes = member.text.utf8.count
         guard size + memberBytes <= maxBytes else { return false }
-        if let position = index[member] {
-            removeRecord(campaign: campaign, at: position)
-        }
-        let isNewMember = index[member] == nil
-        makeRoom(for: size + (isNewMember ? memberBytes : 0))
+        // Room for the member's name too: CLOCK may evict the member's own slot meanwhile.
+        makeRoom(for: size + memberBytes)
         if let position = index[member], slots[position] != nil {
             slots[position]!.records.append((campaign, record))
             slots[position]!.bytes += size

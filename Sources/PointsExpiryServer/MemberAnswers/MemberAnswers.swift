@@ -133,9 +133,9 @@ final class MemberAnswers {
             case .serveStaleAndRefresh(let answer, let age):
                 metrics.cacheResults.increment("stale")
                 completion(.success(MemberAnswer(answer: answer, source: .stale, ageSeconds: age)))
-                // Without Redis a refresh could store nothing: the held record stays until its
-                // stale-while-revalidate window ends, then a read (kept here) replaces it.
-                if !fromTier { refresh(FlightKey(campaign: campaign, member: member), seen: entry) }
+                // A record only the tier holds is refreshed only while the tier keeps the read
+                // (tracking off): otherwise Redis, not answering, could store nothing of it.
+                if !fromTier || !tier.isTracking { refresh(FlightKey(campaign: campaign, member: member), seen: entry) }
             case .read(let fallback):
                 join(FlightKey(campaign: campaign, member: member), seen: entry, usesCache: lookup.isUsable, waiter: FlightWaiter(deadline: deadline, fallback: fallback, record: record, completion: completion))
             }
@@ -155,14 +155,21 @@ final class MemberAnswers {
         }
     }
 
-    /// Keeps what Redis just answered (a record, or nil for none) in the tier: under `ticket`
-    /// unless an invalidation of the member arrived meanwhile; without one (tracking off) as the
-    /// unconfirmed fallback.
+    /// Keeps what Redis just answered (a record, or nil for none) in the tier under `ticket`,
+    /// unless an invalidation of the member arrived meanwhile.
     private func keep(_ entry: CacheEntry?, campaign: String, member: String, ticket: LocalTier.FillTicket?) {
-        guard let ticket else { return tier.holdUnconfirmed(campaign: campaign, member: member, entry: entry) }
-        guard let entry else { return tier.returnTicket(ticket) }
+        guard let ticket else { return }
         let kept = tier.fill(campaign: campaign, member: member, entry: entry, ticket: ticket)
-        metrics.localCache.fills.increment(kept ? "kept" : "discarded")
+        if entry != nil, ticket.whileTracking { metrics.localCache.fills.increment(kept ? "kept" : "discarded") }
+    }
+
+    /// A read made without Redis: while the tier cannot hear invalidations (Redis unreachable for
+    /// it too), the worker keeps what it read as its fallback, so the next callers need not read
+    /// it again; while tracking is on the tier holds only Redis' records.
+    private func keepOwnRead(_ entry: CacheEntry, campaign: String, member: String, ticket: LocalTier.FillTicket?) {
+        guard let ticket else { return }
+        guard !ticket.whileTracking else { return tier.returnTicket(ticket) }
+        tier.fill(campaign: campaign, member: member, entry: entry, ticket: ticket)
     }
 
     /// Drops `member`'s answers under every campaign spelling: in Redis (fencing refills in flight;
@@ -324,6 +331,7 @@ final class MemberAnswers {
         }
         let (campaign, member) = (flight.key.campaign, flight.key.member)
         let started = loop.monotonicMilliseconds
+        let ticket = lease == nil ? tier.fillTicket() : nil
         let admission = FlightAdmission(flight: flight, interactive: budget, warming: warmingBudget, loop: loop)
         voucherify.fetchMemberBuckets(campaign: campaign, member: member, deadline: started + Self.readMilliseconds,
                                       admission: admission) { [self] result in
@@ -332,20 +340,17 @@ final class MemberAnswers {
             case .success(let buckets):
                 let expiration = MemberExpiration(campaign: campaign, member: member, buckets: buckets, fetchedAt: now)
                 let (entry, lifetime) = policy.entry(for: expiration, jitterMilliseconds: .random(in: 0...policy.maxJitterMilliseconds))
-                if let lease {
-                    cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil)
-                } else {
-                    // Redis could not be asked: while the tier cannot hear invalidations either,
-                    // the worker keeps what it read, so the next callers do not read it again.
-                    tier.holdUnconfirmed(campaign: campaign, member: member, entry: entry)
-                }
+                if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
+                keepOwnRead(entry, campaign: campaign, member: member, ticket: ticket)
                 outcome = .read(entry)
             case .failure(let error):
                 if let subject = NotFoundSubject(error) {
                     let (entry, lifetime) = policy.notFoundEntry(subject, now: now)
                     if let lease { cache.finishRead(campaign: campaign, member: member, lease: lease, record: entry, lifetimeMilliseconds: lifetime, failure: nil) }
+                    keepOwnRead(entry, campaign: campaign, member: member, ticket: ticket)
                     outcome = .read(entry)
                 } else {
+                    if let ticket { tier.returnTicket(ticket) }
                     // Only what Voucherify said (or a budget that made callers wait) warns the fleet
                     // off; a read that merely would not queue for budget leaves no marker.
                     let marker = admission.refusedWithoutWaiting ? nil : error
